@@ -1,0 +1,346 @@
+#include "backup/store/sqlite_record_store.h"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <atomic>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/testing/vault_test_util.h"
+
+namespace pinvault::backup {
+namespace {
+
+using testing::IdWithPrefix;
+using testing::ScopedTempDir;
+using vault::CommitBatch;
+using vault::Digest;
+using vault::RecordId;
+using vault::RecordPut;
+using vault::StoredRecord;
+using vault::StoreHead;
+using vault::TreeNode;
+
+StoredRecord MakeRecord(const RecordId& id, uint64_t version, uint8_t tag) {
+  StoredRecord r;
+  r.id = id;
+  r.version = version;
+  r.record_hash.fill(tag);
+  r.sealed = Bytes(100, tag);
+  return r;
+}
+
+Digest Fill(uint8_t v) {
+  Digest d;
+  d.fill(v);
+  return d;
+}
+
+CommitBatch Batch(std::optional<uint64_t> expected, uint64_t epoch) {
+  CommitBatch batch;
+  batch.expected_epoch = expected;
+  batch.head = StoreHead{epoch, Bytes{static_cast<uint8_t>(epoch), 0xcc}};
+  return batch;
+}
+
+// RawExec runs SQL on the file through a separate connection, as an attacker or an older
+// build would.
+void RawExec(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  char* error = nullptr;
+  int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error);
+  std::string message = error ? error : "";
+  sqlite3_free(error);
+  sqlite3_close(db);
+  ASSERT_EQ(rc, SQLITE_OK) << message;
+}
+
+std::string RawQueryText(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  std::string out;
+  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK &&
+      sqlite3_step(stmt) == SQLITE_ROW) {
+    const unsigned char* t = sqlite3_column_text(stmt, 0);
+    out = t ? reinterpret_cast<const char*>(t) : "";
+  }
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  return out;
+}
+
+TEST(SqliteRecordStoreTest, FreshStoreIsEmptyWalAndLatestSchema) {
+  ScopedTempDir dir;
+  auto store = SqliteRecordStore::Open(dir.path());
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_EQ((*store)->SchemaVersion(), SqliteRecordStore::kLatestSchemaVersion);
+  EXPECT_EQ((*store)->path(), dir.File(SqliteRecordStore::kDatabaseFileName));
+  auto tree = (*store)->ReadTree();
+  ASSERT_TRUE(tree.ok()) << tree.status();
+  EXPECT_FALSE(tree->head.has_value());
+  EXPECT_TRUE(tree->nodes.empty());
+  EXPECT_EQ(RawQueryText((*store)->path(), "PRAGMA journal_mode"), "wal");
+  EXPECT_EQ(RawQueryText((*store)->path(), "PRAGMA user_version"), "2");
+  auto missing = (*store)->ReadRecord(IdWithPrefix(1, 2, 3));
+  ASSERT_TRUE(missing.ok());
+  EXPECT_FALSE(missing->has_value());
+}
+
+TEST(SqliteRecordStoreTest, CommitWritesEverythingAndScanSeesIt) {
+  ScopedTempDir dir;
+  auto store = std::move(SqliteRecordStore::Open(dir.path())).value();
+  CommitBatch batch = Batch(std::nullopt, 0);
+  RecordId a = IdWithPrefix(0x10, 0x00, 0x01);
+  RecordId b = IdWithPrefix(0x10, 0xff, 0x02);
+  RecordId c = IdWithPrefix(0x11, 0x00, 0x03);
+  batch.records = {RecordPut{MakeRecord(a, 1, 0xa1), 0}, RecordPut{MakeRecord(b, 1, 0xb1), 0},
+                   RecordPut{MakeRecord(c, 1, 0xc1), 0}};
+  batch.nodes = {TreeNode{0x10, 2, Fill(7)}, TreeNode{0x11, 1, Fill(8)}};
+  ASSERT_TRUE(store->Commit(batch).ok());
+
+  auto tree = store->ReadTree();
+  ASSERT_TRUE(tree.ok());
+  ASSERT_TRUE(tree->head.has_value());
+  EXPECT_EQ(*tree->head, batch.head);
+  ASSERT_EQ(tree->nodes.size(), 2u);
+  EXPECT_EQ(tree->nodes[0], batch.nodes[0]);
+  EXPECT_EQ(tree->nodes[1], batch.nodes[1]);
+
+  RecordId lo = IdWithPrefix(0x10, 0x00, 0x00);
+  RecordId hi = IdWithPrefix(0x10, 0xff, 0xff);
+  auto scan = store->ScanBucket(lo, hi, b);
+  ASSERT_TRUE(scan.ok()) << scan.status();
+  ASSERT_EQ(scan->entries.size(), 2u);
+  EXPECT_EQ(scan->entries[0].id, a);
+  EXPECT_EQ(scan->entries[1].id, b);
+  EXPECT_EQ(scan->entries[1].record_hash, Fill(0xb1));
+  ASSERT_TRUE(scan->target.has_value());
+  EXPECT_EQ(*scan->target, MakeRecord(b, 1, 0xb1));
+
+  // A target outside the range, or absent, is not returned.
+  auto scan2 = store->ScanBucket(lo, hi, c);
+  ASSERT_TRUE(scan2.ok());
+  EXPECT_FALSE(scan2->target.has_value());
+  EXPECT_EQ(scan2->entries.size(), 2u);
+
+  auto read = store->ReadRecord(c);
+  ASSERT_TRUE(read.ok());
+  ASSERT_TRUE(read->has_value());
+  EXPECT_EQ(**read, MakeRecord(c, 1, 0xc1));
+}
+
+TEST(SqliteRecordStoreTest, EpochCompareAndSwap) {
+  ScopedTempDir dir;
+  auto store = std::move(SqliteRecordStore::Open(dir.path())).value();
+  ASSERT_TRUE(store->Commit(Batch(std::nullopt, 0)).ok());
+  // A second genesis (expects no head) is refused.
+  EXPECT_EQ(store->Commit(Batch(std::nullopt, 0)).code(), StatusCode::kAborted);
+  // A stale epoch is refused.
+  ASSERT_TRUE(store->Commit(Batch(0, 1)).ok());
+  Status stale = store->Commit(Batch(0, 1));
+  EXPECT_EQ(stale.code(), StatusCode::kAborted);
+  EXPECT_NE(stale.message().find("epoch is 1"), std::string::npos) << stale;
+  auto tree = store->ReadTree();
+  ASSERT_TRUE(tree.ok());
+  EXPECT_EQ(tree->head->epoch, 1u);
+}
+
+TEST(SqliteRecordStoreTest, BatchIsAllOrNothing) {
+  ScopedTempDir dir;
+  auto store = std::move(SqliteRecordStore::Open(dir.path())).value();
+  RecordId a = IdWithPrefix(1, 0, 0);
+  RecordId b = IdWithPrefix(2, 0, 0);
+  CommitBatch first = Batch(std::nullopt, 0);
+  first.records = {RecordPut{MakeRecord(a, 1, 1), 0}};
+  first.nodes = {TreeNode{1, 1, Fill(1)}};
+  ASSERT_TRUE(store->Commit(first).ok());
+
+  // The second put's version check fails: b does not exist but version 5 is expected.
+  CommitBatch bad = Batch(0, 1);
+  bad.records = {RecordPut{MakeRecord(a, 2, 2), 1}, RecordPut{MakeRecord(b, 6, 2), 5}};
+  bad.nodes = {TreeNode{1, 1, Fill(2)}, TreeNode{2, 1, Fill(2)}};
+  bad.erased_nodes = {1};
+  EXPECT_EQ(store->Commit(bad).code(), StatusCode::kAborted);
+
+  auto row = store->ReadRecord(a);
+  ASSERT_TRUE(row.ok());
+  EXPECT_EQ(**row, MakeRecord(a, 1, 1));
+  EXPECT_FALSE(store->ReadRecord(b)->has_value());
+  auto tree = store->ReadTree();
+  ASSERT_TRUE(tree.ok());
+  EXPECT_EQ(tree->head->epoch, 0u);
+  ASSERT_EQ(tree->nodes.size(), 1u);
+  EXPECT_EQ(tree->nodes[0], first.nodes[0]);
+
+  // Updating a with the wrong expected version is refused as well.
+  CommitBatch wrong_version = Batch(0, 1);
+  wrong_version.records = {RecordPut{MakeRecord(a, 2, 2), 0}};
+  EXPECT_EQ(store->Commit(wrong_version).code(), StatusCode::kAborted);
+
+  // The same batch with correct expectations applies fully, including the erase.
+  CommitBatch good = Batch(0, 1);
+  good.records = {RecordPut{MakeRecord(a, 2, 2), 1}, RecordPut{MakeRecord(b, 1, 2), 0}};
+  good.nodes = {TreeNode{2, 2, Fill(2)}};
+  good.erased_nodes = {1, 99};
+  ASSERT_TRUE(store->Commit(good).ok());
+  EXPECT_EQ(**store->ReadRecord(a), MakeRecord(a, 2, 2));
+  EXPECT_EQ(**store->ReadRecord(b), MakeRecord(b, 1, 2));
+  tree = store->ReadTree();
+  ASSERT_EQ(tree->nodes.size(), 1u);
+  EXPECT_EQ(tree->nodes[0], good.nodes[0]);
+}
+
+TEST(SqliteRecordStoreTest, RejectsMalformedBatches) {
+  ScopedTempDir dir;
+  auto store = std::move(SqliteRecordStore::Open(dir.path())).value();
+  RecordId a = IdWithPrefix(1, 0, 0);
+  CommitBatch dup = Batch(std::nullopt, 0);
+  dup.records = {RecordPut{MakeRecord(a, 1, 1), 0}, RecordPut{MakeRecord(a, 1, 2), 0}};
+  EXPECT_EQ(store->Commit(dup).code(), StatusCode::kInvalidArgument);
+  CommitBatch zero = Batch(std::nullopt, 0);
+  zero.records = {RecordPut{MakeRecord(a, 0, 1), 0}};
+  EXPECT_EQ(store->Commit(zero).code(), StatusCode::kInvalidArgument);
+  EXPECT_FALSE(store->ReadTree()->head.has_value());
+}
+
+TEST(SqliteRecordStoreTest, ReopenKeepsCommittedData) {
+  ScopedTempDir dir;
+  RecordId a = IdWithPrefix(9, 9, 9);
+  {
+    auto store = std::move(SqliteRecordStore::Open(dir.path())).value();
+    CommitBatch batch = Batch(std::nullopt, 0);
+    batch.records = {RecordPut{MakeRecord(a, 1, 4), 0}};
+    batch.nodes = {TreeNode{9, 1, Fill(4)}};
+    ASSERT_TRUE(store->Commit(batch).ok());
+    CommitBatch second = Batch(0, 1);
+    second.records = {RecordPut{MakeRecord(a, 2, 5), 1}};
+    ASSERT_TRUE(store->Commit(second).ok());
+  }
+  auto store = SqliteRecordStore::Open(dir.path());
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_EQ((*store)->SchemaVersion(), SqliteRecordStore::kLatestSchemaVersion);
+  EXPECT_EQ(**(*store)->ReadRecord(a), MakeRecord(a, 2, 5));
+  auto tree = (*store)->ReadTree();
+  EXPECT_EQ(tree->head->epoch, 1u);
+  ASSERT_EQ(tree->nodes.size(), 1u);
+}
+
+TEST(SqliteRecordStoreTest, MigratesOldSchemaKeepingData) {
+  ScopedTempDir dir;
+  RecordId a = IdWithPrefix(3, 3, 3);
+  {
+    SqliteRecordStore::Options v1;
+    v1.schema_version = 1;
+    auto store = std::move(SqliteRecordStore::Open(dir.path(), v1)).value();
+    EXPECT_EQ(store->SchemaVersion(), 1);
+    CommitBatch batch = Batch(std::nullopt, 0);
+    batch.records = {RecordPut{MakeRecord(a, 1, 6), 0}};
+    ASSERT_TRUE(store->Commit(batch).ok());
+    // Version 1 has no tree_nodes table.
+    CommitBatch with_node = Batch(0, 1);
+    with_node.nodes = {TreeNode{1, 1, Fill(1)}};
+    EXPECT_FALSE(store->Commit(with_node).ok());
+  }
+  EXPECT_EQ(RawQueryText(dir.File(SqliteRecordStore::kDatabaseFileName), "PRAGMA user_version"),
+            "1");
+  auto store = std::move(SqliteRecordStore::Open(dir.path())).value();
+  EXPECT_EQ(store->SchemaVersion(), 2);
+  EXPECT_EQ(**store->ReadRecord(a), MakeRecord(a, 1, 6));
+  CommitBatch with_node = Batch(0, 1);
+  with_node.nodes = {TreeNode{1, 1, Fill(1)}};
+  ASSERT_TRUE(store->Commit(with_node).ok());
+  EXPECT_EQ(store->ReadTree()->nodes.size(), 1u);
+  // Opening again runs no migration and changes nothing.
+  store.reset();
+  store = std::move(SqliteRecordStore::Open(dir.path())).value();
+  EXPECT_EQ(store->SchemaVersion(), 2);
+  EXPECT_EQ(store->ReadTree()->head->epoch, 1u);
+}
+
+TEST(SqliteRecordStoreTest, RefusesNewerSchemaAndNonDatabases) {
+  ScopedTempDir dir;
+  { ASSERT_TRUE(SqliteRecordStore::Open(dir.path()).ok()); }
+  RawExec(dir.File(SqliteRecordStore::kDatabaseFileName), "PRAGMA user_version = 99");
+  auto newer = SqliteRecordStore::Open(dir.path());
+  ASSERT_FALSE(newer.ok());
+  EXPECT_EQ(newer.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(newer.status().message().find("99"), std::string::npos);
+
+  ScopedTempDir junk_dir;
+  {
+    std::ofstream junk(junk_dir.File(SqliteRecordStore::kDatabaseFileName), std::ios::binary);
+    junk << std::string(8192, 'x');
+  }
+  auto junk = SqliteRecordStore::Open(junk_dir.path());
+  ASSERT_FALSE(junk.ok());
+  EXPECT_EQ(junk.status().code(), StatusCode::kDataLoss) << junk.status();
+
+  auto missing_dir = SqliteRecordStore::Open(dir.File("no/such/dir"));
+  ASSERT_FALSE(missing_dir.ok());
+  EXPECT_EQ(missing_dir.status().code(), StatusCode::kUnavailable) << missing_dir.status();
+}
+
+TEST(SqliteRecordStoreTest, MalformedRowsAreDataLoss) {
+  ScopedTempDir dir;
+  auto store = std::move(SqliteRecordStore::Open(dir.path())).value();
+  // A row whose id is not 32 bytes, inside the scanned range.
+  RawExec(store->path(),
+          "INSERT INTO records VALUES (x'0500ff', 1, zeroblob(32), x'00');"
+          "INSERT INTO tree_nodes VALUES (1, 1, x'0102');");
+  auto scan =
+      store->ScanBucket(IdWithPrefix(5, 0, 0), IdWithPrefix(5, 0xff, 0xff), IdWithPrefix(5, 0, 1));
+  ASSERT_FALSE(scan.ok());
+  EXPECT_EQ(scan.status().code(), StatusCode::kDataLoss);
+  auto tree = store->ReadTree();
+  ASSERT_FALSE(tree.ok());
+  EXPECT_EQ(tree.status().code(), StatusCode::kDataLoss);
+}
+
+// Readers running alongside commits always see a batch entirely or not at all.
+TEST(SqliteRecordStoreTest, ScansSeeWholeBatchesUnderConcurrentCommits) {
+  ScopedTempDir dir;
+  auto store = std::move(SqliteRecordStore::Open(dir.path())).value();
+  RecordId a = IdWithPrefix(7, 1, 0);
+  RecordId b = IdWithPrefix(7, 2, 0);
+  CommitBatch genesis = Batch(std::nullopt, 0);
+  genesis.records = {RecordPut{MakeRecord(a, 1, 0), 0}, RecordPut{MakeRecord(b, 1, 0), 0}};
+  ASSERT_TRUE(store->Commit(genesis).ok());
+
+  constexpr int kCommits = 60;
+  std::atomic<bool> done{false};
+  std::atomic<int> mismatches{0};
+  std::atomic<int> scans{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 3; ++t) {
+    readers.emplace_back([&] {
+      while (!done.load()) {
+        auto scan = store->ScanBucket(IdWithPrefix(7, 0, 0), IdWithPrefix(7, 0xff, 0xff), a);
+        if (!scan.ok() || scan->entries.size() != 2 ||
+            scan->entries[0].record_hash != scan->entries[1].record_hash ||
+            scan->target->record_hash != scan->entries[0].record_hash) {
+          mismatches.fetch_add(1);
+        }
+        scans.fetch_add(1);
+      }
+    });
+  }
+  for (int i = 1; i <= kCommits; ++i) {
+    CommitBatch batch = Batch(i - 1, i);
+    uint8_t tag = static_cast<uint8_t>(i);
+    batch.records = {RecordPut{MakeRecord(a, i + 1, tag), static_cast<uint64_t>(i)},
+                     RecordPut{MakeRecord(b, i + 1, tag), static_cast<uint64_t>(i)}};
+    ASSERT_TRUE(store->Commit(batch).ok());
+  }
+  done = true;
+  for (auto& t : readers) t.join();
+  EXPECT_EQ(mismatches.load(), 0);
+  EXPECT_GT(scans.load(), 0);
+}
+
+}  // namespace
+}  // namespace pinvault::backup
