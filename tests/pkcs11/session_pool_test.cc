@@ -1,0 +1,347 @@
+// Module loading, token selection by URI, and the session pool's login and recovery, on a
+// fresh SoftHSM2 token per test.
+#include "pkcs11/session_pool.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include "pkcs11/module.h"
+#include "pkcs11/uri.h"
+#include "tests/testing/fault_module.h"
+#include "tests/testing/softhsm_token.h"
+
+namespace pinvault::pkcs11 {
+namespace {
+
+using testing::FaultModule;
+using testing::SoftHsmToken;
+
+TokenUri Uri(const std::string& text) {
+  StatusOr<TokenUri> uri = ParseTokenUri(text);
+  EXPECT_TRUE(uri.ok()) << uri.status();
+  return *std::move(uri);
+}
+
+SessionPool::Options FastOptions() {
+  SessionPool::Options options;
+  options.retry_backoff = std::chrono::milliseconds(0);
+  return options;
+}
+
+// RandomCall runs C_GenerateRandom on a leased session.
+Status RandomCall(SessionPool& pool) {
+  return pool.Run([&](CK_SESSION_HANDLE session) {
+    CK_BYTE buf[16];
+    return CallResult{pool.functions()->C_GenerateRandom(session, buf, sizeof(buf)),
+                      "C_GenerateRandom"};
+  });
+}
+
+class SoftHsmTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    StatusOr<std::unique_ptr<SoftHsmToken>> token = SoftHsmToken::Create();
+    ASSERT_TRUE(token.ok()) << token.status();
+    token_ = *std::move(token);
+  }
+  void TearDown() override {
+    module_.reset();
+    token_.reset();
+  }
+  void LoadModule() {
+    StatusOr<std::unique_ptr<Module>> module = Module::Load(SoftHsmToken::kModulePath);
+    ASSERT_TRUE(module.ok()) << module.status();
+    module_ = *std::move(module);
+  }
+
+  std::unique_ptr<SoftHsmToken> token_;
+  std::shared_ptr<Module> module_;
+};
+
+TEST(ModuleLoadTest, MissingLibraryIsNotFound) {
+  StatusOr<std::unique_ptr<Module>> module = Module::Load("/nonexistent/libnothing.so");
+  EXPECT_EQ(module.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(module.status().message().find("/nonexistent/libnothing.so"), std::string::npos);
+}
+
+TEST(ModuleLoadTest, LibraryWithoutPkcs11IsRefused) {
+  StatusOr<std::unique_ptr<Module>> module = Module::Load("/lib/x86_64-linux-gnu/libc.so.6");
+  EXPECT_EQ(module.status().code(), StatusCode::kFailedPrecondition) << module.status();
+  EXPECT_NE(module.status().message().find("C_GetFunctionList"), std::string::npos);
+}
+
+TEST(ModuleLoadTest, ResolvesP11KitModuleNames) {
+  StatusOr<std::string> path = Module::ResolveModulePath("softhsm2");
+  ASSERT_TRUE(path.ok()) << path.status();
+  EXPECT_NE(path->find("libsofthsm2.so"), std::string::npos) << *path;
+  EXPECT_EQ(Module::ResolveModulePath("no-such-module").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(*Module::ResolveModulePath("/x/y.so"), "/x/y.so");
+}
+
+TEST_F(SoftHsmTest, ModuleInfoAndTokens) {
+  LoadModule();
+  StatusOr<ModuleInfo> info = module_->GetInfo();
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->manufacturer, "SoftHSM");
+  StatusOr<std::vector<TokenDescription>> tokens = module_->ListTokens();
+  ASSERT_TRUE(tokens.ok());
+  bool found = false;
+  for (const TokenDescription& t : *tokens) found |= t.label == token_->label();
+  EXPECT_TRUE(found);
+}
+
+TEST_F(SoftHsmTest, SecondInitialisationOfTheSameLibraryIsRefused) {
+  LoadModule();
+  StatusOr<std::unique_ptr<Module>> again = Module::Load(SoftHsmToken::kModulePath);
+  EXPECT_EQ(again.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(again.status().message().find("CKR_CRYPTOKI_ALREADY_INITIALIZED"), std::string::npos);
+}
+
+TEST_F(SoftHsmTest, ModuleCanBeLoadedAgainAfterDestruction) {
+  LoadModule();
+  module_.reset();
+  LoadModule();
+  EXPECT_TRUE(module_->FindToken(Uri(token_->uri())).ok());
+}
+
+TEST_F(SoftHsmTest, FindsTokenByLabelSerialAndManufacturer) {
+  LoadModule();
+  StatusOr<TokenDescription> token = module_->FindToken(Uri(token_->uri()));
+  ASSERT_TRUE(token.ok()) << token.status();
+  EXPECT_EQ(token->label, token_->label());
+  EXPECT_FALSE(token->serial.empty());
+  StatusOr<TokenDescription> by_serial =
+      module_->FindToken(Uri("pkcs11:serial=" + token->serial + ";manufacturer=SoftHSM%20project"));
+  ASSERT_TRUE(by_serial.ok()) << by_serial.status();
+  EXPECT_EQ(by_serial->label, token_->label());
+}
+
+TEST_F(SoftHsmTest, UnknownLabelIsNotFoundAndListsTokens) {
+  LoadModule();
+  StatusOr<TokenDescription> token = module_->FindToken(Uri("pkcs11:token=nope"));
+  EXPECT_EQ(token.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(token.status().message().find(token_->label()), std::string::npos)
+      << token.status();
+  StatusOr<std::unique_ptr<SessionPool>> pool =
+      SessionPool::Open(module_, Uri("pkcs11:token=nope?pin-source=file:" + token_->pin_file()));
+  EXPECT_EQ(pool.status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(SoftHsmTest, AmbiguousSelectionIsRefused) {
+  ASSERT_TRUE(token_->AddToken("second").ok());
+  LoadModule();
+  StatusOr<TokenDescription> token = module_->FindToken(Uri("pkcs11:model=SoftHSM%20v2"));
+  EXPECT_EQ(token.status().code(), StatusCode::kFailedPrecondition) << token.status();
+  EXPECT_TRUE(module_->FindToken(Uri("pkcs11:token=second")).ok());
+}
+
+TEST_F(SoftHsmTest, WrongPinIsPermissionDenied) {
+  LoadModule();
+  std::string bad = token_->dir() + "/bad-pin";
+  ASSERT_TRUE(testing::WriteFile(bad, "not-the-pin\n", 0600).ok());
+  StatusOr<std::unique_ptr<SessionPool>> pool = SessionPool::Open(
+      module_, Uri("pkcs11:token=" + token_->label() + "?pin-source=file:" + bad));
+  ASSERT_EQ(pool.status().code(), StatusCode::kPermissionDenied) << pool.status();
+  EXPECT_NE(pool.status().message().find("CKR_PIN_INCORRECT"), std::string::npos);
+  EXPECT_EQ(pool.status().message().find("not-the-pin"), std::string::npos);
+}
+
+TEST_F(SoftHsmTest, MissingPinIsRefused) {
+  LoadModule();
+  StatusOr<std::unique_ptr<SessionPool>> pool =
+      SessionPool::Open(module_, Uri("pkcs11:token=" + token_->label()));
+  EXPECT_EQ(pool.status().code(), StatusCode::kFailedPrecondition) << pool.status();
+  StatusOr<std::unique_ptr<SessionPool>> missing_file = SessionPool::Open(
+      module_, Uri("pkcs11:token=" + token_->label() + "?pin-source=file:/nonexistent/pin"));
+  EXPECT_EQ(missing_file.status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(SoftHsmTest, RunsOperationsAndReusesSessions) {
+  LoadModule();
+  StatusOr<std::unique_ptr<SessionPool>> pool =
+      SessionPool::Open(module_, Uri(token_->uri()), FastOptions());
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  CK_SESSION_HANDLE first = CK_INVALID_HANDLE;
+  for (int i = 0; i < 10; ++i) {
+    StatusOr<SessionPool::Lease> lease = (*pool)->Acquire();
+    ASSERT_TRUE(lease.ok());
+    if (i == 0) first = lease->handle();
+    EXPECT_EQ(lease->handle(), first);  // LIFO reuse of one idle session
+  }
+  EXPECT_TRUE(RandomCall(**pool).ok());
+  EXPECT_EQ((*pool)->recoveries(), 0u);
+}
+
+TEST_F(SoftHsmTest, NonRecoverableErrorsAreMappedNotRetried) {
+  LoadModule();
+  StatusOr<std::unique_ptr<SessionPool>> pool =
+      SessionPool::Open(module_, Uri(token_->uri()), FastOptions());
+  ASSERT_TRUE(pool.ok());
+  int calls = 0;
+  Status s = (*pool)->Run([&](CK_SESSION_HANDLE session) {
+    ++calls;
+    CK_MECHANISM mechanism{CKM_AES_GCM, nullptr, 0};
+    return CallResult{(*pool)->functions()->C_EncryptInit(session, &mechanism, 987654),
+                      "C_EncryptInit"};
+  });
+  EXPECT_FALSE(s.ok());
+  EXPECT_EQ(calls, 1);
+  EXPECT_NE(s.message().find("C_EncryptInit: CKR_"), std::string::npos) << s;
+}
+
+TEST_F(SoftHsmTest, ConcurrentUse) {
+  LoadModule();
+  StatusOr<std::unique_ptr<SessionPool>> pool =
+      SessionPool::Open(module_, Uri(token_->uri()), FastOptions());
+  ASSERT_TRUE(pool.ok());
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 200; ++i) {
+        if (!RandomCall(**pool).ok()) failures.fetch_add(1);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+}
+
+TEST_F(SoftHsmTest, RecoversAfterAllSessionsAreClosedUnderThePool) {
+  LoadModule();
+  StatusOr<std::unique_ptr<SessionPool>> pool =
+      SessionPool::Open(module_, Uri(token_->uri()), FastOptions());
+  ASSERT_TRUE(pool.ok());
+  ASSERT_TRUE(RandomCall(**pool).ok());
+  // Someone else in the process closes every session on the slot from their own handle.
+  CK_FUNCTION_LIST* f = module_->functions();
+  CK_SLOT_ID slot = (*pool)->token().slot;
+  CK_SESSION_HANDLE other = CK_INVALID_HANDLE;
+  ASSERT_EQ(f->C_OpenSession(slot, CKF_SERIAL_SESSION, nullptr, nullptr, &other), CKR_OK);
+  ASSERT_EQ(f->C_CloseAllSessions(slot), CKR_OK);
+  // The pool's idle session is now invalid and the login is gone; the next call recovers.
+  Status s = (*pool)->Run([&](CK_SESSION_HANDLE session) {
+    CK_SESSION_INFO info;
+    CK_RV rv = f->C_GetSessionInfo(session, &info);
+    if (rv != CKR_OK) return CallResult{rv, "C_GetSessionInfo"};
+    // Private objects need the login back: search for private objects to prove it.
+    if (info.state != CKS_RW_USER_FUNCTIONS) return CallResult{CKR_USER_NOT_LOGGED_IN, "state"};
+    return CallResult{};
+  });
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_GE((*pool)->recoveries(), 1u);
+  EXPECT_TRUE(RandomCall(**pool).ok());
+}
+
+TEST_F(SoftHsmTest, LogsInAgainAfterLogoutElsewhere) {
+  LoadModule();
+  StatusOr<std::unique_ptr<SessionPool>> pool =
+      SessionPool::Open(module_, Uri(token_->uri()), FastOptions());
+  ASSERT_TRUE(pool.ok());
+  CK_FUNCTION_LIST* f = module_->functions();
+  {
+    StatusOr<SessionPool::Lease> lease = (*pool)->Acquire();
+    ASSERT_TRUE(lease.ok());
+    ASSERT_EQ(f->C_Logout(lease->handle()), CKR_OK);
+  }
+  Status s = (*pool)->Run([&](CK_SESSION_HANDLE session) {
+    CK_SESSION_INFO info;
+    CK_RV rv = f->C_GetSessionInfo(session, &info);
+    if (rv != CKR_OK) return CallResult{rv, "C_GetSessionInfo"};
+    if (info.state != CKS_RW_USER_FUNCTIONS) return CallResult{CKR_USER_NOT_LOGGED_IN, "state"};
+    return CallResult{};
+  });
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_EQ((*pool)->recoveries(), 1u);
+}
+
+class FaultTest : public SoftHsmTest {
+ protected:
+  void LoadFaultyModule() {
+    StatusOr<std::shared_ptr<FaultModule>> fault = FaultModule::Load(SoftHsmToken::kModulePath);
+    ASSERT_TRUE(fault.ok()) << fault.status();
+    fault_ = *fault;
+    StatusOr<std::unique_ptr<Module>> module = fault_->CreateModule();
+    ASSERT_TRUE(module.ok()) << module.status();
+    module_ = *std::move(module);
+  }
+  void TearDown() override {
+    module_.reset();
+    fault_.reset();
+    SoftHsmTest::TearDown();
+  }
+  std::shared_ptr<FaultModule> fault_;
+};
+
+TEST_F(FaultTest, OnlyOneFaultModuleAtATime) {
+  LoadFaultyModule();
+  EXPECT_EQ(FaultModule::Load(SoftHsmToken::kModulePath).status().code(),
+            StatusCode::kFailedPrecondition);
+}
+
+TEST_F(FaultTest, TransientSessionLossIsRetriedTransparently) {
+  LoadFaultyModule();
+  StatusOr<std::unique_ptr<SessionPool>> pool =
+      SessionPool::Open(module_, Uri(token_->uri()), FastOptions());
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  ASSERT_TRUE(fault_->FailNext("C_GenerateRandom", CKR_SESSION_HANDLE_INVALID, 1).ok());
+  fault_->ResetCounts();
+  EXPECT_TRUE(RandomCall(**pool).ok());
+  EXPECT_EQ(fault_->CallCount("C_GenerateRandom"), 2u);
+  EXPECT_EQ(fault_->CallCount("C_OpenSession"), 1u);
+  EXPECT_EQ(fault_->CallCount("C_Login"), 1u);
+}
+
+TEST_F(FaultTest, PersistentFailureGivesUpAfterBoundedAttempts) {
+  LoadFaultyModule();
+  SessionPool::Options options = FastOptions();
+  options.max_attempts = 4;
+  StatusOr<std::unique_ptr<SessionPool>> pool =
+      SessionPool::Open(module_, Uri(token_->uri()), options);
+  ASSERT_TRUE(pool.ok());
+  ASSERT_TRUE(fault_->FailNext("C_GenerateRandom", CKR_SESSION_CLOSED, -1).ok());
+  fault_->ResetCounts();
+  Status s = RandomCall(**pool);
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable);
+  EXPECT_NE(s.message().find("C_GenerateRandom: CKR_SESSION_CLOSED (0xb0)"), std::string::npos)
+      << s;
+  EXPECT_EQ(fault_->CallCount("C_GenerateRandom"), 4u);
+  fault_->ClearFaults();
+  EXPECT_TRUE(RandomCall(**pool).ok());
+}
+
+TEST_F(FaultTest, UnpluggedTokenIsUnavailableThenWorksWhenBack) {
+  LoadFaultyModule();
+  StatusOr<std::unique_ptr<SessionPool>> pool =
+      SessionPool::Open(module_, Uri(token_->uri()), FastOptions());
+  ASSERT_TRUE(pool.ok());
+  ASSERT_TRUE(RandomCall(**pool).ok());
+  fault_->Unplug();
+  for (int i = 0; i < 3; ++i) {
+    Status s = RandomCall(**pool);
+    EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s;
+  }
+  fault_->Replug();
+  Status s = RandomCall(**pool);
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_TRUE(RandomCall(**pool).ok());
+}
+
+TEST_F(FaultTest, WrongPinOnReconnectIsReported) {
+  LoadFaultyModule();
+  StatusOr<std::unique_ptr<SessionPool>> pool =
+      SessionPool::Open(module_, Uri(token_->uri()), FastOptions());
+  ASSERT_TRUE(pool.ok());
+  fault_->Unplug();
+  fault_->Replug();
+  ASSERT_TRUE(fault_->FailNext("C_Login", CKR_PIN_INCORRECT, 1).ok());
+  Status s = RandomCall(**pool);
+  EXPECT_EQ(s.code(), StatusCode::kPermissionDenied) << s;
+  EXPECT_TRUE(RandomCall(**pool).ok());
+}
+
+}  // namespace
+}  // namespace pinvault::pkcs11

@@ -1,0 +1,149 @@
+#include "tests/testing/softhsm_token.h"
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+extern char** environ;
+
+namespace pinvault::testing {
+
+Status RunProgram(const std::vector<std::string>& argv, std::string* output) {
+  if (argv.empty()) return InvalidArgumentError("RunProgram: empty argv");
+  StatusOr<std::string> dir = MakeTempDir("pinvault-run-");
+  if (!dir.ok()) return dir.status();
+  std::string log = *dir + "/output";
+  int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    RemoveTree(*dir);
+    return InternalError("RunProgram: cannot create " + log);
+  }
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, fd, STDOUT_FILENO);
+  posix_spawn_file_actions_adddup2(&actions, fd, STDERR_FILENO);
+  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = 0;
+  int err = posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(fd);
+  if (err != 0) {
+    RemoveTree(*dir);
+    return InternalError("cannot run " + argv[0] + ": " + std::strerror(err));
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) break;
+  }
+  std::ifstream in(log);
+  std::stringstream text;
+  text << in.rdbuf();
+  RemoveTree(*dir);
+  if (output != nullptr) *output = text.str();
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return OkStatus();
+  std::string what = WIFEXITED(status) ? "exit status " + std::to_string(WEXITSTATUS(status))
+                                       : "abnormal termination";
+  return InternalError(argv[0] + " failed (" + what + "): " + text.str());
+}
+
+StatusOr<std::string> MakeTempDir(const std::string& prefix) {
+  const char* tmp = std::getenv("TMPDIR");
+  std::string pattern = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/" +
+                        prefix + "XXXXXX";
+  std::vector<char> buf(pattern.begin(), pattern.end());
+  buf.push_back('\0');
+  if (::mkdtemp(buf.data()) == nullptr) {
+    return InternalError("mkdtemp " + pattern + ": " + std::strerror(errno));
+  }
+  return std::string(buf.data());
+}
+
+void RemoveTree(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::remove_all(path, ec);
+}
+
+Status WriteFile(const std::string& path, const std::string& content, unsigned mode) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  if (fd < 0) return InternalError("cannot create " + path + ": " + std::strerror(errno));
+  ::fchmod(fd, mode);
+  size_t done = 0;
+  while (done < content.size()) {
+    ssize_t n = ::write(fd, content.data() + done, content.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      ::close(fd);
+      return InternalError("cannot write " + path + ": " + std::strerror(errno));
+    }
+    done += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  return OkStatus();
+}
+
+StatusOr<std::unique_ptr<SoftHsmToken>> SoftHsmToken::Create() { return Create(Options()); }
+
+StatusOr<std::unique_ptr<SoftHsmToken>> SoftHsmToken::Create(Options options) {
+  std::unique_ptr<SoftHsmToken> token(new SoftHsmToken());
+  token->options_ = std::move(options);
+  ASSIGN_OR_RETURN(token->dir_, MakeTempDir("pinvault-softhsm-"));
+  std::string tokens = token->dir_ + "/tokens";
+  if (::mkdir(tokens.c_str(), 0700) != 0) {
+    return InternalError("mkdir " + tokens + ": " + std::strerror(errno));
+  }
+  token->conf_path_ = token->dir_ + "/softhsm2.conf";
+  RETURN_IF_ERROR(WriteFile(token->conf_path_,
+                            "directories.tokendir = " + tokens +
+                                "\nobjectstore.backend = file\nlog.level = ERROR\n"
+                                "slots.removable = false\nslots.mechanisms = ALL\n",
+                            0600));
+  token->pin_file_ = token->dir_ + "/user-pin";
+  RETURN_IF_ERROR(WriteFile(token->pin_file_, token->options_.user_pin + "\n", 0600));
+  ::setenv("SOFTHSM2_CONF", token->conf_path_.c_str(), 1);
+  StatusOr<std::string> uri = token->AddToken(token->options_.label);
+  if (!uri.ok()) return uri.status();
+  return token;
+}
+
+StatusOr<std::string> SoftHsmToken::AddToken(const std::string& label) {
+  ::setenv("SOFTHSM2_CONF", conf_path_.c_str(), 1);
+  RETURN_IF_ERROR(RunProgram({"softhsm2-util", "--init-token", "--free", "--label", label,
+                              "--so-pin", options_.so_pin, "--pin", options_.user_pin}));
+  return UriFor(label);
+}
+
+std::string SoftHsmToken::UriFor(const std::string& label) const {
+  std::string encoded;
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  for (unsigned char c : label) {
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+        c == '-' || c == '.' || c == '_' || c == '~') {
+      encoded += static_cast<char>(c);
+    } else {
+      encoded += '%';
+      encoded += kHex[c >> 4];
+      encoded += kHex[c & 15];
+    }
+  }
+  return "pkcs11:token=" + encoded + "?pin-source=file:" + pin_file_;
+}
+
+SoftHsmToken::~SoftHsmToken() {
+  const char* current = std::getenv("SOFTHSM2_CONF");
+  if (current != nullptr && conf_path_ == current) ::unsetenv("SOFTHSM2_CONF");
+  if (!dir_.empty()) RemoveTree(dir_);
+}
+
+}  // namespace pinvault::testing
