@@ -1,0 +1,274 @@
+#include "vault/merkle.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <random>
+#include <vector>
+
+namespace pinvault::vault {
+namespace {
+
+RecordId RandomId(std::mt19937_64& rng) {
+  RecordId id;
+  for (auto& b : id) b = static_cast<uint8_t>(rng());
+  return id;
+}
+
+Digest RandomDigest(std::mt19937_64& rng) {
+  Digest d;
+  for (auto& b : d) b = static_cast<uint8_t>(rng());
+  return d;
+}
+
+// Model: the reference set of leaves, and a helper to push changes into a MerkleTree the
+// way the realm does (rebuild each touched bucket from the model, Prepare, Apply).
+struct Model {
+  std::map<RecordId, Digest> leaves;
+
+  std::vector<BucketEntry> BucketEntries(const MerkleTree& tree, uint32_t bucket) const {
+    RecordId lo, hi;
+    tree.BucketRange(bucket, lo, hi);
+    std::vector<BucketEntry> out;
+    for (auto it = leaves.lower_bound(lo); it != leaves.end() && it->first <= hi; ++it) {
+      out.push_back(BucketEntry{it->first, it->second});
+    }
+    return out;
+  }
+
+  NodeValue Root() const {
+    std::vector<BucketEntry> all;
+    for (const auto& [id, h] : leaves) all.push_back(BucketEntry{id, h});
+    return *RootOf(all);
+  }
+};
+
+MerkleTree::Update PrepareTouched(const MerkleTree& tree, const Model& model,
+                                  const std::vector<RecordId>& touched) {
+  std::map<uint32_t, NodeValue> buckets;
+  for (const RecordId& id : touched) {
+    uint32_t b = tree.BucketOf(id);
+    auto entries = model.BucketEntries(tree, b);
+    buckets[b] = *tree.ComputeBucket(b, entries);
+  }
+  return tree.Prepare(buckets);
+}
+
+TEST(MerkleTest, EmptyAndSingleLeafRoots) {
+  EXPECT_EQ(RootOf({})->kind, NodeKind::kEmpty);
+  EXPECT_EQ(RootOf({})->hash, Digest{});
+  MerkleTree tree(8);
+  EXPECT_EQ(tree.root(), NodeValue{});
+  std::mt19937_64 rng(1);
+  RecordId id = RandomId(rng);
+  Digest h = RandomDigest(rng);
+  // One leaf floats up to the root, whatever the depth.
+  EXPECT_EQ(*RootOf({BucketEntry{id, h}}), LeafValue(id, h));
+  EXPECT_NE(LeafValue(id, h), LeafValue(id, RandomDigest(rng)));
+}
+
+TEST(MerkleTest, CombineFollowsTheCompactRules) {
+  std::mt19937_64 rng(2);
+  NodeValue empty;
+  NodeValue leaf = LeafValue(RandomId(rng), RandomDigest(rng));
+  NodeValue other = LeafValue(RandomId(rng), RandomDigest(rng));
+  NodeValue interior = Combine(leaf, other);
+  EXPECT_EQ(interior.kind, NodeKind::kInterior);
+  EXPECT_EQ(Combine(empty, empty), empty);
+  EXPECT_EQ(Combine(empty, leaf), leaf);
+  EXPECT_EQ(Combine(leaf, empty), leaf);
+  EXPECT_EQ(Combine(interior, empty).kind, NodeKind::kInterior);
+  EXPECT_NE(Combine(interior, empty), Combine(empty, interior));
+  EXPECT_NE(Combine(leaf, other), Combine(other, leaf));
+}
+
+TEST(MerkleTest, RootIsCanonicalAndIndependentOfOrder) {
+  std::mt19937_64 rng(3);
+  std::vector<BucketEntry> entries;
+  for (int i = 0; i < 200; ++i) entries.push_back(BucketEntry{RandomId(rng), RandomDigest(rng)});
+  NodeValue root = *RootOf(entries);
+  std::shuffle(entries.begin(), entries.end(), rng);
+  EXPECT_EQ(*RootOf(entries), root);
+  entries.push_back(entries[5]);
+  EXPECT_EQ(RootOf(entries).status().code(), StatusCode::kDataLoss);  // duplicate id
+  entries.pop_back();
+  entries[7].record_hash[0] ^= 1;
+  EXPECT_NE(*RootOf(entries), root);
+}
+
+TEST(MerkleTest, IdsSharingLongPrefixes) {
+  RecordId a{}, b{};
+  a.fill(0xab);
+  b = a;
+  b[31] ^= 0x01;  // differ only in the very last bit
+  Digest h{};
+  NodeValue root = *RootOf({BucketEntry{a, h}, BucketEntry{b, h}});
+  EXPECT_EQ(root.kind, NodeKind::kInterior);
+  MerkleTree tree(16);
+  Model model;
+  model.leaves[a] = h;
+  model.leaves[b] = h;
+  tree.Apply(PrepareTouched(tree, model, {a, b}));
+  EXPECT_EQ(tree.root(), root);
+}
+
+TEST(MerkleTest, BucketRangesPartitionTheIdSpace) {
+  std::mt19937_64 rng(4);
+  for (int bits : {0, 1, 5, 8, 13, 16}) {
+    MerkleTree tree(bits);
+    EXPECT_EQ(tree.bucket_count(), 1u << bits);
+    for (int i = 0; i < 200; ++i) {
+      RecordId id = RandomId(rng);
+      uint32_t b = tree.BucketOf(id);
+      ASSERT_LT(b, tree.bucket_count());
+      RecordId lo, hi;
+      tree.BucketRange(b, lo, hi);
+      EXPECT_LE(lo, id);
+      EXPECT_LE(id, hi);
+      EXPECT_EQ(tree.BucketOf(lo), b);
+      EXPECT_EQ(tree.BucketOf(hi), b);
+      if (b + 1 < tree.bucket_count()) {
+        RecordId next_lo, next_hi;
+        tree.BucketRange(b + 1, next_lo, next_hi);
+        EXPECT_LT(hi, next_lo);
+      }
+    }
+  }
+}
+
+// The incremental tree always agrees with the reference root, for every frontier depth,
+// through inserts, updates and removals; and reloading its persisted frontier reproduces it.
+TEST(MerkleTest, IncrementalUpdatesMatchReferenceAtEveryDepth) {
+  for (int bits : {0, 1, 3, 8, 12}) {
+    std::mt19937_64 rng(100 + bits);
+    MerkleTree tree(bits);
+    Model model;
+    std::map<uint32_t, TreeNode> persisted;
+    std::vector<RecordId> ids;
+    for (int round = 0; round < 30; ++round) {
+      std::vector<RecordId> touched;
+      int changes = 1 + static_cast<int>(rng() % 20);
+      for (int c = 0; c < changes; ++c) {
+        int action = static_cast<int>(rng() % 3);
+        if (action == 0 || ids.empty()) {
+          RecordId id = RandomId(rng);
+          ids.push_back(id);
+          model.leaves[id] = RandomDigest(rng);
+          touched.push_back(id);
+        } else if (action == 1) {
+          const RecordId& id = ids[rng() % ids.size()];
+          model.leaves[id] = RandomDigest(rng);
+          touched.push_back(id);
+        } else {
+          size_t i = rng() % ids.size();
+          model.leaves.erase(ids[i]);
+          touched.push_back(ids[i]);
+          ids.erase(ids.begin() + static_cast<ptrdiff_t>(i));
+        }
+      }
+      MerkleTree::Update update = PrepareTouched(tree, model, touched);
+      NodeValue before = tree.root();
+      EXPECT_EQ(update.root(), model.Root()) << "bits " << bits << " round " << round;
+      EXPECT_EQ(tree.root(), before);  // Prepare changes nothing
+      tree.Apply(update);
+      EXPECT_EQ(tree.root(), model.Root());
+      std::vector<TreeNode> upserts;
+      std::vector<uint32_t> erases;
+      update.ToNodeWrites(upserts, erases);
+      for (const TreeNode& n : upserts) persisted[n.index] = n;
+      for (uint32_t e : erases) persisted.erase(e);
+    }
+    MerkleTree reloaded(bits);
+    std::vector<TreeNode> nodes;
+    for (const auto& [i, n] : persisted) nodes.push_back(n);
+    ASSERT_TRUE(reloaded.Load(nodes).ok());
+    EXPECT_EQ(reloaded.root(), tree.root());
+    EXPECT_EQ(reloaded.NonEmptyBuckets(), tree.NonEmptyBuckets());
+  }
+}
+
+// A bucket rebuilt from storage proves inclusion and absence: any change to its rows is
+// visible in the rebuilt value.
+TEST(MerkleTest, ComputeBucketDetectsEveryKindOfTampering) {
+  std::mt19937_64 rng(5);
+  MerkleTree tree(4);
+  Model model;
+  std::vector<RecordId> ids;
+  // Many rows in bucket 3.
+  for (int i = 0; i < 12; ++i) {
+    RecordId id = RandomId(rng);
+    id[0] = static_cast<uint8_t>(0x30 | (id[0] & 0x0f));
+    model.leaves[id] = RandomDigest(rng);
+    ids.push_back(id);
+  }
+  tree.Apply(PrepareTouched(tree, model, ids));
+  ASSERT_EQ(tree.BucketOf(ids[0]), 3u);
+  auto good = model.BucketEntries(tree, 3);
+  ASSERT_EQ(good.size(), 12u);
+  EXPECT_EQ(*tree.ComputeBucket(3, good), tree.Bucket(3));
+
+  auto differs = [&](std::vector<BucketEntry> entries) {
+    auto v = tree.ComputeBucket(3, entries);
+    return !v.ok() || !(*v == tree.Bucket(3));
+  };
+  {  // changed hash (bit flip / replayed row)
+    auto e = good;
+    e[4].record_hash[9] ^= 0x40;
+    EXPECT_TRUE(differs(e));
+  }
+  {  // dropped row
+    auto e = good;
+    e.erase(e.begin() + 6);
+    EXPECT_TRUE(differs(e));
+  }
+  {  // swapped contents of two rows
+    auto e = good;
+    std::swap(e[2].record_hash, e[8].record_hash);
+    EXPECT_TRUE(differs(e));
+  }
+  {  // injected row
+    auto e = good;
+    RecordId extra = RandomId(rng);
+    extra[0] = 0x3f;
+    e.push_back(BucketEntry{extra, RandomDigest(rng)});
+    std::sort(e.begin(), e.end(),
+              [](const BucketEntry& a, const BucketEntry& b) { return a.id < b.id; });
+    EXPECT_TRUE(differs(e));
+  }
+  {  // out of order or duplicated
+    auto e = good;
+    std::swap(e[0], e[1]);
+    EXPECT_EQ(tree.ComputeBucket(3, e).status().code(), StatusCode::kDataLoss);
+    auto d = good;
+    d.insert(d.begin() + 3, d[3]);
+    EXPECT_EQ(tree.ComputeBucket(3, d).status().code(), StatusCode::kDataLoss);
+  }
+  {  // a row from another bucket
+    auto e = good;
+    e.back().id[0] = 0x40;
+    EXPECT_EQ(tree.ComputeBucket(3, e).status().code(), StatusCode::kDataLoss);
+  }
+  // An empty bucket proves absence; a row appearing in it is caught.
+  EXPECT_EQ(tree.Bucket(5), NodeValue{});
+  RecordId stray = RandomId(rng);
+  stray[0] = 0x50;
+  EXPECT_EQ(*tree.ComputeBucket(5, {}), NodeValue{});
+  std::vector<BucketEntry> injected = {BucketEntry{stray, RandomDigest(rng)}};
+  EXPECT_NE(*tree.ComputeBucket(5, injected), tree.Bucket(5));
+}
+
+TEST(MerkleTest, LoadRejectsMalformedNodes) {
+  MerkleTree tree(4);
+  Digest h{};
+  h[0] = 1;
+  EXPECT_EQ(tree.Load({TreeNode{16, 1, h}}).code(), StatusCode::kDataLoss);
+  EXPECT_EQ(tree.Load({TreeNode{1, 1, h}, TreeNode{1, 2, h}}).code(), StatusCode::kDataLoss);
+  EXPECT_EQ(tree.Load({TreeNode{1, 0, h}}).code(), StatusCode::kDataLoss);
+  EXPECT_EQ(tree.Load({TreeNode{1, 3, h}}).code(), StatusCode::kDataLoss);
+  ASSERT_TRUE(tree.Load({TreeNode{1, 1, h}}).ok());
+  EXPECT_EQ(tree.root(), (NodeValue{NodeKind::kLeaf, h}));
+}
+
+}  // namespace
+}  // namespace pinvault::vault
