@@ -8,10 +8,14 @@
 namespace pinvault::protocol {
 namespace {
 
-// Multiplies a valid point by a canonical scalar, mapping libsodium's "result is the
-// identity" failure to the identity's encoding. Only for points already validated.
-void MultAllowIdentity(PointBytes& out, const uint8_t* scalar, const PointBytes& point) {
-  if (crypto_scalarmult_ristretto255(out.data(), scalar, point.data()) != 0) out.fill(0);
+// Multiplies `point` by a canonical scalar. libsodium fails both for an invalid encoding
+// and for an identity result; only in that (rare) case is the point decoded again to tell
+// them apart. Returns false if `point` is not a valid non-identity point; otherwise `out`
+// holds the product, the identity encoded as zeros.
+bool MultAllowIdentity(PointBytes& out, const uint8_t* scalar, const PointBytes& point) {
+  if (crypto_scalarmult_ristretto255(out.data(), scalar, point.data()) == 0) return true;
+  out.fill(0);
+  return ValidatePoint(point).ok();
 }
 
 void BaseMultAllowIdentity(PointBytes& out, const uint8_t* scalar) {
@@ -175,22 +179,20 @@ Status VerifyProof(const PointBytes& public_key, const PointBytes& blinded_input
   if (!IsCanonicalScalar(proof.c) || !IsCanonicalScalar(proof.beta_z)) {
     return DataLossError("OPRF proof holds a non-canonical scalar");
   }
-  if (!ValidatePoint(public_key).ok()) {
+  // V_t' = beta_z·G − c·V and W_t' = beta_z·U − c·W. Partial results may be the identity
+  // (e.g. c = 0), which is encoded as zeros and is a valid operand to the subtraction. Each
+  // multiplication decodes its point, which is where U, V and W are validated.
+  PointBytes z_g, c_v, z_u, c_w, v_t, w_t;
+  if (!MultAllowIdentity(c_v, proof.c.data(), public_key)) {
     return DataLossError("OPRF public key is not a valid non-identity point");
   }
-  if (!ValidatePoint(blinded_input).ok()) {
+  if (!MultAllowIdentity(z_u, proof.beta_z.data(), blinded_input)) {
     return DataLossError("OPRF blinded input is not a valid non-identity point");
   }
-  if (!ValidatePoint(blinded_result).ok()) {
+  if (!MultAllowIdentity(c_w, proof.c.data(), blinded_result)) {
     return DataLossError("OPRF blinded result is not a valid non-identity point");
   }
-  // V_t' = beta_z·G − c·V and W_t' = beta_z·U − c·W. Partial results may be the identity
-  // (e.g. c = 0), which is encoded as zeros and is a valid operand to the subtraction.
-  PointBytes z_g, c_v, z_u, c_w, v_t, w_t;
   BaseMultAllowIdentity(z_g, proof.beta_z.data());
-  MultAllowIdentity(c_v, proof.c.data(), public_key);
-  MultAllowIdentity(z_u, proof.beta_z.data(), blinded_input);
-  MultAllowIdentity(c_w, proof.c.data(), blinded_result);
   if (crypto_core_ristretto255_sub(v_t.data(), z_g.data(), c_v.data()) != 0 ||
       crypto_core_ristretto255_sub(w_t.data(), z_u.data(), c_w.data()) != 0) {
     return InternalError("point subtraction failed on valid points");
