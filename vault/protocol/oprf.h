@@ -108,7 +108,7 @@ StatusOr<SecretBytes> EvaluateUnoblivious(const SecretBytes& private_key,
 // VerifyProof checks a realm's proof that W = k_i·U for the k_i behind `public_key`
 // (V = k_i·G). OK if the proof holds; DATA_LOSS for every failure: a non-canonical c or
 // beta_z, an invalid or identity U, V or W, or a challenge mismatch (compared in constant
-// time). Costs two fixed-base-equivalent and three variable-base multiplications.
+// time). Costs one fixed-base and three variable-base multiplications.
 Status VerifyProof(const PointBytes& public_key, const PointBytes& blinded_input,
                    const PointBytes& blinded_result, const DleqProof& proof);
 
