@@ -105,24 +105,31 @@ PointBytes HashToGroup(std::span<const uint8_t> input) {
   return point;
 }
 
-StatusOr<BlindedInput> BlindWithFactor(std::span<const uint8_t> input,
-                                       const SecretBytes& blinding_factor) {
-  if (!IsCanonicalScalar(blinding_factor.Reveal())) {
+namespace {
+
+// Blinds `input` with r, taking ownership of r (no copy of the secret).
+StatusOr<BlindedInput> BlindOwned(std::span<const uint8_t> input, SecretBytes r) {
+  if (!IsCanonicalScalar(r.Reveal())) {
     return InvalidArgumentError("blinding factor is not a canonical scalar");
   }
   const PointBytes h = HashToGroup(input);
   BlindedInput out;
-  if (crypto_scalarmult_ristretto255(out.blinded_input.data(), blinding_factor.Reveal().data(),
-                                     h.data()) != 0) {
+  if (crypto_scalarmult_ristretto255(out.blinded_input.data(), r.Reveal().data(), h.data()) != 0) {
     return InvalidArgumentError("blinding factor is zero");
   }
-  out.blinding_factor = blinding_factor.Clone();
+  out.blinding_factor = std::move(r);
   return out;
 }
 
+}  // namespace
+
+StatusOr<BlindedInput> BlindWithFactor(std::span<const uint8_t> input,
+                                       const SecretBytes& blinding_factor) {
+  return BlindOwned(input, blinding_factor.Clone());
+}
+
 StatusOr<BlindedInput> Blind(std::span<const uint8_t> input) {
-  SecretBytes r = RandomScalar();
-  auto blinded = BlindWithFactor(input, r);
+  auto blinded = BlindOwned(input, RandomScalar());
   if (!blinded.ok()) return InternalError("random blinding factor was zero");
   return blinded;
 }

@@ -2,6 +2,8 @@
 
 #include <sodium.h>
 
+#include <algorithm>
+
 #include "vault/bytes.h"
 #include "vault/protocol/blake2s.h"
 
