@@ -1,0 +1,83 @@
+// Rollback protection: commit certificates, the HSM anchor, and the start-up check.
+//
+// A commit certificate is (bucket_bits, epoch, root, prev_root) MAC'd with the HSM's
+// anchor key. Every commit writes the certificate of its new state twice:
+//   1. into storage, in the same transaction as the records and tree nodes (the head);
+//   2. then into the HSM anchor (Hsm::StoreAnchor).
+// Responses are released only after both writes are durable.
+//
+// Crash between 1 and 2: storage is exactly one epoch ahead of the anchor, and its
+// certificate chains from the anchored root (prev_root == anchor root) under the HSM's MAC,
+// so only the core can have written it, from the anchored state. Start-up accepts such a
+// storage state and finishes the commit by storing its certificate in the anchor ("roll
+// forward"). That loses nothing acknowledged (no response of that batch was released) and
+// never lowers a guess count (the batch only adds to the anchored state). Any other
+// relation is refused: storage behind the anchor (a restored snapshot), storage at the same
+// epoch with another root, storage more than one epoch ahead, a certificate that fails the
+// MAC, or an anchor without storage or storage without an anchor. The realm then stays
+// down (FAILED_PRECONDITION naming both epochs) until an operator acts; it never "repairs"
+// by trusting storage.
+//
+// Writing the anchor first would be unsound: a crash after the anchor write would leave
+// storage one epoch behind, indistinguishable from an attacker restoring the previous
+// snapshot, which is exactly the rollback to prevent.
+//
+// The anchor object itself is the HSM layer's business (Hsm::LoadAnchor/StoreAnchor): the
+// core needs only a blob the HSM stores durably; the MAC makes its content authentic even
+// if the blob lives where an attacker could write it, and monotonic epochs make replaying
+// an old anchor blob pointless unless the attacker can also replace the HSM's copy.
+//
+// Thread-safety: the functions are thread-safe if the Hsm and RecordStore are.
+#ifndef PINVAULT_VAULT_ANCHOR_H_
+#define PINVAULT_VAULT_ANCHOR_H_
+
+#include <cstdint>
+#include <optional>
+
+#include "vault/bytes.h"
+#include "vault/hsm.h"
+#include "vault/merkle.h"
+#include "vault/record_store.h"
+#include "vault/status.h"
+
+namespace pinvault::vault {
+
+inline constexpr size_t kCertificateSize = 4 + 1 + 8 + 32 + 32 + 32;
+
+// Certificate is the authenticated state of the record store at one epoch.
+struct Certificate {
+  uint8_t bucket_bits = 0;
+  uint64_t epoch = 0;
+  Digest root{};       // Merkle root hash at `epoch`
+  Digest prev_root{};  // root hash at epoch - 1 (zeros at epoch 0)
+  friend bool operator==(const Certificate&, const Certificate&) = default;
+};
+
+// IssueCertificate encodes `cert` and MACs it with the HSM anchor key. Errors are the Hsm's.
+StatusOr<Bytes> IssueCertificate(Hsm& hsm, const Certificate& cert);
+
+// VerifyCertificate checks the encoding and MAC of `bytes` and decodes it. DATA_LOSS if
+// malformed or the MAC fails; UNAVAILABLE if the HSM is gone.
+StatusOr<Certificate> VerifyCertificate(Hsm& hsm, ByteView bytes);
+
+// ServingState is what the core serves from after a successful check.
+struct ServingState {
+  Certificate certificate;
+  Bytes certificate_bytes;
+  MerkleTree tree;
+  bool rolled_forward = false;  // an interrupted commit was finished at start-up
+  bool created = false;         // a fresh realm was initialised
+};
+
+// LoadAndCheck runs the start-up check: it loads the HSM anchor and the store's head and
+// frontier nodes, verifies both certificates and that the nodes hash to the anchored root,
+// initialises a fresh realm (empty storage and no anchor; frontier depth
+// `genesis_bucket_bits`), and rolls an interrupted commit forward as described above.
+// Errors: FAILED_PRECONDITION with both epochs named when storage does not match the anchor
+// (permanent until an operator acts), UNAVAILABLE when the HSM or storage cannot be reached
+// (retry later), others as reported by the Hsm or store.
+StatusOr<ServingState> LoadAndCheck(Hsm& hsm, RecordStore& store, int genesis_bucket_bits);
+
+}  // namespace pinvault::vault
+
+#endif  // PINVAULT_VAULT_ANCHOR_H_
