@@ -3,6 +3,7 @@
 //
 //   pinvault-admin tenant add NAME --algorithm HS256|EdDSA|RS256 [--keys-file PATH] [--show-secret]
 //   pinvault-admin tenant rotate NAME [--algorithm ALG] [--keys-file PATH] [--show-secret]
+//   pinvault-admin tenant remove NAME --version N [--keys-file PATH]
 //   pinvault-admin tenant list [--keys-file PATH]
 //   pinvault-admin token mint --tenant NAME [--version N] --user USER --realm HEX
 //                             [--ttl SECONDS] [--scope SCOPE] [--keys-file PATH]
