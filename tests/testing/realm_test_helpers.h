@@ -1,0 +1,55 @@
+// Helpers for tests that drive a vault::Realm: typed access to responses and one-call
+// protocol steps built on VaultTestClient.
+#ifndef PINVAULT_TESTS_TESTING_REALM_TEST_HELPERS_H_
+#define PINVAULT_TESTS_TESTING_REALM_TEST_HELPERS_H_
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <utility>
+#include <variant>
+
+#include "tests/testing/vault_test_client.h"
+#include "vault/protocol/messages.h"
+#include "vault/realm.h"
+
+namespace pinvault::testing {
+
+inline constexpr protocol::RealmId kTestRealmId = {0x70, 0x69, 0x6e, 0x76, 0x61, 0x75, 0x6c, 0x74,
+                                                   0x2d, 0x74, 0x65, 0x73, 0x74, 0x00, 0x00, 0x01};
+
+// As extracts response type T, failing the test (and returning T{}) on an error or another
+// response type.
+template <typename T>
+T As(StatusOr<protocol::SecretsResponse> result) {
+  if (!result.ok()) {
+    ADD_FAILURE() << "request failed: " << result.status();
+    return T{};
+  }
+  T* value = std::get_if<T>(&*result);
+  if (value == nullptr) {
+    ADD_FAILURE() << "unexpected response variant " << result->index();
+    return T{};
+  }
+  return std::move(*value);
+}
+
+// StatusCodeOf returns the code of a failed request (kOk if it succeeded).
+inline StatusCode StatusCodeOf(const StatusOr<protocol::SecretsResponse>& result) {
+  return result.ok() ? StatusCode::kOk : result.status().code();
+}
+
+inline vault::RequestContext User(const std::string& user, const std::string& tenant = "acme") {
+  return vault::RequestContext{tenant, user};
+}
+
+// Register registers `pin` for `user` through `client` and expects Ok.
+inline void Register(vault::Realm& realm, VaultTestClient& client,
+                     const vault::RequestContext& user, const std::string& pin,
+                     uint16_t num_guesses) {
+  As<protocol::Register2Response>(realm.Handle(user, client.Register2(pin, num_guesses)));
+}
+
+}  // namespace pinvault::testing
+
+#endif  // PINVAULT_TESTS_TESTING_REALM_TEST_HELPERS_H_

@@ -1,0 +1,686 @@
+#include "vault/realm.h"
+
+#include <algorithm>
+#include <future>
+#include <map>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+#include "vault/protocol/oprf.h"
+#include "vault/protocol/ristretto.h"
+#include "vault/protocol/tags.h"
+
+namespace pinvault::vault {
+
+using protocol::DeleteRequest;
+using protocol::DeleteResponse;
+using protocol::Recover1Request;
+using protocol::Recover1Response;
+using protocol::Recover2Request;
+using protocol::Recover2Response;
+using protocol::Recover3Request;
+using protocol::Recover3Response;
+using protocol::Register1Request;
+using protocol::Register1Response;
+using protocol::Register2Request;
+using protocol::Register2Response;
+using protocol::SecretsRequest;
+using protocol::SecretsResponse;
+
+namespace {
+
+// ValidateRequest checks request content that must be rejected before any record access.
+Status ValidateRequest(const SecretsRequest& request) {
+  if (const auto* r2 = std::get_if<Register2Request>(&request)) {
+    RETURN_IF_ERROR(protocol::ValidateScalar(r2->oprf_private_key.Reveal(), "oprf_private_key"));
+    RETURN_IF_ERROR(protocol::ValidateScalar(r2->encryption_key_scalar_share.Reveal(),
+                                             "encryption_key_scalar_share"));
+  } else if (const auto* r2 = std::get_if<Recover2Request>(&request)) {
+    Status point = protocol::ValidatePoint(r2->oprf_blinded_input);
+    if (!point.ok()) return InvalidArgumentError("oprf_blinded_input: " + point.message());
+  }
+  return OkStatus();
+}
+
+// Step is the outcome of one request on one record: the response, and the record to write
+// (nullopt: no write).
+struct Step {
+  SecretsResponse response;
+  std::optional<Record> next;
+};
+
+Record StateOnly(RecordState state) {
+  Record r;
+  r.state = state;
+  return r;
+}
+
+// Transition applies the guess rules of PROTOCOL-NOTES (f) to `current`. It consumes
+// `current` and `request` (their secrets move into the next record or the response).
+StatusOr<Step> Transition(Record current, SecretsRequest& request) {
+  const bool registered = current.state == RecordState::kRegistered;
+  const RecordState other_state = current.state;  // meaningful when !registered
+
+  if (auto* req = std::get_if<Register2Request>(&request)) {
+    Record next;
+    next.state = RecordState::kRegistered;
+    next.guess_count = 0;
+    Registration reg;
+    reg.version = req->version;
+    reg.oprf_private_key = std::move(req->oprf_private_key);
+    reg.oprf_signed_public_key = req->oprf_signed_public_key;
+    reg.unlock_key_commitment = req->unlock_key_commitment;
+    reg.unlock_key_tag = req->unlock_key_tag;
+    reg.encryption_key_scalar_share = std::move(req->encryption_key_scalar_share);
+    reg.encrypted_secret = req->encrypted_secret;
+    reg.encrypted_secret_commitment = req->encrypted_secret_commitment;
+    reg.num_guesses = req->policy.num_guesses;
+    next.registration = std::move(reg);
+    return Step{Register2Response{}, std::move(next)};
+  }
+
+  if (std::holds_alternative<DeleteRequest>(request)) {
+    if (current.state == RecordState::kAbsent) return Step{DeleteResponse{}, std::nullopt};
+    return Step{DeleteResponse{}, StateOnly(RecordState::kAbsent)};
+  }
+
+  if (std::holds_alternative<Recover1Request>(request)) {
+    Recover1Response resp;
+    if (!registered) {
+      resp.status = other_state == RecordState::kNoGuesses
+                        ? Recover1Response::Status::kNoGuesses
+                        : Recover1Response::Status::kNotRegistered;
+      return Step{resp, std::nullopt};
+    }
+    const Registration& reg = *current.registration;
+    if (current.guess_count >= reg.num_guesses) {
+      resp.status = Recover1Response::Status::kNoGuesses;
+      return Step{resp, StateOnly(RecordState::kNoGuesses)};
+    }
+    resp.status = Recover1Response::Status::kOk;
+    resp.version = reg.version;
+    return Step{resp, std::nullopt};
+  }
+
+  if (auto* req = std::get_if<Recover2Request>(&request)) {
+    Recover2Response resp;
+    if (!registered) {
+      resp.status = other_state == RecordState::kNoGuesses
+                        ? Recover2Response::Status::kNoGuesses
+                        : Recover2Response::Status::kNotRegistered;
+      return Step{resp, std::nullopt};
+    }
+    const Registration& reg = *current.registration;
+    if (req->version != reg.version) {
+      resp.status = Recover2Response::Status::kVersionMismatch;
+      return Step{resp, std::nullopt};
+    }
+    if (current.guess_count >= reg.num_guesses) {
+      resp.status = Recover2Response::Status::kNoGuesses;
+      return Step{resp, StateOnly(RecordState::kNoGuesses)};
+    }
+    ASSIGN_OR_RETURN(
+        protocol::OprfEvaluation eval,
+        protocol::EvaluateWithProof(reg.oprf_private_key, reg.oprf_signed_public_key.public_key,
+                                    req->oprf_blinded_input));
+    current.guess_count = static_cast<uint16_t>(current.guess_count + 1);
+    resp.status = Recover2Response::Status::kOk;
+    resp.oprf_signed_public_key = reg.oprf_signed_public_key;
+    resp.oprf_blinded_result = eval.blinded_result;
+    resp.oprf_proof = eval.proof;
+    resp.unlock_key_commitment = reg.unlock_key_commitment;
+    resp.num_guesses = reg.num_guesses;
+    resp.guess_count = current.guess_count;
+    return Step{resp, std::move(current)};
+  }
+
+  auto& req = std::get<Recover3Request>(request);
+  Recover3Response resp;
+  if (!registered) {
+    resp.status = other_state == RecordState::kNoGuesses ? Recover3Response::Status::kNoGuesses
+                                                         : Recover3Response::Status::kNotRegistered;
+    return Step{std::move(resp), std::nullopt};
+  }
+  const Registration& reg = *current.registration;
+  if (req.version != reg.version) {
+    resp.status = Recover3Response::Status::kVersionMismatch;
+    return Step{std::move(resp), std::nullopt};
+  }
+  if (protocol::UnlockKeyTagEquals(req.unlock_key_tag, reg.unlock_key_tag)) {
+    resp.status = Recover3Response::Status::kOk;
+    resp.encryption_key_scalar_share = reg.encryption_key_scalar_share.Clone();
+    resp.encrypted_secret = reg.encrypted_secret;
+    resp.encrypted_secret_commitment = reg.encrypted_secret_commitment;
+    current.guess_count = 0;
+    return Step{std::move(resp), std::move(current)};
+  }
+  // guess_count <= num_guesses always holds (ParseRecord enforces it).
+  uint16_t remaining = static_cast<uint16_t>(reg.num_guesses - current.guess_count);
+  resp.status = Recover3Response::Status::kBadUnlockKeyTag;
+  resp.guesses_remaining = remaining;
+  if (remaining == 0) return Step{std::move(resp), StateOnly(RecordState::kNoGuesses)};
+  // Rewritten unchanged, so that storage cannot tell a bad tag from a good one.
+  return Step{std::move(resp), std::move(current)};
+}
+
+}  // namespace
+
+// ReadResult is a record read from storage and verified against the tree.
+struct Realm::ReadResult {
+  Record record;             // Absent (version 0) if no row exists
+  uint64_t row_version = 0;  // 0: no row
+  uint32_t key_id = 0;       // sealing key of the row (0: no row)
+  uint32_t bucket = 0;
+  std::vector<BucketEntry> entries;
+  NodeValue value;
+};
+
+// WorkerPool runs Tasks on a fixed set of threads.
+class Realm::WorkerPool {
+ public:
+  WorkerPool(Realm* realm, int threads) : realm_(realm) {
+    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Run(); });
+  }
+  ~WorkerPool() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+  // Post queues `task`; `locked` says it already holds its record.
+  void Post(Task task, bool locked) {
+    {
+      std::lock_guard lock(mu_);
+      queue_.push_back(Job{std::move(task), locked});
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  struct Job {
+    Task task;
+    bool locked;
+  };
+  void Run() {
+    for (;;) {
+      std::optional<Job> job;
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+        if (queue_.empty()) return;
+        job.emplace(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+      if (job->locked) {
+        realm_->RunLocked(std::move(job->task));
+      } else {
+        realm_->Process(std::move(job->task));
+      }
+    }
+  }
+
+  Realm* realm_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Job> queue_;
+  bool stop_ = false;
+  std::vector<std::thread> threads_;
+};
+
+Realm::Realm(Hsm& hsm, RecordStore& store, RealmOptions options)
+    : hsm_(hsm), store_(store), options_(options) {}
+
+StatusOr<std::unique_ptr<Realm>> Realm::Create(Hsm& hsm, RecordStore& store, RealmOptions options) {
+  if (options.worker_threads <= 0) {
+    options.worker_threads = std::max(2, static_cast<int>(std::thread::hardware_concurrency()));
+  }
+  if (options.max_batch == 0) return InvalidArgumentError("max_batch must be positive");
+  auto realm = std::unique_ptr<Realm>(new Realm(hsm, store, options));
+  realm->RunStartupCheck().IgnoreError();  // the outcome is reported by Ready()
+  realm->workers_ = std::make_unique<WorkerPool>(realm.get(), options.worker_threads);
+  realm->committer_ = std::thread([r = realm.get()] { r->CommitterLoop(); });
+  return realm;
+}
+
+Realm::~Realm() {
+  {
+    std::unique_lock lock(outstanding_mu_);
+    closed_ = true;
+    outstanding_cv_.wait(lock, [&] { return outstanding_ == 0; });
+  }
+  {
+    std::lock_guard lock(commit_mu_);
+    stopping_ = true;
+  }
+  commit_cv_.notify_all();
+  if (committer_.joinable()) committer_.join();
+  workers_.reset();
+}
+
+Status Realm::ServingStatus() const {
+  std::lock_guard lock(mode_mu_);
+  return mode_;
+}
+
+Status Realm::Ready() const { return ServingStatus(); }
+
+RealmStats Realm::Stats() const {
+  RealmStats stats;
+  {
+    std::shared_lock lock(tree_mu_);
+    stats.epoch = certificate_.epoch;
+    if (tree_) {
+      stats.bucket_bits = static_cast<uint32_t>(tree_->bucket_bits());
+      stats.non_empty_buckets = tree_->NonEmptyBuckets();
+    }
+  }
+  stats.batches = batches_.load();
+  stats.writes = writes_.load();
+  stats.largest_batch = largest_batch_.load();
+  return stats;
+}
+
+void Realm::Submit(RequestContext context, SecretsRequest request, ResponseCallback done) {
+  {
+    std::lock_guard lock(outstanding_mu_);
+    if (closed_) {
+      done(UnavailableError("realm is shutting down"));
+      return;
+    }
+    ++outstanding_;
+  }
+  Task task;
+  task.context = std::move(context);
+  task.request = std::move(request);
+  task.done = std::move(done);
+  workers_->Post(std::move(task), /*locked=*/false);
+}
+
+StatusOr<SecretsResponse> Realm::Handle(RequestContext context, SecretsRequest request) {
+  auto promise = std::make_shared<std::promise<StatusOr<SecretsResponse>>>();
+  std::future<StatusOr<SecretsResponse>> future = promise->get_future();
+  Submit(std::move(context), std::move(request),
+         [promise](StatusOr<SecretsResponse> result) { promise->set_value(std::move(result)); });
+  return future.get();
+}
+
+StatusOr<RecordSummary> Realm::Inspect(const RequestContext& context) {
+  {
+    std::lock_guard lock(outstanding_mu_);
+    if (closed_) return UnavailableError("realm is shutting down");
+    ++outstanding_;
+  }
+  auto promise = std::make_shared<std::promise<StatusOr<RecordSummary>>>();
+  std::future<StatusOr<RecordSummary>> future = promise->get_future();
+  Task task;
+  task.context = context;
+  task.inspect_done = [promise](StatusOr<RecordSummary> r) { promise->set_value(std::move(r)); };
+  workers_->Post(std::move(task), /*locked=*/false);
+  return future.get();
+}
+
+Status Realm::Resync() {
+  auto promise = std::make_shared<std::promise<Status>>();
+  std::future<Status> future = promise->get_future();
+  {
+    std::lock_guard lock(commit_mu_);
+    if (stopping_) return UnavailableError("realm is shutting down");
+    resync_requested_ = true;
+    resync_waiters_.push_back([promise](Status s) { promise->set_value(std::move(s)); });
+  }
+  commit_cv_.notify_one();
+  return future.get();
+}
+
+void Realm::TaskDone() {
+  std::lock_guard lock(outstanding_mu_);
+  if (--outstanding_ == 0) outstanding_cv_.notify_all();
+}
+
+void Realm::Finish(Task& task, StatusOr<SecretsResponse> result) {
+  if (task.request) {
+    task.done(std::move(result));
+  } else {
+    task.inspect_done(result.ok() ? StatusOr<RecordSummary>(InternalError("not an inspection"))
+                                  : StatusOr<RecordSummary>(result.status()));
+  }
+  TaskDone();
+}
+
+void Realm::Process(Task task) {
+  Status serving = ServingStatus();
+  if (!serving.ok()) return Finish(task, serving);
+  if (task.request) {
+    if (std::holds_alternative<Register1Request>(*task.request)) {
+      return Finish(task, SecretsResponse(Register1Response{}));
+    }
+    Status valid = ValidateRequest(*task.request);
+    if (!valid.ok()) return Finish(task, valid);
+  }
+  StatusOr<RecordId> id = ComputeRecordId(hsm_, task.context.tenant, task.context.user);
+  if (!id.ok()) return Finish(task, id.status());
+  task.id = *id;
+  if (!AcquireOrPark(task)) return;
+  RunLocked(std::move(task));
+}
+
+bool Realm::AcquireOrPark(Task& task) {
+  std::lock_guard lock(records_mu_);
+  auto [it, inserted] = locked_records_.try_emplace(task.id);
+  if (inserted) return true;
+  it->second.push_back(std::move(task));
+  return false;
+}
+
+void Realm::ReleaseRecord(const RecordId& id) {
+  std::optional<Task> next;
+  {
+    std::lock_guard lock(records_mu_);
+    auto it = locked_records_.find(id);
+    if (it == locked_records_.end()) return;
+    if (it->second.empty()) {
+      locked_records_.erase(it);
+      return;
+    }
+    next.emplace(std::move(it->second.front()));
+    it->second.pop_front();
+  }
+  workers_->Post(std::move(*next), /*locked=*/true);  // the record stays held by `next`
+}
+
+StatusOr<Realm::ReadResult> Realm::ReadVerified(const RecordId& id) {
+  ReadResult result;
+  RecordId lo, hi;
+  uint64_t epoch;
+  {
+    std::shared_lock lock(tree_mu_);
+    if (!tree_) return UnavailableError("realm has no verified state");
+    result.bucket = tree_->BucketOf(id);
+    tree_->BucketRange(result.bucket, lo, hi);
+    epoch = certificate_.epoch;
+  }
+  ASSIGN_OR_RETURN(BucketScan scan, store_.ScanBucket(lo, hi, id));
+  {
+    std::shared_lock lock(tree_mu_);
+    StatusOr<NodeValue> value = tree_->ComputeBucket(result.bucket, scan.entries);
+    bool verified = false;
+    if (value.ok()) {
+      verified = *value == tree_->Bucket(result.bucket);
+      if (!verified && in_flight_) {
+        auto it = in_flight_->frontier().find(result.bucket);
+        verified = it != in_flight_->frontier().end() && *value == it->second;
+      }
+    }
+    if (!verified) {
+      return DataLossError("stored records failed verification against the Merkle root of epoch " +
+                           std::to_string(epoch) +
+                           ": rows were altered, replayed, swapped, dropped or injected");
+    }
+    result.value = *value;
+  }
+  auto entry =
+      std::lower_bound(scan.entries.begin(), scan.entries.end(), id,
+                       [](const BucketEntry& e, const RecordId& key) { return e.id < key; });
+  bool in_tree = entry != scan.entries.end() && entry->id == id;
+  if (!in_tree) {
+    if (scan.target) return DataLossError("storage returned a record the Merkle tree lacks");
+    result.record.id = id;
+    result.entries = std::move(scan.entries);
+    return result;
+  }
+  if (!scan.target || scan.target->version == 0 ||
+      RecordHash(scan.target->version, scan.target->sealed) != entry->record_hash) {
+    return DataLossError("stored record does not match its Merkle leaf");
+  }
+  ASSIGN_OR_RETURN(result.record, UnsealRecord(hsm_, *scan.target));
+  ASSIGN_OR_RETURN(result.key_id, SealedKeyId(*scan.target));
+  result.row_version = scan.target->version;
+  result.entries = std::move(scan.entries);
+  return result;
+}
+
+void Realm::RunLocked(Task task) {
+  const RecordId id = task.id;
+  auto fail = [&](const Status& status) {
+    Finish(task, status);
+    ReleaseRecord(id);
+  };
+  Status serving = ServingStatus();
+  if (!serving.ok()) return fail(serving);
+  StatusOr<ReadResult> read = ReadVerified(id);
+  if (!read.ok()) return fail(read.status());
+
+  if (!task.request) {  // Inspect
+    RecordSummary summary;
+    summary.state = read->record.state;
+    summary.record_version = read->row_version;
+    summary.sealing_key_id = read->key_id;
+    summary.guess_count = read->record.guess_count;
+    if (read->record.registration) {
+      summary.registration_version = read->record.registration->version;
+      summary.num_guesses = read->record.registration->num_guesses;
+    }
+    task.inspect_done(summary);
+    TaskDone();
+    ReleaseRecord(id);
+    return;
+  }
+
+  StatusOr<Step> step = Transition(std::move(read->record), *task.request);
+  if (!step.ok()) return fail(step.status());
+  if (!step->next) {
+    Finish(task, std::move(step->response));
+    ReleaseRecord(id);
+    return;
+  }
+  Record& next = *step->next;
+  next.id = id;
+  next.version = read->row_version + 1;
+  StatusOr<StoredRecord> row = SealRecord(hsm_, next);
+  if (!row.ok()) return fail(row.status());
+
+  PendingWrite write;
+  write.row = std::move(*row);
+  write.expected_version = read->row_version;
+  write.bucket = read->bucket;
+  write.entries = std::move(read->entries);
+  write.entries_value = read->value;
+  write.response = std::move(step->response);
+  write.done = std::move(task.done);
+  {
+    std::lock_guard lock(commit_mu_);
+    pending_.push_back(std::move(write));
+  }
+  commit_cv_.notify_one();
+  // The committer answers, releases the record and counts the task done.
+}
+
+void Realm::CommitterLoop() {
+  for (;;) {
+    std::vector<PendingWrite> batch;
+    std::vector<std::function<void(Status)>> waiters;
+    bool run_check = false;
+    bool stop = false;
+    {
+      std::unique_lock lock(commit_mu_);
+      bool retrying;
+      {
+        std::lock_guard mode_lock(mode_mu_);
+        retrying = needs_resync_;
+      }
+      auto wake = [&] { return stopping_ || !pending_.empty() || resync_requested_; };
+      if (retrying) {
+        commit_cv_.wait_for(lock, options_.resync_interval, wake);
+      } else {
+        commit_cv_.wait(lock, wake);
+      }
+      stop = stopping_ && pending_.empty();
+      waiters = std::move(resync_waiters_);
+      resync_waiters_.clear();
+      {
+        std::lock_guard mode_lock(mode_mu_);
+        run_check = needs_resync_ || (resync_requested_ && !mode_.ok());
+      }
+      resync_requested_ = false;
+      size_t n = std::min(pending_.size(), options_.max_batch);
+      batch.assign(std::make_move_iterator(pending_.begin()),
+                   std::make_move_iterator(pending_.begin() + static_cast<ptrdiff_t>(n)));
+      pending_.erase(pending_.begin(), pending_.begin() + static_cast<ptrdiff_t>(n));
+    }
+    if (run_check && !stop) RunStartupCheck().IgnoreError();
+    for (auto& waiter : waiters)
+      waiter(stop ? UnavailableError("realm is shutting down") : ServingStatus());
+    if (!batch.empty()) CommitBatch(std::move(batch));
+    if (stop) return;
+  }
+}
+
+Status Realm::RunStartupCheck() {
+  StatusOr<ServingState> state = LoadAndCheck(hsm_, store_, options_.genesis_bucket_bits);
+  if (!state.ok()) {
+    const Status& s = state.status();
+    std::lock_guard lock(mode_mu_);
+    if (s.code() == StatusCode::kFailedPrecondition) {
+      mode_ = s;
+      needs_resync_ = false;
+    } else if (s.code() == StatusCode::kDataLoss) {
+      mode_ = FailedPreconditionError("refusing to serve: storage is unreadable: " + s.message());
+      needs_resync_ = false;
+    } else {
+      mode_ =
+          UnavailableError("realm not serving: start-up check failed, retrying: " + s.ToString());
+      needs_resync_ = true;
+    }
+    return mode_;
+  }
+  {
+    std::unique_lock lock(tree_mu_);
+    tree_.emplace(std::move(state->tree));
+    certificate_ = state->certificate;
+    in_flight_.reset();
+  }
+  std::lock_guard lock(mode_mu_);
+  mode_ = OkStatus();
+  needs_resync_ = false;
+  return mode_;
+}
+
+void Realm::FailWrites(std::vector<PendingWrite>& batch, const Status& status) {
+  for (PendingWrite& w : batch) {
+    w.done(status);
+    ReleaseRecord(w.row.id);
+    TaskDone();
+  }
+}
+
+void Realm::CommitBatch(std::vector<PendingWrite> batch) {
+  Status serving = ServingStatus();
+  if (!serving.ok()) return FailWrites(batch, serving);
+
+  // Only this thread changes tree_ and certificate_, so it reads them without the lock.
+  const MerkleTree& tree = *tree_;
+  std::map<uint32_t, std::vector<size_t>> by_bucket;
+  for (size_t i = 0; i < batch.size(); ++i) by_bucket[batch[i].bucket].push_back(i);
+
+  std::map<uint32_t, NodeValue> new_buckets;
+  for (const auto& [bucket, writes] : by_bucket) {
+    const NodeValue& current = tree.Bucket(bucket);
+    std::vector<BucketEntry> entries;
+    bool have_base = false;
+    for (size_t i : writes) {
+      if (batch[i].entries_value == current) {
+        entries = batch[i].entries;
+        have_base = true;
+        break;
+      }
+    }
+    if (!have_base) {  // an earlier batch changed this bucket since the workers read it
+      RecordId lo, hi;
+      tree.BucketRange(bucket, lo, hi);
+      StatusOr<BucketScan> scan = store_.ScanBucket(lo, hi, batch[writes[0]].row.id);
+      if (!scan.ok()) return FailWrites(batch, scan.status());
+      StatusOr<NodeValue> value = tree.ComputeBucket(bucket, scan->entries);
+      if (!value.ok() || !(*value == current)) {
+        return FailWrites(batch, DataLossError("stored records failed verification against the "
+                                               "Merkle root during commit"));
+      }
+      entries = std::move(scan->entries);
+    }
+    for (size_t i : writes) {
+      const StoredRecord& row = batch[i].row;
+      auto it =
+          std::lower_bound(entries.begin(), entries.end(), row.id,
+                           [](const BucketEntry& e, const RecordId& key) { return e.id < key; });
+      if (it != entries.end() && it->id == row.id) {
+        it->record_hash = row.record_hash;
+      } else {
+        entries.insert(it, BucketEntry{row.id, row.record_hash});
+      }
+    }
+    StatusOr<NodeValue> value = tree.ComputeBucket(bucket, entries);
+    if (!value.ok()) return FailWrites(batch, value.status());
+    new_buckets[bucket] = *value;
+  }
+
+  auto update = std::make_shared<const MerkleTree::Update>(tree.Prepare(new_buckets));
+  Certificate next;
+  next.bucket_bits = static_cast<uint8_t>(tree.bucket_bits());
+  next.epoch = certificate_.epoch + 1;
+  next.root = update->root().hash;
+  next.prev_root = certificate_.root;
+  StatusOr<Bytes> cert = IssueCertificate(hsm_, next);
+  if (!cert.ok()) return FailWrites(batch, cert.status());  // nothing written
+
+  vault::CommitBatch commit;
+  commit.expected_epoch = certificate_.epoch;
+  commit.head = StoreHead{next.epoch, *cert};
+  commit.records.reserve(batch.size());
+  for (const PendingWrite& w : batch)
+    commit.records.push_back(RecordPut{w.row, w.expected_version});
+  update->ToNodeWrites(commit.nodes, commit.erased_nodes);
+
+  {
+    std::unique_lock lock(tree_mu_);
+    in_flight_ = update;
+  }
+  Status status = store_.Commit(commit);
+  const char* stage = "storage commit";
+  if (status.ok()) {
+    status = hsm_.StoreAnchor(*cert);
+    stage = "anchor update";
+  }
+  if (!status.ok()) {
+    // Storage may or may not hold the new epoch: stop serving until the start-up check has
+    // settled it (it rolls the commit forward if storage has it).
+    Status unavailable =
+        UnavailableError(std::string(stage) + " for epoch " + std::to_string(next.epoch) +
+                         " failed (" + status.ToString() + "); re-checking storage");
+    {
+      std::lock_guard lock(mode_mu_);
+      mode_ = unavailable;
+      needs_resync_ = true;
+    }
+    return FailWrites(batch, unavailable);
+  }
+  {
+    std::unique_lock lock(tree_mu_);
+    tree_->Apply(*update);
+    certificate_ = next;
+    in_flight_.reset();
+  }
+  batches_.fetch_add(1);
+  writes_.fetch_add(batch.size());
+  uint64_t largest = largest_batch_.load();
+  while (batch.size() > largest && !largest_batch_.compare_exchange_weak(largest, batch.size())) {
+  }
+  for (PendingWrite& w : batch) {
+    w.done(std::move(w.response));
+    ReleaseRecord(w.row.id);
+    TaskDone();
+  }
+}
+
+}  // namespace pinvault::vault

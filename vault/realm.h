@@ -1,0 +1,243 @@
+// Realm: the trusted core. Implements RealmService (vault/realm_service.h) over an Hsm
+// (vault/hsm.h) and an untrusted RecordStore (vault/record_store.h).
+//
+// Guess rules (PROTOCOL-NOTES (f)), per record:
+//   Register1  any                     -> Ok, no record access
+//   Register2  any                     -> Ok; overwrite: Registered, guess_count 0
+//   Recover1   Registered, gc >= limit -> NoGuesses; record becomes NoGuesses (secrets gone)
+//              Registered              -> Ok{version}
+//              NoGuesses / absent      -> NoGuesses / NotRegistered
+//   Recover2   Registered, wrong ver.  -> VersionMismatch (checked before the guess check)
+//              Registered, gc >= limit -> NoGuesses; record becomes NoGuesses
+//              Registered              -> gc += 1, durable BEFORE the evaluation is released;
+//                                         Ok{signed key, W, DLEQ proof, commitment, limit, gc}
+//              NoGuesses / absent      -> NoGuesses / NotRegistered
+//   Recover3   Registered, wrong ver.  -> VersionMismatch
+//              Registered, bad tag     -> BadUnlockKeyTag{limit - gc}; at 0 -> NoGuesses
+//              Registered, good tag    -> Ok{share, encrypted secret, commitment}; gc = 0
+//              NoGuesses / absent      -> NoGuesses / NotRegistered
+//   Delete     any                     -> Ok; record becomes Absent (a sealed tombstone)
+// Tags are compared in constant time. Every Recover3 on a Registered record rewrites it,
+// so storage cannot tell a good tag from a bad one by whether a write happened.
+// Register2 scalars must be canonical and Recover2's blinded input a valid point, else
+// INVALID_ARGUMENT with nothing changed.
+//
+// Concurrency: requests on one record run strictly one after another (a per-record queue),
+// each seeing the durable result of the previous one, so two Recover2 calls never see the
+// same guess count. Requests on different records run in parallel on a worker pool. Writes
+// are group-committed by one committer thread: every write waiting at that moment goes to
+// storage in one transaction, then one anchor update (vault/anchor.h); only then are the
+// batch's responses released and its records unlocked.
+//
+// Every record read is checked against the Merkle tree before it is unsealed
+// (vault/merkle.h); a mismatch answers DATA_LOSS and nothing is served from the row.
+//
+// Failure handling: if the HSM or storage is unreachable, requests fail UNAVAILABLE. If a
+// commit fails after storage may have been written, the realm stops serving (UNAVAILABLE)
+// until a re-run of the start-up check settles which state is durable; the committer
+// retries that every `resync_interval` and the realm resumes on its own once the HSM and
+// storage are back. Such a batch's requests were answered UNAVAILABLE although their
+// writes may have become durable: a guess may be counted without the evaluation being
+// released, never the reverse. If the start-up check finds storage not matching the HSM
+// anchor, the realm refuses to serve for good (FAILED_PRECONDITION).
+//
+// Starting it (pinvaultd): open the Hsm (pkcs11/hsm_keys.h) and the store
+// (backup::SqliteRecordStore::Open(data_dir)), then Realm::Create(hsm, store, options);
+// serve /readyz from Ready() and requests through Submit(). The Hsm and the store must
+// outlive the Realm.
+//
+// Thread-safety: all public methods are thread-safe.
+#ifndef PINVAULT_VAULT_REALM_H_
+#define PINVAULT_VAULT_REALM_H_
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "vault/anchor.h"
+#include "vault/hsm.h"
+#include "vault/merkle.h"
+#include "vault/protocol/messages.h"
+#include "vault/realm_service.h"
+#include "vault/record.h"
+#include "vault/record_store.h"
+#include "vault/status.h"
+
+namespace pinvault::vault {
+
+struct RealmOptions {
+  // worker_threads: request workers (0: the number of CPUs, at least 2).
+  int worker_threads = 0;
+  // genesis_bucket_bits: Merkle frontier depth when a fresh realm is created (ignored
+  // afterwards; the anchored certificate fixes it). 16 suits up to a few million records.
+  int genesis_bucket_bits = kDefaultBucketBits;
+  // max_batch: most writes in one group commit.
+  size_t max_batch = 2048;
+  // resync_interval: how often a realm that lost the HSM or storage mid-commit retries.
+  std::chrono::milliseconds resync_interval{200};
+};
+
+// RecordSummary describes a record without any secret (for tests and operator tools).
+struct RecordSummary {
+  RecordState state = RecordState::kAbsent;
+  uint64_t record_version = 0;  // 0: no row stored
+  uint32_t sealing_key_id = 0;  // 0: no row stored
+  protocol::RegistrationVersion registration_version{};
+  uint16_t guess_count = 0;
+  uint16_t num_guesses = 0;
+};
+
+// RealmStats are counters for metrics and benchmarks.
+struct RealmStats {
+  uint64_t epoch = 0;
+  uint64_t batches = 0;  // successful group commits
+  uint64_t writes = 0;   // records written by them
+  uint64_t largest_batch = 0;
+  uint32_t bucket_bits = 0;
+  uint32_t non_empty_buckets = 0;
+};
+
+class Realm final : public RealmService {
+ public:
+  // Create runs the start-up check (vault/anchor.h LoadAndCheck) and starts the workers
+  // and the committer. It returns a Realm even when the check fails, so that the server
+  // can report why: Ready() then says FAILED_PRECONDITION (storage does not match the
+  // anchor; permanent) or UNAVAILABLE (HSM/storage unreachable; retried). `hsm` and `store`
+  // are not owned and must outlive the Realm.
+  static StatusOr<std::unique_ptr<Realm>> Create(Hsm& hsm, RecordStore& store,
+                                                 RealmOptions options = {});
+
+  // ~Realm waits for every accepted request to be answered, then stops its threads.
+  ~Realm() override;
+  Realm(const Realm&) = delete;
+  Realm& operator=(const Realm&) = delete;
+
+  void Submit(RequestContext context, protocol::SecretsRequest request,
+              ResponseCallback done) override;
+  Status Ready() const override;
+
+  // Handle is Submit that blocks until the response. Must not be called from a response
+  // callback.
+  StatusOr<protocol::SecretsResponse> Handle(RequestContext context,
+                                             protocol::SecretsRequest request);
+
+  // Inspect reads and verifies the record of `context` (ordered with its requests) and
+  // describes it without secrets. Errors as for Submit.
+  StatusOr<RecordSummary> Inspect(const RequestContext& context);
+
+  // Resync re-runs the start-up check now if the realm is UNAVAILABLE after a failed
+  // commit or start; returns the resulting readiness. Blocks until done.
+  Status Resync();
+
+  RealmStats Stats() const;
+
+ private:
+  struct RecordIdHash {
+    size_t operator()(const RecordId& id) const noexcept {
+      size_t h = 0;
+      for (size_t i = 0; i < sizeof(h); ++i) h = h << 8 | id[i];
+      return h;  // ids are MAC outputs: any 8 bytes are uniformly distributed
+    }
+  };
+  using InspectCallback = std::function<void(StatusOr<RecordSummary>)>;
+
+  // Task is one accepted request (or an Inspect) on its way through the workers.
+  struct Task {
+    RequestContext context;
+    std::optional<protocol::SecretsRequest> request;  // nullopt: an Inspect
+    ResponseCallback done;
+    InspectCallback inspect_done;
+    RecordId id{};
+  };
+
+  // PendingWrite is a sealed record waiting for the group commit, with the response to
+  // release once it is durable.
+  struct PendingWrite {
+    StoredRecord row;
+    uint64_t expected_version = 0;
+    uint32_t bucket = 0;
+    std::vector<BucketEntry> entries;  // the bucket as the worker read and verified it
+    NodeValue entries_value;
+    protocol::SecretsResponse response;
+    ResponseCallback done;
+  };
+
+  struct ReadResult;
+  class WorkerPool;
+
+  Realm(Hsm& hsm, RecordStore& store, RealmOptions options);
+
+  // Request path (worker threads).
+  void Process(Task task);
+  void RunLocked(Task task);
+  bool AcquireOrPark(Task& task);
+  void ReleaseRecord(const RecordId& id);
+  StatusOr<ReadResult> ReadVerified(const RecordId& id);
+  void Finish(Task& task, StatusOr<protocol::SecretsResponse> result);
+
+  // Committer thread.
+  void CommitterLoop();
+  void CommitBatch(std::vector<PendingWrite> batch);
+  void FailWrites(std::vector<PendingWrite>& batch, const Status& status);
+  Status RunStartupCheck();  // committer thread (or before it starts)
+
+  Status ServingStatus() const;
+  void TaskDone();
+
+  Hsm& hsm_;
+  RecordStore& store_;
+  const RealmOptions options_;
+
+  // Serving mode.
+  mutable std::mutex mode_mu_;
+  Status mode_;                // OK, UNAVAILABLE (retrying) or FAILED_PRECONDITION
+  bool needs_resync_ = false;  // guarded by mode_mu_
+
+  // The tree and the anchored state. Written by the committer thread only (under a unique
+  // lock); read by workers under a shared lock.
+  mutable std::shared_mutex tree_mu_;
+  std::optional<MerkleTree> tree_;
+  Certificate certificate_;
+  std::shared_ptr<const MerkleTree::Update> in_flight_;  // the batch being committed
+
+  // Per-record serialisation: a record id is present while a request holds it; the deque
+  // holds requests waiting for it.
+  std::mutex records_mu_;
+  std::unordered_map<RecordId, std::deque<Task>, RecordIdHash> locked_records_;
+
+  // Committer queue.
+  std::mutex commit_mu_;
+  std::condition_variable commit_cv_;
+  std::vector<PendingWrite> pending_;                        // guarded by commit_mu_
+  bool resync_requested_ = false;                            // guarded by commit_mu_
+  std::vector<std::function<void(Status)>> resync_waiters_;  // guarded by commit_mu_
+  bool stopping_ = false;                                    // guarded by commit_mu_
+
+  // Outstanding accepted requests (for draining in the destructor).
+  std::mutex outstanding_mu_;
+  std::condition_variable outstanding_cv_;
+  uint64_t outstanding_ = 0;
+  bool closed_ = false;
+
+  // Stats.
+  std::atomic<uint64_t> batches_{0};
+  std::atomic<uint64_t> writes_{0};
+  std::atomic<uint64_t> largest_batch_{0};
+
+  std::unique_ptr<WorkerPool> workers_;
+  std::thread committer_;
+};
+
+}  // namespace pinvault::vault
+
+#endif  // PINVAULT_VAULT_REALM_H_
