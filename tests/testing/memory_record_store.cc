@@ -44,7 +44,12 @@ StatusOr<std::optional<StoredRecord>> MemoryRecordStore::ReadRecord(const Record
 }
 
 Status MemoryRecordStore::Commit(const CommitBatch& batch) {
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
+  if (paused_) {
+    ++commits_waiting_;
+    resume_cv_.wait(lock, [&] { return !paused_; });
+    --commits_waiting_;
+  }
   if (unavailable_) return UnavailableError("memory store switched off");
   CommitFault fault = std::exchange(next_fault_, CommitFault::kNone);
   if (fault == CommitFault::kFailBeforeApply) return UnavailableError("injected commit failure");
@@ -123,6 +128,19 @@ void MemoryRecordStore::SetUnavailable(bool unavailable) {
 void MemoryRecordStore::SetNextCommitFault(CommitFault fault) {
   std::lock_guard lock(mu_);
   next_fault_ = fault;
+}
+
+void MemoryRecordStore::PauseCommits(bool paused) {
+  {
+    std::lock_guard lock(mu_);
+    paused_ = paused;
+  }
+  resume_cv_.notify_all();
+}
+
+int MemoryRecordStore::commits_waiting() const {
+  std::lock_guard lock(mu_);
+  return commits_waiting_;
 }
 
 uint64_t MemoryRecordStore::commit_count() const {

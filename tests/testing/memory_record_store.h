@@ -6,6 +6,7 @@
 #ifndef PINVAULT_TESTS_TESTING_MEMORY_RECORD_STORE_H_
 #define PINVAULT_TESTS_TESTING_MEMORY_RECORD_STORE_H_
 
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -66,11 +67,19 @@ class MemoryRecordStore final : public vault::RecordStore {
   // SetNextCommitFault arms a fault for the next Commit only.
   void SetNextCommitFault(CommitFault fault);
 
+  // PauseCommits(true) makes Commit block (before applying) until PauseCommits(false);
+  // reads keep working. commits_waiting counts Commits blocked there.
+  void PauseCommits(bool paused);
+  int commits_waiting() const;
+
   // commit_count returns how many Commits applied a batch.
   uint64_t commit_count() const;
 
  private:
   mutable std::mutex mu_;
+  std::condition_variable resume_cv_;
+  bool paused_ = false;
+  int commits_waiting_ = 0;
   State state_;
   bool unavailable_ = false;
   CommitFault next_fault_ = CommitFault::kNone;
