@@ -249,7 +249,7 @@ class SecretWriter {
   void Append(std::span<const uint8_t> s) {
     if (size_ + s.size() > buf_.size()) {
       SecretBytes bigger(std::max(buf_.size() * 2, size_ + s.size() + 256));
-      std::memcpy(bigger.RevealMutable().data(), buf_.Reveal().data(), size_);
+      if (size_ != 0) std::memcpy(bigger.RevealMutable().data(), buf_.Reveal().data(), size_);
       buf_ = std::move(bigger);
     }
     if (!s.empty()) std::memcpy(buf_.RevealMutable().data() + size_, s.data(), s.size());
