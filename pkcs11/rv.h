@@ -22,9 +22,10 @@ std::string_view RvName(CK_RV rv);
 // RvContext refines the mapping where the same code means different things.
 enum class RvContext {
   kDefault,
-  // The call was the final step of an authenticated decryption (AES-GCM C_Decrypt). Some
-  // modules (SoftHSM 2.6) report a failed tag check as CKR_GENERAL_ERROR or
-  // CKR_FUNCTION_FAILED instead of CKR_ENCRYPTED_DATA_INVALID; here those mean DATA_LOSS.
+  // The call was the final step of an authenticated decryption (AES-GCM C_Decrypt, or
+  // C_UnwrapKey with an integrity-checked key wrap). Some modules (SoftHSM 2.6) report a failed
+  // check as CKR_GENERAL_ERROR or CKR_FUNCTION_FAILED instead of CKR_ENCRYPTED_DATA_INVALID /
+  // CKR_WRAPPED_KEY_INVALID; here those mean DATA_LOSS.
   kAuthenticatedDecrypt,
 };
 

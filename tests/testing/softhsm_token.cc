@@ -58,10 +58,16 @@ Status RunProgram(const std::vector<std::string>& argv, std::string* output) {
   return InternalError(argv[0] + " failed (" + what + "): " + text.str());
 }
 
-StatusOr<std::string> MakeTempDir(const std::string& prefix) {
+std::string TokenBaseDir() {
+  const char* configured = std::getenv("PINVAULT_TEST_TMPDIR");
+  if (configured != nullptr && *configured != '\0') return configured;
+  if (::access("/dev/shm", W_OK | X_OK) == 0) return "/dev/shm";
   const char* tmp = std::getenv("TMPDIR");
-  std::string pattern = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/" +
-                        prefix + "XXXXXX";
+  return tmp != nullptr && *tmp != '\0' ? tmp : "/tmp";
+}
+
+StatusOr<std::string> MakeTempDir(const std::string& prefix) {
+  std::string pattern = TokenBaseDir() + "/" + prefix + "XXXXXX";
   std::vector<char> buf(pattern.begin(), pattern.end());
   buf.push_back('\0');
   if (::mkdtemp(buf.data()) == nullptr) {

@@ -26,7 +26,13 @@ namespace pinvault::testing {
 // If `output` is not null it receives stdout and stderr combined.
 Status RunProgram(const std::vector<std::string>& argv, std::string* output = nullptr);
 
-// MakeTempDir creates a fresh directory under $TMPDIR (or /tmp) with mkdtemp.
+// TokenBaseDir is where test token directories go: $PINVAULT_TEST_TMPDIR if set, else /dev/shm
+// (tmpfs) if writable, else $TMPDIR or /tmp. Memory is preferred because SoftHSM rewrites and
+// truncates object files on every token change, which on a disk mounted with online discard
+// costs ~150 ms per object.
+std::string TokenBaseDir();
+
+// MakeTempDir creates a fresh directory under TokenBaseDir() with mkdtemp.
 StatusOr<std::string> MakeTempDir(const std::string& prefix);
 
 // RemoveTree deletes `path` recursively; errors are ignored.

@@ -1,0 +1,344 @@
+#include "pkcs11/hsm_keys.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "pkcs11/objects.h"
+#include "pkcs11/uri.h"
+
+namespace pinvault::pkcs11 {
+namespace {
+
+constexpr uint8_t kAnchorMagic[4] = {'P', 'V', 'A', '1'};
+constexpr char kAnchorApplication[] = "pinvault";
+// Key length of the generic secret that carries the anchor in CKA_ID (its value is unused).
+constexpr CK_ULONG kAnchorKeyCarrierSize = 16;
+
+// Codes with which a token refuses a token data object template.
+bool RefusesDataObject(CK_RV rv) {
+  return rv == CKR_ATTRIBUTE_VALUE_INVALID || rv == CKR_TEMPLATE_INCONSISTENT ||
+         rv == CKR_ATTRIBUTE_TYPE_INVALID || rv == CKR_FUNCTION_NOT_SUPPORTED;
+}
+
+}  // namespace
+
+Bytes EncodeAnchorCarrier(uint64_t sequence, ByteView anchor) {
+  Bytes out(kAnchorMagic, kAnchorMagic + 4);
+  for (int shift = 56; shift >= 0; shift -= 8) {
+    out.push_back(static_cast<uint8_t>(sequence >> shift));
+  }
+  out.insert(out.end(), anchor.begin(), anchor.end());
+  return out;
+}
+
+StatusOr<std::pair<uint64_t, Bytes>> DecodeAnchorCarrier(ByteView carrier) {
+  if (carrier.size() < 12 || !std::equal(kAnchorMagic, kAnchorMagic + 4, carrier.begin())) {
+    return DataLossError("anchor object on the token is malformed");
+  }
+  uint64_t sequence = 0;
+  for (size_t i = 4; i < 12; ++i) sequence = (sequence << 8) | carrier[i];
+  return std::make_pair(sequence, Bytes(carrier.begin() + 12, carrier.end()));
+}
+
+TokenHsm::TokenHsm(std::shared_ptr<SessionPool> pool, Capabilities caps, RealmKeys keys)
+    : pool_(std::move(pool)), caps_(std::move(caps)), keys_(std::move(keys)) {
+  for (const auto& [id, handle] : keys_.sealing) {
+    iv_sources_.emplace(id, std::make_unique<GcmIvSource>());
+  }
+}
+
+StatusOr<std::unique_ptr<TokenHsm>> TokenHsm::Open(std::string_view uri) {
+  return Open(uri, Options());
+}
+
+StatusOr<std::unique_ptr<TokenHsm>> TokenHsm::Open(std::string_view uri, Options options) {
+  ASSIGN_OR_RETURN(TokenUri parsed, ParseTokenUri(uri));
+  std::string module_path = parsed.module_path.value_or(
+      parsed.module_name.value_or(std::string(kDefaultModulePath)));
+  ASSIGN_OR_RETURN(std::unique_ptr<Module> module,
+                   Module::Load(module_path, options.module_init_parameters));
+  return Open(std::shared_ptr<Module>(std::move(module)), uri, std::move(options));
+}
+
+StatusOr<std::unique_ptr<TokenHsm>> TokenHsm::Open(std::shared_ptr<Module> module,
+                                                   std::string_view uri) {
+  return Open(std::move(module), uri, Options());
+}
+
+StatusOr<std::unique_ptr<TokenHsm>> TokenHsm::Open(std::shared_ptr<Module> module,
+                                                   std::string_view uri, Options options) {
+  ASSIGN_OR_RETURN(TokenUri parsed, ParseTokenUri(uri));
+  ASSIGN_OR_RETURN(std::unique_ptr<SessionPool> pool,
+                   SessionPool::Open(std::move(module), std::move(parsed), options.pool));
+  return Create(std::shared_ptr<SessionPool>(std::move(pool)));
+}
+
+StatusOr<std::unique_ptr<TokenHsm>> TokenHsm::Create(std::shared_ptr<SessionPool> pool) {
+  if (pool == nullptr) return InvalidArgumentError("TokenHsm needs a session pool");
+  TokenDescription token = pool->token();
+  ASSIGN_OR_RETURN(Capabilities caps, DetectCapabilities(*pool->module(), token.slot, token.flags));
+  ASSIGN_OR_RETURN(RealmKeys keys, FindRealmKeys(*pool));
+  return std::unique_ptr<TokenHsm>(new TokenHsm(std::move(pool), std::move(caps), std::move(keys)));
+}
+
+template <typename Op>
+auto TokenHsm::WithKeys(Op&& op) -> decltype(op(std::declval<const RealmKeys&>())) {
+  // `op` runs under the shared lock: readers proceed in parallel, ReloadKeys waits for them.
+  auto run = [&]() {
+    std::shared_lock<std::shared_mutex> lock(keys_mu_);
+    return op(static_cast<const RealmKeys&>(keys_));
+  };
+  auto result = run();
+  if (result.ok() || result.status().code() != StatusCode::kNotFound) return result;
+  Status reload = ReloadKeys();
+  if (!reload.ok()) return result;
+  return run();
+}
+
+Status TokenHsm::ReloadKeys() {
+  ASSIGN_OR_RETURN(RealmKeys keys, FindRealmKeys(*pool_));
+  std::unique_lock<std::shared_mutex> lock(keys_mu_);
+  keys_ = std::move(keys);
+  for (const auto& [id, handle] : keys_.sealing) {
+    if (iv_sources_.find(id) == iv_sources_.end()) {
+      iv_sources_.emplace(id, std::make_unique<GcmIvSource>());
+    }
+  }
+  return OkStatus();
+}
+
+RealmKeys TokenHsm::keys() const {
+  std::shared_lock<std::shared_mutex> lock(keys_mu_);
+  return keys_;
+}
+
+uint32_t TokenHsm::CurrentSealingKeyId() const {
+  std::shared_lock<std::shared_mutex> lock(keys_mu_);
+  return keys_.CurrentSealingKeyId();
+}
+
+StatusOr<uint32_t> TokenHsm::AddSealingKey() {
+  ASSIGN_OR_RETURN(uint32_t id, pkcs11::AddSealingKey(*pool_));
+  RETURN_IF_ERROR(ReloadKeys());
+  return id;
+}
+
+StatusOr<vault::SealedBlob> TokenHsm::Seal(uint32_t key_id, std::span<const uint8_t> plaintext,
+                                           ByteView associated_data) {
+  auto seal_once = [&]() -> StatusOr<GcmSealed> {
+    CK_OBJECT_HANDLE key;
+    GcmIvSource* ivs;
+    {
+      std::shared_lock<std::shared_mutex> lock(keys_mu_);
+      auto it = keys_.sealing.find(key_id);
+      if (it == keys_.sealing.end()) {
+        return NotFoundError("no sealing key " + std::to_string(key_id) + " on the token");
+      }
+      key = it->second;
+      ivs = iv_sources_.at(key_id).get();
+    }
+    return AesGcmEncrypt(*pool_, key, *ivs, plaintext, associated_data);
+  };
+  StatusOr<GcmSealed> sealed = seal_once();
+  if (!sealed.ok() && sealed.status().code() == StatusCode::kNotFound && ReloadKeys().ok()) {
+    sealed = seal_once();
+  }
+  if (!sealed.ok()) return sealed.status();
+  vault::SealedBlob blob;
+  blob.key_id = key_id;
+  blob.iv = sealed->iv;
+  blob.ciphertext = std::move(sealed->ciphertext);
+  return blob;
+}
+
+StatusOr<SecretBytes> TokenHsm::Unseal(const vault::SealedBlob& blob, ByteView associated_data) {
+  return WithKeys([&](const RealmKeys& keys) -> StatusOr<SecretBytes> {
+    auto it = keys.sealing.find(blob.key_id);
+    if (it == keys.sealing.end()) {
+      return NotFoundError("no sealing key " + std::to_string(blob.key_id) + " on the token");
+    }
+    return AesGcmDecrypt(*pool_, it->second, blob.iv, blob.ciphertext, associated_data);
+  });
+}
+
+StatusOr<vault::MacTag> TokenHsm::Mac(vault::MacKeyRole role, ByteView data) {
+  return WithKeys([&](const RealmKeys& keys) {
+    return HmacSha256(*pool_,
+                      role == vault::MacKeyRole::kRecordId ? keys.record_id_mac : keys.anchor_mac,
+                      data);
+  });
+}
+
+Status TokenHsm::VerifyMac(vault::MacKeyRole role, ByteView data, ByteView tag) {
+  StatusOr<bool> verified = WithKeys([&](const RealmKeys& keys) -> StatusOr<bool> {
+    Status s = HmacSha256Verify(
+        *pool_, role == vault::MacKeyRole::kRecordId ? keys.record_id_mac : keys.anchor_mac, data,
+        tag);
+    if (!s.ok()) return s;
+    return true;
+  });
+  return verified.ok() ? OkStatus() : verified.status();
+}
+
+StatusOr<Bytes> TokenHsm::Sign(ByteView message) {
+  return WithKeys([&](const RealmKeys& keys) {
+    return SignWith(*pool_, keys.audit_private, keys.audit_algorithm, caps_.ecdsa_sha256, message);
+  });
+}
+
+StatusOr<vault::SigningPublicKey> TokenHsm::AuditPublicKey() {
+  {
+    std::lock_guard<std::mutex> lock(public_key_mu_);
+    if (public_key_.has_value()) return *public_key_;
+  }
+  ASSIGN_OR_RETURN(vault::SigningPublicKey key,
+                   WithKeys([&](const RealmKeys& keys) {
+                     return ExportPublicKey(*pool_, keys.audit_public, keys.audit_algorithm);
+                   }));
+  std::lock_guard<std::mutex> lock(public_key_mu_);
+  public_key_ = key;
+  return key;
+}
+
+Status TokenHsm::GenerateRandom(std::span<uint8_t> out) {
+  return pkcs11::GenerateRandom(*pool_, out);
+}
+
+StatusOr<std::vector<TokenHsm::AnchorCarrier>> TokenHsm::ReadAnchorCarriers() {
+  ASSIGN_OR_RETURN(std::vector<CK_OBJECT_HANDLE> handles,
+                   FindByLabel(*pool_, kAnchorLabel, std::nullopt));
+  std::vector<AnchorCarrier> carriers;
+  for (CK_OBJECT_HANDLE handle : handles) {
+    ASSIGN_OR_RETURN(CK_ULONG object_class, ReadUlong(*pool_, handle, CKA_CLASS));
+    CK_ATTRIBUTE_TYPE holder;
+    if (object_class == CKO_DATA) {
+      holder = CKA_VALUE;
+      anchor_storage_.store(AnchorStorage::kDataObject);
+    } else if (object_class == CKO_SECRET_KEY) {
+      holder = CKA_ID;
+      anchor_storage_.store(AnchorStorage::kSecretKeyId);
+    } else {
+      return FailedPreconditionError(std::string("an object of unexpected class is labelled '") +
+                                     kAnchorLabel + "'");
+    }
+    ASSIGN_OR_RETURN(Bytes raw, ReadBytes(*pool_, handle, holder));
+    ASSIGN_OR_RETURN(auto decoded, DecodeAnchorCarrier(raw));
+    carriers.push_back({handle, decoded.first, std::move(decoded.second)});
+  }
+  return carriers;
+}
+
+StatusOr<std::optional<Bytes>> TokenHsm::LoadAnchor() {
+  std::lock_guard<std::mutex> lock(anchor_mu_);
+  ASSIGN_OR_RETURN(std::vector<AnchorCarrier> carriers, ReadAnchorCarriers());
+  anchor_handles_.clear();
+  for (const AnchorCarrier& c : carriers) anchor_handles_.push_back(c.handle);
+  anchor_state_known_ = true;
+  if (carriers.empty()) {
+    anchor_sequence_ = 0;
+    return std::optional<Bytes>();
+  }
+  const AnchorCarrier* newest = &carriers.front();
+  for (const AnchorCarrier& c : carriers) {
+    if (c.sequence > newest->sequence) newest = &c;
+  }
+  for (const AnchorCarrier& c : carriers) {
+    // Two holders with one sequence can only come from a repeated create; they must agree.
+    if (&c != newest && c.sequence == newest->sequence && c.anchor != newest->anchor) {
+      return DataLossError("two anchor objects share sequence " +
+                           std::to_string(newest->sequence) + " but differ");
+    }
+  }
+  anchor_sequence_ = newest->sequence;
+  return std::optional<Bytes>(newest->anchor);
+}
+
+StatusOr<CK_OBJECT_HANDLE> TokenHsm::CreateAnchorCarrier(ByteView carrier) {
+  CK_FUNCTION_LIST* f = pool_->functions();
+  CK_OBJECT_HANDLE handle = CK_INVALID_HANDLE;
+  if (anchor_storage_.load() != AnchorStorage::kSecretKeyId) {
+    AttributeTemplate data;
+    data.Ulong(CKA_CLASS, CKO_DATA)
+        .Bool(CKA_TOKEN, true)
+        .Bool(CKA_PRIVATE, true)
+        .Bool(CKA_MODIFIABLE, false)
+        .String(CKA_LABEL, kAnchorLabel)
+        .String(CKA_APPLICATION, kAnchorApplication)
+        .Bytes(CKA_VALUE, carrier);
+    CK_RV refused = CKR_OK;
+    Status s = pool_->Run([&](CK_SESSION_HANDLE session) -> CallResult {
+      CK_RV rv = f->C_CreateObject(session, data.data(), data.size(), &handle);
+      if (RefusesDataObject(rv)) {
+        refused = rv;
+        return {};
+      }
+      return {rv, "C_CreateObject"};
+    });
+    RETURN_IF_ERROR(s);
+    if (refused == CKR_OK) {
+      anchor_storage_.store(AnchorStorage::kDataObject);
+      return handle;
+    }
+    anchor_storage_.store(AnchorStorage::kSecretKeyId);
+  }
+  AttributeTemplate key;
+  key.Ulong(CKA_CLASS, CKO_SECRET_KEY)
+      .Ulong(CKA_KEY_TYPE, CKK_GENERIC_SECRET)
+      .Ulong(CKA_VALUE_LEN, kAnchorKeyCarrierSize)
+      .Bool(CKA_TOKEN, true)
+      .Bool(CKA_PRIVATE, true)
+      .Bool(CKA_SENSITIVE, true)
+      .Bool(CKA_EXTRACTABLE, false)
+      .Bool(CKA_MODIFIABLE, false)
+      .String(CKA_LABEL, kAnchorLabel)
+      .Bytes(CKA_ID, carrier)
+      .Bool(CKA_ENCRYPT, false)
+      .Bool(CKA_DECRYPT, false)
+      .Bool(CKA_SIGN, false)
+      .Bool(CKA_VERIFY, false)
+      .Bool(CKA_WRAP, false)
+      .Bool(CKA_UNWRAP, false)
+      .Bool(CKA_DERIVE, false);
+  RETURN_IF_ERROR(pool_->Run([&](CK_SESSION_HANDLE session) -> CallResult {
+    CK_MECHANISM mechanism{CKM_GENERIC_SECRET_KEY_GEN, nullptr, 0};
+    return {f->C_GenerateKey(session, &mechanism, key.data(), key.size(), &handle),
+            "C_GenerateKey"};
+  }));
+  return handle;
+}
+
+Status TokenHsm::StoreAnchor(ByteView anchor) {
+  std::lock_guard<std::mutex> lock(anchor_mu_);
+  if (!anchor_state_known_) {
+    ASSIGN_OR_RETURN(std::vector<AnchorCarrier> carriers, ReadAnchorCarriers());
+    anchor_sequence_ = 0;
+    anchor_handles_.clear();
+    for (const AnchorCarrier& c : carriers) {
+      anchor_handles_.push_back(c.handle);
+      anchor_sequence_ = std::max(anchor_sequence_, c.sequence);
+    }
+    anchor_state_known_ = true;
+  }
+  if (anchor_sequence_ == UINT64_MAX) return ResourceExhaustedError("anchor sequence exhausted");
+  uint64_t sequence = anchor_sequence_ + 1;
+  StatusOr<CK_OBJECT_HANDLE> created =
+      CreateAnchorCarrier(EncodeAnchorCarrier(sequence, anchor));
+  if (!created.ok()) {
+    // We cannot tell whether the token kept the object; learn the state again next time.
+    anchor_state_known_ = false;
+    return created.status().WithContext("storing the anchor");
+  }
+  // The new anchor is durable; now remove the older ones. A failure here is harmless (the newest
+  // sequence wins on load); the survivors are retried on the next store.
+  std::vector<CK_OBJECT_HANDLE> survivors;
+  for (CK_OBJECT_HANDLE old : anchor_handles_) {
+    Status destroyed = DestroyObject(*pool_, old);
+    if (!destroyed.ok() && destroyed.code() != StatusCode::kNotFound) survivors.push_back(old);
+  }
+  survivors.push_back(*created);
+  anchor_handles_ = std::move(survivors);
+  anchor_sequence_ = sequence;
+  return OkStatus();
+}
+
+}  // namespace pinvault::pkcs11

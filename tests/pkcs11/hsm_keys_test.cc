@@ -1,0 +1,526 @@
+// The realm key set and TokenHsm (vault::Hsm on a token), run on a fresh token per test, over
+// SoftHSM2 and NSS softokn.
+#include "pkcs11/hsm_keys.h"
+
+#include <gtest/gtest.h>
+#include <openssl/ecdsa.h>
+#include <openssl/evp.h>
+#include <openssl/core_names.h>
+#include <openssl/param_build.h>
+#include <sodium.h>
+
+#include <set>
+
+#include "pkcs11/key_set.h"
+#include "pkcs11/mechanisms.h"
+#include "pkcs11/objects.h"
+#include "pkcs11/operations.h"
+#include "tests/pkcs11/token_backends.h"
+
+namespace pinvault::pkcs11 {
+namespace {
+
+SessionPool::Options FastOptions() {
+  SessionPool::Options options;
+  options.retry_backoff = std::chrono::milliseconds(0);
+  return options;
+}
+
+Bytes Seq(size_t n, uint8_t start = 0) {
+  Bytes out(n);
+  for (size_t i = 0; i < n; ++i) out[i] = static_cast<uint8_t>(start + i * 7);
+  return out;
+}
+
+bool SecretEquals(const SecretBytes& secret, const Bytes& expected) {
+  return secret.size() == expected.size() &&
+         std::equal(expected.begin(), expected.end(), secret.Reveal().begin());
+}
+
+// VerifyP256 checks a raw r||s ECDSA-SHA256 signature with OpenSSL.
+bool VerifyP256(const Bytes& point, ByteView message, const Bytes& signature) {
+  if (signature.size() != 64) return false;
+  OSSL_PARAM_BLD* bld = OSSL_PARAM_BLD_new();
+  OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0);
+  OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point.data(), point.size());
+  OSSL_PARAM* params = OSSL_PARAM_BLD_to_param(bld);
+  EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr);
+  EVP_PKEY* key = nullptr;
+  bool ok = EVP_PKEY_fromdata_init(ctx) == 1 &&
+            EVP_PKEY_fromdata(ctx, &key, EVP_PKEY_PUBLIC_KEY, params) == 1;
+  ECDSA_SIG* sig = ECDSA_SIG_new();
+  ECDSA_SIG_set0(sig, BN_bin2bn(signature.data(), 32, nullptr),
+                 BN_bin2bn(signature.data() + 32, 32, nullptr));
+  unsigned char* der = nullptr;
+  int der_len = i2d_ECDSA_SIG(sig, &der);
+  EVP_MD_CTX* md = EVP_MD_CTX_new();
+  ok = ok && der_len > 0 &&
+       EVP_DigestVerifyInit(md, nullptr, EVP_sha256(), nullptr, key) == 1 &&
+       EVP_DigestVerify(md, der, static_cast<size_t>(der_len), message.data(), message.size()) ==
+           1;
+  EVP_MD_CTX_free(md);
+  OPENSSL_free(der);
+  ECDSA_SIG_free(sig);
+  EVP_PKEY_free(key);
+  EVP_PKEY_CTX_free(ctx);
+  OSSL_PARAM_free(params);
+  OSSL_PARAM_BLD_free(bld);
+  return ok;
+}
+
+class TokenHsmTest : public ::testing::TestWithParam<Backend> {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(sodium_init() < 0, false);
+    StatusOr<TestToken> token = MakeTestToken(GetParam());
+    ASSERT_TRUE(token.ok()) << token.status();
+    token_ = std::make_unique<TestToken>(*std::move(token));
+    StatusOr<std::unique_ptr<Module>> module = token_->LoadModule();
+    ASSERT_TRUE(module.ok()) << module.status();
+    module_ = *std::move(module);
+    StatusOr<std::unique_ptr<SessionPool>> pool =
+        SessionPool::Open(module_, MustParseUri(token_->uri), FastOptions());
+    ASSERT_TRUE(pool.ok()) << pool.status();
+    pool_ = *std::move(pool);
+    TokenDescription description = pool_->token();
+    StatusOr<Capabilities> caps = DetectCapabilities(*module_, description.slot, description.flags);
+    ASSERT_TRUE(caps.ok()) << caps.status();
+    caps_ = *caps;
+  }
+
+  void TearDown() override {
+    hsm_.reset();
+    pool_.reset();
+    module_.reset();
+    token_.reset();
+  }
+
+  void InitKeys(KeySetOptions options = {}) {
+    StatusOr<std::vector<KeySetAction>> actions = EnsureRealmKeys(*pool_, caps_, options);
+    ASSERT_TRUE(actions.ok()) << actions.status();
+    StatusOr<std::unique_ptr<TokenHsm>> hsm = TokenHsm::Create(pool_);
+    ASSERT_TRUE(hsm.ok()) << hsm.status();
+    hsm_ = *std::move(hsm);
+  }
+
+  size_t CountObjects() {
+    AttributeTemplate all;
+    StatusOr<std::vector<CK_OBJECT_HANDLE>> found = FindObjects(*pool_, all);
+    EXPECT_TRUE(found.ok()) << found.status();
+    return found.ok() ? found->size() : 0;
+  }
+
+  std::unique_ptr<TestToken> token_;
+  std::shared_ptr<Module> module_;
+  std::shared_ptr<SessionPool> pool_;
+  Capabilities caps_;
+  std::unique_ptr<TokenHsm> hsm_;
+};
+
+TEST_P(TokenHsmTest, CapabilitiesMatchTheModule) {
+  EXPECT_TRUE(caps_.RealmKeysSupported());
+  EXPECT_TRUE(caps_.aes_gcm);
+  EXPECT_TRUE(caps_.hmac_sha256);
+  if (GetParam() == Backend::kSoftHsm) {
+    EXPECT_TRUE(caps_.eddsa);
+    EXPECT_EQ(caps_.PreferredSignature(), vault::SignatureAlgorithm::kEd25519);
+  } else {
+    // NSS 3.87 softokn has no CKM_EDDSA: the audit key falls back to ECDSA P-256.
+    EXPECT_FALSE(caps_.eddsa) << "this NSS has EdDSA; the fallback is no longer exercised";
+    EXPECT_TRUE(caps_.ecdsa);
+    EXPECT_EQ(caps_.PreferredSignature(), vault::SignatureAlgorithm::kEcdsaP256);
+  }
+}
+
+TEST_P(TokenHsmTest, OpenWithoutRealmKeysSaysToRunInit) {
+  StatusOr<std::unique_ptr<TokenHsm>> hsm = TokenHsm::Create(pool_);
+  ASSERT_EQ(hsm.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(hsm.status().message().find("hsm init"), std::string::npos) << hsm.status();
+}
+
+TEST_P(TokenHsmTest, InitCreatesTheKeySetOnceAndNeverDuplicates) {
+  StatusOr<std::vector<KeySetAction>> first = EnsureRealmKeys(*pool_, caps_, {});
+  ASSERT_TRUE(first.ok()) << first.status();
+  std::set<std::string> created;
+  for (const KeySetAction& a : *first) {
+    EXPECT_TRUE(a.created) << a.label;
+    created.insert(a.label);
+  }
+  EXPECT_EQ(created, (std::set<std::string>{"pinvault-record-seal-1", "pinvault-record-id-mac",
+                                            "pinvault-anchor-mac", "pinvault-audit-sign"}));
+  size_t objects = CountObjects();
+  EXPECT_EQ(objects, 5u);  // four secret/private keys and the audit public key
+
+  StatusOr<std::vector<KeySetAction>> second = EnsureRealmKeys(*pool_, caps_, {});
+  ASSERT_TRUE(second.ok()) << second.status();
+  for (const KeySetAction& a : *second) EXPECT_FALSE(a.created) << a.label;
+  EXPECT_EQ(CountObjects(), objects);
+}
+
+TEST_P(TokenHsmTest, InitRefusesAHalfAuditKeyPair) {
+  InitKeys();
+  RealmKeys keys = hsm_->keys();
+  ASSERT_TRUE(DestroyObject(*pool_, keys.audit_public).ok());
+  size_t objects = CountObjects();
+  StatusOr<std::vector<KeySetAction>> again = EnsureRealmKeys(*pool_, caps_, {});
+  EXPECT_EQ(again.status().code(), StatusCode::kFailedPrecondition) << again.status();
+  EXPECT_EQ(CountObjects(), objects);
+}
+
+TEST_P(TokenHsmTest, RealmKeysHaveThePolicyAttributes) {
+  InitKeys();
+  RealmKeys keys = hsm_->keys();
+  CK_FUNCTION_LIST* f = pool_->functions();
+  StatusOr<SessionPool::Lease> lease = pool_->Acquire();
+  ASSERT_TRUE(lease.ok());
+  for (CK_OBJECT_HANDLE key : {keys.sealing.at(1), keys.record_id_mac, keys.anchor_mac,
+                               keys.audit_private}) {
+    for (auto [attribute, expected] :
+         std::vector<std::pair<CK_ATTRIBUTE_TYPE, bool>>{{CKA_TOKEN, true},
+                                                         {CKA_PRIVATE, true},
+                                                         {CKA_SENSITIVE, true},
+                                                         {CKA_ALWAYS_SENSITIVE, true},
+                                                         {CKA_EXTRACTABLE, false},
+                                                         {CKA_NEVER_EXTRACTABLE, true},
+                                                         {CKA_MODIFIABLE, false},
+                                                         {CKA_DERIVE, false}}) {
+      bool value = !expected;
+      ASSERT_EQ(ReadBoolOn(f, lease->handle(), key, attribute, &value), CKR_OK);
+      EXPECT_EQ(value, expected) << "attribute 0x" << std::hex << attribute;
+    }
+    bool local = false;
+    ASSERT_EQ(ReadBoolOn(f, lease->handle(), key, CKA_LOCAL, &local), CKR_OK);
+    if (GetParam() == Backend::kSoftHsm) {
+      EXPECT_TRUE(local);
+    }
+  }
+  bool encrypt = true;
+  ASSERT_EQ(ReadBoolOn(f, lease->handle(), keys.record_id_mac, CKA_ENCRYPT, &encrypt), CKR_OK);
+  EXPECT_FALSE(encrypt);  // NSS would default it to true; the template says false
+  Bytes id;
+  ASSERT_EQ(ReadBytesOn(f, lease->handle(), keys.sealing.at(1), CKA_ID, &id), CKR_OK);
+  EXPECT_EQ(id, RealmKeyId(RealmKeyRole::kRecordSeal, 1));
+}
+
+TEST_P(TokenHsmTest, SealUnsealRoundTrip) {
+  InitKeys();
+  EXPECT_EQ(hsm_->CurrentSealingKeyId(), 1u);
+  for (size_t size : {0, 1, 15, 16, 64, 1000}) {
+    Bytes plaintext = Seq(size);
+    Bytes aad = ToBytes("record-7|v3");
+    StatusOr<vault::SealedBlob> blob = hsm_->Seal(1, plaintext, aad);
+    ASSERT_TRUE(blob.ok()) << blob.status();
+    EXPECT_EQ(blob->key_id, 1u);
+    EXPECT_EQ(blob->ciphertext.size(), size + 16);
+    StatusOr<SecretBytes> opened = hsm_->Unseal(*blob, aad);
+    ASSERT_TRUE(opened.ok()) << opened.status() << " size " << size;
+    EXPECT_TRUE(SecretEquals(*opened, plaintext)) << size;
+  }
+}
+
+TEST_P(TokenHsmTest, IvsAreNeverRepeated) {
+  InitKeys();
+  std::set<std::array<uint8_t, 12>> ivs;
+  std::array<uint8_t, 8> prefix{};
+  for (int i = 0; i < 500; ++i) {
+    StatusOr<vault::SealedBlob> blob = hsm_->Seal(1, Seq(8), {});
+    ASSERT_TRUE(blob.ok());
+    EXPECT_TRUE(ivs.insert(blob->iv).second) << "IV repeated at " << i;
+    if (i == 0) std::copy(blob->iv.begin(), blob->iv.begin() + 8, prefix.begin());
+    EXPECT_TRUE(std::equal(prefix.begin(), prefix.end(), blob->iv.begin()));
+    uint32_t counter = (uint32_t{blob->iv[8]} << 24) | (uint32_t{blob->iv[9]} << 16) |
+                       (uint32_t{blob->iv[10]} << 8) | blob->iv[11];
+    EXPECT_EQ(counter, static_cast<uint32_t>(i));
+  }
+}
+
+TEST_P(TokenHsmTest, TamperedCiphertextTagIvOrAadIsRejected) {
+  InitKeys();
+  Bytes plaintext = Seq(64);
+  Bytes aad = ToBytes("record-id|version-9");
+  StatusOr<vault::SealedBlob> blob = hsm_->Seal(1, plaintext, aad);
+  ASSERT_TRUE(blob.ok());
+  int checked = 0;
+  // Every bit of ciphertext and tag.
+  for (size_t i = 0; i < blob->ciphertext.size() * 8; ++i) {
+    vault::SealedBlob bad = *blob;
+    bad.ciphertext[i / 8] ^= static_cast<uint8_t>(1u << (i % 8));
+    StatusOr<SecretBytes> opened = hsm_->Unseal(bad, aad);
+    ASSERT_EQ(opened.status().code(), StatusCode::kDataLoss) << "ciphertext bit " << i;
+    ++checked;
+  }
+  // Every bit of the IV.
+  for (size_t i = 0; i < 96; ++i) {
+    vault::SealedBlob bad = *blob;
+    bad.iv[i / 8] ^= static_cast<uint8_t>(1u << (i % 8));
+    ASSERT_EQ(hsm_->Unseal(bad, aad).status().code(), StatusCode::kDataLoss) << "iv bit " << i;
+    ++checked;
+  }
+  // Every bit of the associated data, and its truncations and extension.
+  for (size_t i = 0; i < aad.size() * 8; ++i) {
+    Bytes bad = aad;
+    bad[i / 8] ^= static_cast<uint8_t>(1u << (i % 8));
+    ASSERT_EQ(hsm_->Unseal(*blob, bad).status().code(), StatusCode::kDataLoss) << "aad bit " << i;
+    ++checked;
+  }
+  for (size_t len = 0; len < aad.size(); ++len) {
+    Bytes bad(aad.begin(), aad.begin() + len);
+    ASSERT_EQ(hsm_->Unseal(*blob, bad).status().code(), StatusCode::kDataLoss);
+  }
+  Bytes longer = aad;
+  longer.push_back(0);
+  EXPECT_EQ(hsm_->Unseal(*blob, longer).status().code(), StatusCode::kDataLoss);
+  // Every truncation of the ciphertext.
+  for (size_t len = 0; len < blob->ciphertext.size(); ++len) {
+    vault::SealedBlob bad = *blob;
+    bad.ciphertext.resize(len);
+    ASSERT_EQ(hsm_->Unseal(bad, aad).status().code(), StatusCode::kDataLoss) << "length " << len;
+  }
+  EXPECT_EQ(checked, 80 * 8 + 96 + static_cast<int>(aad.size()) * 8);
+  // The untouched blob still opens: the failures did not disturb the sessions.
+  StatusOr<SecretBytes> opened = hsm_->Unseal(*blob, aad);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  EXPECT_TRUE(SecretEquals(*opened, plaintext));
+}
+
+TEST_P(TokenHsmTest, UnknownSealingKeyIsNotFound) {
+  InitKeys();
+  EXPECT_EQ(hsm_->Seal(2, Seq(4), {}).status().code(), StatusCode::kNotFound);
+  StatusOr<vault::SealedBlob> blob = hsm_->Seal(1, Seq(4), {});
+  ASSERT_TRUE(blob.ok());
+  blob->key_id = 7;
+  EXPECT_EQ(hsm_->Unseal(*blob, {}).status().code(), StatusCode::kNotFound);
+}
+
+TEST_P(TokenHsmTest, KeyRotationKeepsOldRecordsReadable) {
+  InitKeys();
+  Bytes aad = ToBytes("r");
+  StatusOr<vault::SealedBlob> old_blob = hsm_->Seal(1, Seq(20), aad);
+  ASSERT_TRUE(old_blob.ok());
+  StatusOr<uint32_t> id = hsm_->AddSealingKey();
+  ASSERT_TRUE(id.ok()) << id.status();
+  EXPECT_EQ(*id, 2u);
+  EXPECT_EQ(hsm_->CurrentSealingKeyId(), 2u);
+  StatusOr<vault::SealedBlob> new_blob = hsm_->Seal(2, Seq(20), aad);
+  ASSERT_TRUE(new_blob.ok());
+  EXPECT_NE(new_blob->ciphertext, old_blob->ciphertext);
+  EXPECT_TRUE(hsm_->Unseal(*old_blob, aad).ok());
+  EXPECT_TRUE(hsm_->Unseal(*new_blob, aad).ok());
+  // A ciphertext relabelled with the other key id does not open.
+  vault::SealedBlob swapped = *old_blob;
+  swapped.key_id = 2;
+  EXPECT_EQ(hsm_->Unseal(swapped, aad).status().code(), StatusCode::kDataLoss);
+  // A second TokenHsm on the same token sees both keys.
+  StatusOr<std::unique_ptr<TokenHsm>> other = TokenHsm::Create(pool_);
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ((*other)->CurrentSealingKeyId(), 2u);
+  EXPECT_TRUE((*other)->Unseal(*old_blob, aad).ok());
+}
+
+TEST_P(TokenHsmTest, MacIsDeterministicPerRoleAndVerifiedInTheToken) {
+  InitKeys();
+  Bytes data = ToBytes("tenant-a|user-42");
+  StatusOr<vault::MacTag> a = hsm_->Mac(vault::MacKeyRole::kRecordId, data);
+  StatusOr<vault::MacTag> b = hsm_->Mac(vault::MacKeyRole::kRecordId, data);
+  StatusOr<vault::MacTag> c = hsm_->Mac(vault::MacKeyRole::kAnchor, data);
+  StatusOr<vault::MacTag> d = hsm_->Mac(vault::MacKeyRole::kRecordId, ToBytes("tenant-a|user-43"));
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok() && d.ok());
+  EXPECT_EQ(*a, *b);
+  EXPECT_NE(*a, *c);
+  EXPECT_NE(*a, *d);
+  EXPECT_TRUE(hsm_->VerifyMac(vault::MacKeyRole::kRecordId, data, *a).ok());
+  EXPECT_EQ(hsm_->VerifyMac(vault::MacKeyRole::kAnchor, data, *a).code(), StatusCode::kDataLoss);
+  for (size_t i = 0; i < 256; ++i) {
+    vault::MacTag bad = *a;
+    bad[i / 8] ^= static_cast<uint8_t>(1u << (i % 8));
+    ASSERT_EQ(hsm_->VerifyMac(vault::MacKeyRole::kRecordId, data, bad).code(),
+              StatusCode::kDataLoss)
+        << "tag bit " << i;
+  }
+  EXPECT_EQ(hsm_->VerifyMac(vault::MacKeyRole::kRecordId, data, ByteView(a->data(), 31)).code(),
+            StatusCode::kDataLoss);
+  EXPECT_EQ(hsm_->VerifyMac(vault::MacKeyRole::kRecordId, ToBytes("other"), *a).code(),
+            StatusCode::kDataLoss);
+}
+
+TEST_P(TokenHsmTest, SignaturesVerifyWithTheExportedPublicKey) {
+  InitKeys();
+  StatusOr<vault::SigningPublicKey> public_key = hsm_->AuditPublicKey();
+  ASSERT_TRUE(public_key.ok()) << public_key.status();
+  Bytes message = ToBytes("audit entry 1: register record 00ff");
+  StatusOr<Bytes> signature = hsm_->Sign(message);
+  ASSERT_TRUE(signature.ok()) << signature.status();
+  ASSERT_EQ(signature->size(), 64u);
+  if (public_key->algorithm == vault::SignatureAlgorithm::kEd25519) {
+    ASSERT_EQ(public_key->key.size(), 32u);
+    EXPECT_EQ(crypto_sign_verify_detached(signature->data(), message.data(), message.size(),
+                                          public_key->key.data()),
+              0);
+    Bytes other = message;
+    other[0] ^= 1;
+    EXPECT_NE(crypto_sign_verify_detached(signature->data(), other.data(), other.size(),
+                                          public_key->key.data()),
+              0);
+  } else {
+    ASSERT_EQ(GetParam(), Backend::kNss);
+    ASSERT_EQ(public_key->key.size(), 65u);
+    EXPECT_TRUE(VerifyP256(public_key->key, message, *signature));
+    Bytes other = message;
+    other[0] ^= 1;
+    EXPECT_FALSE(VerifyP256(public_key->key, other, *signature));
+  }
+  EXPECT_EQ(public_key->algorithm, caps_.PreferredSignature());
+}
+
+TEST_P(TokenHsmTest, EcdsaFallbackWorksWhereEdDsaExistsToo) {
+  KeySetOptions options;
+  options.audit_algorithm = vault::SignatureAlgorithm::kEcdsaP256;
+  InitKeys(options);
+  StatusOr<vault::SigningPublicKey> public_key = hsm_->AuditPublicKey();
+  ASSERT_TRUE(public_key.ok()) << public_key.status();
+  EXPECT_EQ(public_key->algorithm, vault::SignatureAlgorithm::kEcdsaP256);
+  Bytes message = ToBytes("fallback");
+  StatusOr<Bytes> signature = hsm_->Sign(message);
+  ASSERT_TRUE(signature.ok()) << signature.status();
+  EXPECT_TRUE(VerifyP256(public_key->key, message, *signature));
+}
+
+TEST_P(TokenHsmTest, GenerateRandom) {
+  InitKeys();
+  std::array<uint8_t, 32> a{}, b{};
+  ASSERT_TRUE(hsm_->GenerateRandom(a).ok());
+  ASSERT_TRUE(hsm_->GenerateRandom(b).ok());
+  EXPECT_NE(a, b);
+  EXPECT_NE(a, (std::array<uint8_t, 32>{}));
+  EXPECT_TRUE(hsm_->GenerateRandom(std::span<uint8_t>()).ok());
+}
+
+TEST_P(TokenHsmTest, AnchorStartsEmptyAndKeepsOnlyTheNewest) {
+  InitKeys();
+  StatusOr<std::optional<Bytes>> none = hsm_->LoadAnchor();
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_FALSE(none->has_value());
+  size_t base = CountObjects();
+  for (int epoch = 1; epoch <= 5; ++epoch) {
+    Bytes anchor = Seq(72, static_cast<uint8_t>(epoch));
+    ASSERT_TRUE(hsm_->StoreAnchor(anchor).ok()) << epoch;
+    StatusOr<std::optional<Bytes>> loaded = hsm_->LoadAnchor();
+    ASSERT_TRUE(loaded.ok()) << loaded.status();
+    ASSERT_TRUE(loaded->has_value());
+    EXPECT_EQ(**loaded, anchor);
+    EXPECT_EQ(CountObjects(), base + 1) << "old anchor objects must be destroyed";
+  }
+  EXPECT_EQ(hsm_->anchor_storage(), GetParam() == Backend::kSoftHsm
+                                        ? TokenHsm::AnchorStorage::kDataObject
+                                        : TokenHsm::AnchorStorage::kSecretKeyId);
+  // A new process (here: a new TokenHsm) reads the same anchor back.
+  StatusOr<std::unique_ptr<TokenHsm>> other = TokenHsm::Create(pool_);
+  ASSERT_TRUE(other.ok());
+  StatusOr<std::optional<Bytes>> loaded = (*other)->LoadAnchor();
+  ASSERT_TRUE(loaded.ok() && loaded->has_value());
+  EXPECT_EQ(**loaded, Seq(72, 5));
+  // Large anchors fit too.
+  ASSERT_TRUE((*other)->StoreAnchor(Seq(1000)).ok());
+  loaded = hsm_->LoadAnchor();
+  ASSERT_TRUE(loaded.ok() && loaded->has_value());
+  EXPECT_EQ(**loaded, Seq(1000));
+}
+
+TEST_P(TokenHsmTest, AnchorLoadPicksTheHighestSequence) {
+  InitKeys();
+  // As if a store crashed between creating the new holder and destroying the old one.
+  ASSERT_TRUE(hsm_->StoreAnchor(ToBytes("epoch-1")).ok());
+  ASSERT_TRUE(hsm_->StoreAnchor(ToBytes("epoch-2")).ok());
+  CK_FUNCTION_LIST* f = pool_->functions();
+  Bytes stale = EncodeAnchorCarrier(1, ToBytes("epoch-1"));
+  StatusOr<SessionPool::Lease> lease = pool_->Acquire();
+  ASSERT_TRUE(lease.ok());
+  CK_OBJECT_HANDLE handle;
+  if (hsm_->anchor_storage() == TokenHsm::AnchorStorage::kDataObject) {
+    AttributeTemplate t;
+    t.Ulong(CKA_CLASS, CKO_DATA).Bool(CKA_TOKEN, true).Bool(CKA_PRIVATE, true)
+        .String(CKA_LABEL, kAnchorLabel).Bytes(CKA_VALUE, stale);
+    ASSERT_EQ(f->C_CreateObject(lease->handle(), t.data(), t.size(), &handle), CKR_OK);
+  } else {
+    AttributeTemplate t;
+    t.Ulong(CKA_CLASS, CKO_SECRET_KEY).Ulong(CKA_KEY_TYPE, CKK_GENERIC_SECRET)
+        .Ulong(CKA_VALUE_LEN, 16).Bool(CKA_TOKEN, true).Bool(CKA_PRIVATE, true)
+        .Bool(CKA_SIGN, false).String(CKA_LABEL, kAnchorLabel).Bytes(CKA_ID, stale);
+    CK_MECHANISM m{CKM_GENERIC_SECRET_KEY_GEN, nullptr, 0};
+    ASSERT_EQ(f->C_GenerateKey(lease->handle(), &m, t.data(), t.size(), &handle), CKR_OK);
+  }
+  StatusOr<std::unique_ptr<TokenHsm>> other = TokenHsm::Create(pool_);
+  ASSERT_TRUE(other.ok());
+  StatusOr<std::optional<Bytes>> loaded = (*other)->LoadAnchor();
+  ASSERT_TRUE(loaded.ok() && loaded->has_value()) << loaded.status();
+  EXPECT_EQ(**loaded, ToBytes("epoch-2"));
+  // The next store cleans both older holders up.
+  size_t before = CountObjects();
+  ASSERT_TRUE((*other)->StoreAnchor(ToBytes("epoch-3")).ok());
+  EXPECT_EQ(CountObjects(), before - 1);
+}
+
+TEST_P(TokenHsmTest, MalformedAnchorHolderIsDataLoss) {
+  InitKeys();
+  if (GetParam() == Backend::kNss) {
+    GTEST_SKIP() << "NSS softokn refuses token data objects; the malformed carrier is covered "
+                    "by the SoftHSM2 run";
+  }
+  StatusOr<SessionPool::Lease> lease = pool_->Acquire();
+  ASSERT_TRUE(lease.ok());
+  AttributeTemplate t;
+  t.Ulong(CKA_CLASS, CKO_DATA).Bool(CKA_TOKEN, true).Bool(CKA_PRIVATE, true)
+      .String(CKA_LABEL, kAnchorLabel).String(CKA_VALUE, "garbage");
+  CK_OBJECT_HANDLE handle;
+  ASSERT_EQ(pool_->functions()->C_CreateObject(lease->handle(), t.data(), t.size(), &handle),
+            CKR_OK);
+  EXPECT_EQ(hsm_->LoadAnchor().status().code(), StatusCode::kDataLoss);
+}
+
+TEST(AnchorCarrierTest, EncodeDecode) {
+  Bytes carrier = EncodeAnchorCarrier(0x0102030405060708, ToBytes("abc"));
+  EXPECT_EQ(HexEncode(carrier), "50564131" "0102030405060708" "616263");
+  StatusOr<std::pair<uint64_t, Bytes>> decoded = DecodeAnchorCarrier(carrier);
+  ASSERT_TRUE(decoded.ok());
+  EXPECT_EQ(decoded->first, 0x0102030405060708u);
+  EXPECT_EQ(decoded->second, ToBytes("abc"));
+  for (size_t len = 0; len < 12; ++len) {
+    EXPECT_EQ(DecodeAnchorCarrier(ByteView(carrier.data(), len)).status().code(),
+              StatusCode::kDataLoss);
+  }
+  carrier[0] = 'X';
+  EXPECT_EQ(DecodeAnchorCarrier(carrier).status().code(), StatusCode::kDataLoss);
+}
+
+TEST(EcPointTest, ParsesWrappedAndRawPoints) {
+  Bytes raw32 = Seq(32);
+  Bytes wrapped32 = Concat({Bytes{0x04, 0x20}, raw32});
+  EXPECT_EQ(*ParseEcPoint(wrapped32, vault::SignatureAlgorithm::kEd25519), raw32);
+  EXPECT_EQ(*ParseEcPoint(raw32, vault::SignatureAlgorithm::kEd25519), raw32);
+  Bytes raw65 = Concat({Bytes{0x04}, Seq(64)});
+  Bytes wrapped65 = Concat({Bytes{0x04, 0x41}, raw65});
+  EXPECT_EQ(*ParseEcPoint(wrapped65, vault::SignatureAlgorithm::kEcdsaP256), raw65);
+  EXPECT_EQ(*ParseEcPoint(raw65, vault::SignatureAlgorithm::kEcdsaP256), raw65);
+  EXPECT_EQ(ParseEcPoint(Seq(31), vault::SignatureAlgorithm::kEd25519).status().code(),
+            StatusCode::kDataLoss);
+  Bytes compressed = Concat({Bytes{0x02}, Seq(64)});
+  EXPECT_EQ(ParseEcPoint(compressed, vault::SignatureAlgorithm::kEcdsaP256).status().code(),
+            StatusCode::kDataLoss);
+}
+
+TEST(SealingKeyLabelTest, ParsesOnlyCanonicalIds) {
+  EXPECT_EQ(SealingKeyLabel(12), "pinvault-record-seal-12");
+  EXPECT_EQ(ParseSealingKeyLabel("pinvault-record-seal-12"), 12u);
+  EXPECT_EQ(ParseSealingKeyLabel("pinvault-record-seal-4294967295"), 4294967295u);
+  for (const char* bad : {"pinvault-record-seal-", "pinvault-record-seal-0",
+                          "pinvault-record-seal-01", "pinvault-record-seal-4294967296",
+                          "pinvault-record-seal-1x", "pinvault-record-id-mac", "rogue"}) {
+    EXPECT_FALSE(ParseSealingKeyLabel(bad).has_value()) << bad;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Modules, TokenHsmTest, ::testing::Values(Backend::kSoftHsm),
+                         BackendName);
+
+}  // namespace
+}  // namespace pinvault::pkcs11
