@@ -30,6 +30,9 @@ using protocol::SecretsResponse;
 
 namespace {
 
+// kMaxReadAttempts bounds the retries of a record read that raced with commits.
+constexpr int kMaxReadAttempts = 64;
+
 // ValidateRequest checks request content that must be rejected before any record access.
 Status ValidateRequest(const SecretsRequest& request) {
   if (const auto* r2 = std::get_if<Register2Request>(&request)) {
@@ -393,17 +396,22 @@ void Realm::ReleaseRecord(const RecordId& id) {
 
 StatusOr<Realm::ReadResult> Realm::ReadVerified(const RecordId& id) {
   ReadResult result;
-  RecordId lo, hi;
-  uint64_t epoch;
-  {
-    std::shared_lock lock(tree_mu_);
-    if (!tree_) return UnavailableError("realm has no verified state");
-    result.bucket = tree_->BucketOf(id);
-    tree_->BucketRange(result.bucket, lo, hi);
-    epoch = certificate_.epoch;
-  }
-  ASSIGN_OR_RETURN(BucketScan scan, store_.ScanBucket(lo, hi, id));
-  {
+  BucketScan scan;
+  // Storage is read outside the tree lock, so a commit may land between the read and the
+  // check. The generation tells a race (retry) from tampering: if no batch started or
+  // finished meanwhile, storage can only be in the committed or in-flight state, and a
+  // mismatch means the rows were changed.
+  for (int attempt = 0;; ++attempt) {
+    RecordId lo, hi;
+    uint64_t generation;
+    {
+      std::shared_lock lock(tree_mu_);
+      if (!tree_) return UnavailableError("realm has no verified state");
+      result.bucket = tree_->BucketOf(id);
+      tree_->BucketRange(result.bucket, lo, hi);
+      generation = tree_generation_;
+    }
+    ASSIGN_OR_RETURN(scan, store_.ScanBucket(lo, hi, id));
     std::shared_lock lock(tree_mu_);
     StatusOr<NodeValue> value = tree_->ComputeBucket(result.bucket, scan.entries);
     bool verified = false;
@@ -414,12 +422,18 @@ StatusOr<Realm::ReadResult> Realm::ReadVerified(const RecordId& id) {
         verified = it != in_flight_->frontier().end() && *value == it->second;
       }
     }
-    if (!verified) {
+    if (verified) {
+      result.value = *value;
+      break;
+    }
+    if (generation == tree_generation_) {
       return DataLossError("stored records failed verification against the Merkle root of epoch " +
-                           std::to_string(epoch) +
+                           std::to_string(certificate_.epoch) +
                            ": rows were altered, replayed, swapped, dropped or injected");
     }
-    result.value = *value;
+    if (attempt >= kMaxReadAttempts) {
+      return UnavailableError("record reads keep racing with commits; retry later");
+    }
   }
   auto entry =
       std::lower_bound(scan.entries.begin(), scan.entries.end(), id,
@@ -561,6 +575,7 @@ Status Realm::RunStartupCheck() {
     tree_.emplace(std::move(state->tree));
     certificate_ = state->certificate;
     in_flight_.reset();
+    ++tree_generation_;
   }
   std::lock_guard lock(mode_mu_);
   mode_ = OkStatus();
@@ -645,6 +660,7 @@ void Realm::CommitBatch(std::vector<PendingWrite> batch) {
   {
     std::unique_lock lock(tree_mu_);
     in_flight_ = update;
+    ++tree_generation_;
   }
   Status status = store_.Commit(commit);
   const char* stage = "storage commit";
@@ -670,6 +686,7 @@ void Realm::CommitBatch(std::vector<PendingWrite> batch) {
     tree_->Apply(*update);
     certificate_ = next;
     in_flight_.reset();
+    ++tree_generation_;
   }
   batches_.fetch_add(1);
   writes_.fetch_add(batch.size());

@@ -209,6 +209,7 @@ class Realm final : public RealmService {
   std::optional<MerkleTree> tree_;
   Certificate certificate_;
   std::shared_ptr<const MerkleTree::Update> in_flight_;  // the batch being committed
+  uint64_t tree_generation_ = 0;  // bumped whenever the tree or in_flight_ changes
 
   // Per-record serialisation: a record id is present while a request holds it; the deque
   // holds requests waiting for it.

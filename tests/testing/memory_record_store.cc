@@ -2,6 +2,7 @@
 
 #include <set>
 #include <string>
+#include <thread>
 #include <utility>
 
 namespace pinvault::testing {
@@ -24,15 +25,25 @@ StatusOr<TreeSnapshot> MemoryRecordStore::ReadTree() {
 
 StatusOr<BucketScan> MemoryRecordStore::ScanBucket(const RecordId& lo, const RecordId& hi,
                                                    const RecordId& target) {
-  std::lock_guard lock(mu_);
-  if (unavailable_) return UnavailableError("memory store switched off");
   BucketScan scan;
-  for (auto it = state_.records.lower_bound(lo); it != state_.records.end() && it->first <= hi;
-       ++it) {
-    scan.entries.push_back(BucketEntry{it->first, it->second.record_hash});
-    if (it->first == target) scan.target = it->second;
+  std::chrono::microseconds delay;
+  {
+    std::lock_guard lock(mu_);
+    if (unavailable_) return UnavailableError("memory store switched off");
+    for (auto it = state_.records.lower_bound(lo); it != state_.records.end() && it->first <= hi;
+         ++it) {
+      scan.entries.push_back(BucketEntry{it->first, it->second.record_hash});
+      if (it->first == target) scan.target = it->second;
+    }
+    delay = scan_delay_;
   }
+  if (delay.count() > 0) std::this_thread::sleep_for(delay);
   return scan;
+}
+
+void MemoryRecordStore::SetScanDelay(std::chrono::microseconds delay) {
+  std::lock_guard lock(mu_);
+  scan_delay_ = delay;
 }
 
 StatusOr<std::optional<StoredRecord>> MemoryRecordStore::ReadRecord(const RecordId& id) {

@@ -6,6 +6,7 @@
 #ifndef PINVAULT_TESTS_TESTING_MEMORY_RECORD_STORE_H_
 #define PINVAULT_TESTS_TESTING_MEMORY_RECORD_STORE_H_
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -72,6 +73,10 @@ class MemoryRecordStore final : public vault::RecordStore {
   void PauseCommits(bool paused);
   int commits_waiting() const;
 
+  // SetScanDelay makes ScanBucket sleep after taking its snapshot (as a slow disk would),
+  // widening the window in which a commit can land before the caller checks the rows.
+  void SetScanDelay(std::chrono::microseconds delay);
+
   // commit_count returns how many Commits applied a batch.
   uint64_t commit_count() const;
 
@@ -84,6 +89,7 @@ class MemoryRecordStore final : public vault::RecordStore {
   bool unavailable_ = false;
   CommitFault next_fault_ = CommitFault::kNone;
   uint64_t commit_count_ = 0;
+  std::chrono::microseconds scan_delay_{0};
 };
 
 }  // namespace pinvault::testing

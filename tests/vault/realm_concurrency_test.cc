@@ -261,5 +261,45 @@ TEST(RealmConcurrencyTest, ParallelUsersKeepIndependentCounts) {
   EXPECT_GT(realm->Stats().largest_batch, 1u);
 }
 
+// With a single bucket every commit changes the bucket every reader reads: reads racing
+// commits must be retried, never reported as tampering.
+TEST(RealmConcurrencyTest, ReadsRacingCommitsInOneBucketAreNotDataLoss) {
+  SoftwareHsm hsm;
+  MemoryRecordStore store;
+  RealmOptions options;
+  options.genesis_bucket_bits = 0;
+  options.worker_threads = 4;
+  auto realm = std::move(Realm::Create(hsm, store, options)).value();
+  store.SetScanDelay(std::chrono::microseconds(300));
+  constexpr int kWriters = 4;
+  constexpr int kReaders = 4;
+  std::vector<std::unique_ptr<VaultTestClient>> clients;
+  for (int i = 0; i < kWriters + kReaders; ++i) {
+    clients.push_back(std::make_unique<VaultTestClient>(kTestRealmId));
+    testing::Register(*realm, *clients.back(), User("u" + std::to_string(i)), "1234", 60000);
+  }
+  std::atomic<bool> stop{false};
+  std::atomic<int> errors{0};
+  std::atomic<int> reads{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kWriters + kReaders; ++i) {
+    threads.emplace_back([&, i] {
+      auto user = User("u" + std::to_string(i));
+      for (int n = 0; n < 150 && !stop.load(); ++n) {
+        auto r = i < kWriters ? realm->Handle(user, clients[i]->Recover2("0000"))
+                              : realm->Handle(user, Recover1Request{});
+        if (!r.ok()) {
+          if (errors.fetch_add(1) == 0) ADD_FAILURE() << r.status();
+        } else if (i >= kWriters) {
+          ++reads;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(reads.load(), kReaders * 150);
+}
+
 }  // namespace
 }  // namespace pinvault::vault

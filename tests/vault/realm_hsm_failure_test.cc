@@ -1,0 +1,208 @@
+// The HSM (or storage) disappearing mid-operation: requests fail UNAVAILABLE, a batch is
+// written entirely or not at all, guess counts never go down, and the realm resumes on
+// its own when the device is back.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/testing/memory_record_store.h"
+#include "tests/testing/realm_test_helpers.h"
+#include "tests/testing/software_hsm.h"
+#include "tests/testing/vault_test_client.h"
+#include "vault/realm.h"
+
+namespace pinvault::vault {
+namespace {
+
+using protocol::DeleteRequest;
+using protocol::Recover1Request;
+using protocol::Recover1Response;
+using protocol::Recover2Response;
+using protocol::Register1Request;
+using protocol::Register1Response;
+using testing::As;
+using testing::kTestRealmId;
+using testing::MemoryRecordStore;
+using testing::SoftwareHsm;
+using testing::StatusCodeOf;
+using testing::User;
+using testing::VaultTestClient;
+
+class RealmHsmFailureTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    RealmOptions options;
+    options.genesis_bucket_bits = 4;
+    options.worker_threads = 3;
+    options.resync_interval = std::chrono::milliseconds(5);
+    realm_ = std::move(Realm::Create(hsm_, store_, options)).value();
+    ASSERT_TRUE(realm_->Ready().ok());
+  }
+
+  // WaitReady waits (without asserting on time) until the realm serves again.
+  bool WaitReady() {
+    for (int i = 0; i < 5000; ++i) {
+      if (realm_->Ready().ok()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    return false;
+  }
+
+  SoftwareHsm hsm_;
+  MemoryRecordStore store_;
+  std::unique_ptr<Realm> realm_;
+};
+
+TEST_F(RealmHsmFailureTest, EveryRecordRequestFailsUnavailableAndNothingIsWritten) {
+  VaultTestClient client(kTestRealmId);
+  auto user = User("alice");
+  testing::Register(*realm_, client, user, "1234", 5);
+  MemoryRecordStore::State before = store_.Snapshot();
+  hsm_.SetUnavailable(true);
+  VaultTestClient other(kTestRealmId);
+  EXPECT_EQ(StatusCodeOf(realm_->Handle(user, other.Register2("5678", 5))),
+            StatusCode::kUnavailable);
+  EXPECT_EQ(StatusCodeOf(realm_->Handle(user, Recover1Request{})), StatusCode::kUnavailable);
+  EXPECT_EQ(StatusCodeOf(realm_->Handle(user, client.Recover2("1234"))), StatusCode::kUnavailable);
+  EXPECT_EQ(StatusCodeOf(realm_->Handle(user, client.Recover3(client.CorrectTag()))),
+            StatusCode::kUnavailable);
+  EXPECT_EQ(StatusCodeOf(realm_->Handle(user, DeleteRequest{})), StatusCode::kUnavailable);
+  // Register1 needs no record and no HSM.
+  As<Register1Response>(realm_->Handle(user, Register1Request{}));
+  MemoryRecordStore::State after = store_.Snapshot();
+  EXPECT_EQ(after.head, before.head);
+  EXPECT_EQ(after.records, before.records);
+  hsm_.SetUnavailable(false);
+  ASSERT_TRUE(WaitReady());
+  RecordSummary s = *realm_->Inspect(user);
+  EXPECT_EQ(s.guess_count, 0);
+  EXPECT_EQ(s.registration_version, client.version());
+  EXPECT_EQ(As<Recover2Response>(realm_->Handle(user, client.Recover2("1234"))).guess_count, 1);
+}
+
+// The HSM vanishes at each successive call of a Recover2 (record id MAC, unseal, seal,
+// certificate MAC, anchor write): the request fails UNAVAILABLE, the record is left
+// either unchanged or with the guess counted (if storage already had the batch), and the
+// realm resumes by itself once the HSM is back.
+TEST_F(RealmHsmFailureTest, HsmVanishesAtEachStepOfARecover2) {
+  VaultTestClient client(kTestRealmId);
+  auto user = User("bob");
+  testing::Register(*realm_, client, user, "1234", 50);
+  int expected_count = 0;
+  bool saw_success = false;
+  for (int calls = 0; calls < 8 && !saw_success; ++calls) {
+    protocol::Recover2Request request = client.Recover2("0000");
+    hsm_.FailAfterCalls(calls);
+    auto result = realm_->Handle(user, std::move(request));
+    hsm_.SetUnavailable(false);
+    if (result.ok()) {
+      // All steps completed before the failure point.
+      EXPECT_EQ(std::get<Recover2Response>(*result).guess_count, expected_count + 1);
+      expected_count += 1;
+      saw_success = true;
+      continue;
+    }
+    EXPECT_EQ(result.status().code(), StatusCode::kUnavailable) << calls << result.status();
+    ASSERT_TRUE(WaitReady()) << realm_->Ready();
+    int now = realm_->Inspect(user)->guess_count;
+    // Only a failure at the anchor write (the 5th call) leaves the counted guess behind,
+    // because storage already held the batch; it is rolled forward, never back.
+    EXPECT_EQ(now, calls == 4 ? expected_count + 1 : expected_count) << "failure at call " << calls;
+    expected_count = now;
+  }
+  EXPECT_TRUE(saw_success);
+  EXPECT_EQ(realm_->Inspect(user)->guess_count, expected_count);
+}
+
+TEST_F(RealmHsmFailureTest, HsmFlappingUnderLoadNeverLowersACount) {
+  constexpr int kUsers = 12;
+  std::vector<std::unique_ptr<VaultTestClient>> clients;
+  for (int i = 0; i < kUsers; ++i) {
+    clients.push_back(std::make_unique<VaultTestClient>(kTestRealmId));
+    testing::Register(*realm_, *clients.back(), User("u" + std::to_string(i)), "1234", 1000);
+  }
+  std::vector<int> evaluations(kUsers, 0), max_reported(kUsers, 0), attempts(kUsers, 0);
+  std::atomic<bool> stop{false};
+  std::atomic<int> unexpected{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kUsers; ++i) {
+    threads.emplace_back([&, i] {
+      auto user = User("u" + std::to_string(i));
+      while (!stop.load()) {
+        ++attempts[i];
+        auto r = realm_->Handle(user, clients[i]->Recover2("0000"));
+        if (r.ok()) {
+          ++evaluations[i];
+          max_reported[i] = std::get<Recover2Response>(*r).guess_count;
+        } else if (r.status().code() != StatusCode::kUnavailable) {
+          if (unexpected.fetch_add(1) == 0) ADD_FAILURE() << "unexpected " << r.status();
+        }
+      }
+    });
+  }
+  for (int flap = 0; flap < 10; ++flap) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    hsm_.SetUnavailable(true);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    hsm_.SetUnavailable(false);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  stop = true;
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(unexpected.load(), 0);
+  ASSERT_TRUE(WaitReady());
+  for (int i = 0; i < kUsers; ++i) {
+    int count = realm_->Inspect(User("u" + std::to_string(i)))->guess_count;
+    EXPECT_GE(count, evaluations[i]) << "user " << i << ": fewer guesses counted than released";
+    EXPECT_GE(count, max_reported[i]) << "user " << i << ": a reported count went down";
+    EXPECT_LE(count, attempts[i]) << "user " << i;
+  }
+  // And the service works normally again.
+  EXPECT_GT(
+      As<Recover2Response>(realm_->Handle(User("u0"), clients[0]->Recover2("1234"))).guess_count,
+      0);
+}
+
+TEST_F(RealmHsmFailureTest, StorageGoneIsUnavailableAndResumes) {
+  VaultTestClient client(kTestRealmId);
+  auto user = User("carol");
+  testing::Register(*realm_, client, user, "1234", 5);
+  store_.SetUnavailable(true);
+  EXPECT_EQ(StatusCodeOf(realm_->Handle(user, client.Recover2("1234"))), StatusCode::kUnavailable);
+  store_.SetUnavailable(false);
+  ASSERT_TRUE(WaitReady());
+  EXPECT_EQ(realm_->Inspect(user)->guess_count, 0);
+
+  // A commit whose outcome is unknown (applied, then reported failed) is settled by the
+  // re-check: storage has it, so it is rolled forward.
+  store_.SetNextCommitFault(MemoryRecordStore::CommitFault::kFailAfterApply);
+  EXPECT_EQ(StatusCodeOf(realm_->Handle(user, client.Recover2("1234"))), StatusCode::kUnavailable);
+  ASSERT_TRUE(WaitReady());
+  EXPECT_EQ(realm_->Inspect(user)->guess_count, 1);
+  EXPECT_EQ(As<Recover2Response>(realm_->Handle(user, client.Recover2("1234"))).guess_count, 2);
+}
+
+TEST_F(RealmHsmFailureTest, HsmGoneAtStartupIsRetried) {
+  VaultTestClient client(kTestRealmId);
+  testing::Register(*realm_, client, User("dave"), "1234", 5);
+  realm_.reset();
+  hsm_.SetUnavailable(true);
+  RealmOptions options;
+  options.resync_interval = std::chrono::milliseconds(5);
+  realm_ = std::move(Realm::Create(hsm_, store_, options)).value();
+  EXPECT_EQ(realm_->Ready().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(StatusCodeOf(realm_->Handle(User("dave"), Recover1Request{})),
+            StatusCode::kUnavailable);
+  hsm_.SetUnavailable(false);
+  ASSERT_TRUE(WaitReady());
+  EXPECT_EQ(As<Recover1Response>(realm_->Handle(User("dave"), Recover1Request{})).status,
+            Recover1Response::Status::kOk);
+}
+
+}  // namespace
+}  // namespace pinvault::vault
