@@ -283,6 +283,7 @@ RealmStats Realm::Stats() const {
   stats.batches = batches_.load();
   stats.writes = writes_.load();
   stats.largest_batch = largest_batch_.load();
+  stats.roll_forwards = roll_forwards_.load();
   return stats;
 }
 
@@ -570,6 +571,7 @@ Status Realm::RunStartupCheck() {
     }
     return mode_;
   }
+  if (state->rolled_forward) roll_forwards_.fetch_add(1);
   {
     std::unique_lock lock(tree_mu_);
     tree_.emplace(std::move(state->tree));

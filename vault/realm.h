@@ -105,6 +105,7 @@ struct RealmStats {
   uint64_t largest_batch = 0;
   uint32_t bucket_bits = 0;
   uint32_t non_empty_buckets = 0;
+  uint64_t roll_forwards = 0;  // interrupted commits finished by a start-up check
 };
 
 class Realm final : public RealmService {
@@ -234,6 +235,7 @@ class Realm final : public RealmService {
   std::atomic<uint64_t> batches_{0};
   std::atomic<uint64_t> writes_{0};
   std::atomic<uint64_t> largest_batch_{0};
+  std::atomic<uint64_t> roll_forwards_{0};
 
   std::unique_ptr<WorkerPool> workers_;
   std::thread committer_;

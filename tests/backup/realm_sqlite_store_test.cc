@@ -1,0 +1,197 @@
+// The realm on the SQLite record store: restart, rollback of the database files, and rows
+// tampered with through SQL.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <memory>
+#include <string>
+
+#include "backup/store/sqlite_record_store.h"
+#include "tests/testing/realm_test_helpers.h"
+#include "tests/testing/software_hsm.h"
+#include "tests/testing/vault_test_client.h"
+#include "tests/testing/vault_test_util.h"
+#include "vault/realm.h"
+
+namespace pinvault::backup {
+namespace {
+
+using protocol::Recover1Request;
+using protocol::Recover1Response;
+using protocol::Recover2Response;
+using testing::As;
+using testing::kTestRealmId;
+using testing::ScopedTempDir;
+using testing::SoftwareHsm;
+using testing::StatusCodeOf;
+using testing::User;
+using testing::VaultTestClient;
+using vault::Realm;
+using vault::RealmOptions;
+
+constexpr SoftwareHsm::Seed kSeed = {7, 7, 7};
+
+// Node is one realm process: the same HSM (seed + anchor file) and data directory across
+// restarts, as with a real token and disk.
+class RealmSqliteTest : public ::testing::Test {
+ protected:
+  void Start() {
+    hsm_ = std::make_unique<SoftwareHsm>(kSeed, dir_.File("anchor"));
+    auto store = SqliteRecordStore::Open(dir_.path());
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = std::move(store).value();
+    RealmOptions options;
+    options.genesis_bucket_bits = 8;
+    options.worker_threads = 2;
+    realm_ = std::move(Realm::Create(*hsm_, *store_, options)).value();
+  }
+
+  void Stop() {
+    realm_.reset();
+    store_.reset();
+    hsm_.reset();
+  }
+
+  std::string DbFile(const std::string& suffix = "") const {
+    return dir_.File(SqliteRecordStore::kDatabaseFileName) + suffix;
+  }
+
+  void Sql(const std::string& sql) {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(DbFile().c_str(), &db), SQLITE_OK);
+    char* error = nullptr;
+    int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error);
+    std::string message = error ? error : "";
+    sqlite3_free(error);
+    sqlite3_close(db);
+    ASSERT_EQ(rc, SQLITE_OK) << message;
+  }
+
+  std::string IdHex(const vault::RequestContext& user) {
+    return HexEncode(*vault::ComputeRecordId(*hsm_, user.tenant, user.user));
+  }
+
+  ScopedTempDir dir_;
+  std::unique_ptr<SoftwareHsm> hsm_;
+  std::unique_ptr<SqliteRecordStore> store_;
+  std::unique_ptr<Realm> realm_;
+};
+
+TEST_F(RealmSqliteTest, StateSurvivesRestarts) {
+  Start();
+  ASSERT_TRUE(realm_->Ready().ok()) << realm_->Ready();
+  VaultTestClient client(kTestRealmId);
+  auto user = User("alice");
+  testing::Register(*realm_, client, user, "1234", 5);
+  EXPECT_EQ(As<Recover2Response>(realm_->Handle(user, client.Recover2("0000"))).guess_count, 1);
+  for (int restart = 0; restart < 3; ++restart) {
+    Stop();
+    Start();
+    ASSERT_TRUE(realm_->Ready().ok()) << realm_->Ready();
+    EXPECT_EQ(As<Recover2Response>(realm_->Handle(user, client.Recover2("0000"))).guess_count,
+              restart + 2);
+  }
+  auto r2 = As<Recover2Response>(realm_->Handle(user, client.Recover2("1234")));
+  auto tag = client.FinishRecover2(r2);
+  ASSERT_TRUE(tag.ok() && tag->has_value());
+  EXPECT_EQ(As<protocol::Recover3Response>(realm_->Handle(user, client.Recover3(**tag))).status,
+            protocol::Recover3Response::Status::kOk);
+}
+
+// Snapshot the database files, spend K guesses, put the snapshot back, restart: the realm
+// refuses to serve instead of handing out K fresh guesses.
+TEST_F(RealmSqliteTest, RestoredDatabaseSnapshotIsRefused) {
+  Start();
+  VaultTestClient client(kTestRealmId);
+  auto user = User("victim");
+  testing::Register(*realm_, client, user, "1234", 6);
+  As<Recover2Response>(realm_->Handle(user, client.Recover2("0000")));
+  uint64_t snapshot_epoch = realm_->Stats().epoch;
+  // An attacker copies the files of the running realm (database and WAL).
+  ASSERT_TRUE(testing::CopyFileOrAbsence(DbFile(), dir_.File("snap.db")));
+  ASSERT_TRUE(testing::CopyFileOrAbsence(DbFile("-wal"), dir_.File("snap.db-wal")));
+  constexpr int kSpent = 4;
+  for (int i = 0; i < kSpent; ++i) {
+    EXPECT_EQ(As<Recover2Response>(realm_->Handle(user, client.Recover2("0000"))).guess_count,
+              i + 2);
+  }
+  uint64_t anchored_epoch = realm_->Stats().epoch;
+  ASSERT_EQ(anchored_epoch, snapshot_epoch + kSpent);
+  Stop();
+  ASSERT_TRUE(testing::CopyFileOrAbsence(dir_.File("snap.db"), DbFile()));
+  ASSERT_TRUE(testing::CopyFileOrAbsence(dir_.File("snap.db-wal"), DbFile("-wal")));
+  ASSERT_TRUE(testing::CopyFileOrAbsence(dir_.File("no-such-file"), DbFile("-shm")));
+
+  for (int restart = 0; restart < 2; ++restart) {
+    Start();
+    Status ready = realm_->Ready();
+    EXPECT_EQ(ready.code(), StatusCode::kFailedPrecondition) << ready;
+    EXPECT_NE(ready.message().find("storage is at epoch " + std::to_string(snapshot_epoch)),
+              std::string::npos)
+        << ready;
+    EXPECT_NE(ready.message().find("anchor is at epoch " + std::to_string(anchored_epoch)),
+              std::string::npos)
+        << ready;
+    // No fresh guesses: every request is refused, nothing is evaluated or written.
+    EXPECT_EQ(StatusCodeOf(realm_->Handle(user, client.Recover2("1234"))),
+              StatusCode::kFailedPrecondition);
+    EXPECT_EQ(StatusCodeOf(realm_->Handle(user, Recover1Request{})),
+              StatusCode::kFailedPrecondition);
+    EXPECT_EQ(realm_->Resync().code(), StatusCode::kFailedPrecondition);
+    EXPECT_EQ(realm_->Stats().batches, 0u);
+    Stop();
+  }
+}
+
+TEST_F(RealmSqliteTest, RowsTamperedThroughSqlAreDataLoss) {
+  Start();
+  VaultTestClient a(kTestRealmId), b(kTestRealmId);
+  auto alice = User("alice");
+  auto bob = User("bob");
+  testing::Register(*realm_, a, alice, "1234", 5);
+  testing::Register(*realm_, b, bob, "1234", 5);
+  As<Recover2Response>(realm_->Handle(alice, a.Recover2("0000")));
+  std::string alice_id = IdHex(alice);
+  std::string bob_id = IdHex(bob);
+  Sql("CREATE TABLE saved AS SELECT * FROM records");
+
+  // Flip a bit in the sealed blob.
+  Sql("UPDATE records SET sealed = (SELECT substr(sealed, 1, 100) || x'ff' || "
+      "substr(sealed, 102) FROM records WHERE id = x'" +
+      alice_id + "') WHERE id = x'" + alice_id + "'");
+  EXPECT_EQ(StatusCodeOf(realm_->Handle(alice, a.Recover2("1234"))), StatusCode::kDataLoss);
+  Sql("DELETE FROM records; INSERT INTO records SELECT * FROM saved");
+  EXPECT_EQ(As<Recover1Response>(realm_->Handle(alice, Recover1Request{})).status,
+            Recover1Response::Status::kOk);
+
+  // Give alice bob's row (bob never spent a guess).
+  Sql("UPDATE records SET version = (SELECT version FROM saved WHERE id = x'" + bob_id +
+      "'), record_hash = (SELECT record_hash FROM saved WHERE id = x'" + bob_id +
+      "'), sealed = (SELECT sealed FROM saved WHERE id = x'" + bob_id + "') WHERE id = x'" +
+      alice_id + "'");
+  EXPECT_EQ(StatusCodeOf(realm_->Handle(alice, a.Recover2("1234"))), StatusCode::kDataLoss);
+  Sql("DELETE FROM records; INSERT INTO records SELECT * FROM saved");
+
+  // Drop alice's row.
+  Sql("DELETE FROM records WHERE id = x'" + alice_id + "'");
+  EXPECT_EQ(StatusCodeOf(realm_->Handle(alice, Recover1Request{})), StatusCode::kDataLoss);
+  Sql("DELETE FROM records; INSERT INTO records SELECT * FROM saved");
+
+  EXPECT_EQ(realm_->Inspect(alice)->guess_count, 1);
+  EXPECT_EQ(realm_->Inspect(bob)->guess_count, 0);
+}
+
+TEST_F(RealmSqliteTest, LostAnchorIsRefused) {
+  Start();
+  VaultTestClient client(kTestRealmId);
+  testing::Register(*realm_, client, User("a"), "1234", 5);
+  Stop();
+  ASSERT_TRUE(testing::CopyFileOrAbsence(dir_.File("none"), dir_.File("anchor")));
+  Start();
+  EXPECT_EQ(realm_->Ready().code(), StatusCode::kFailedPrecondition) << realm_->Ready();
+  EXPECT_NE(realm_->Ready().message().find("anchor is at epoch none"), std::string::npos);
+  Stop();
+}
+
+}  // namespace
+}  // namespace pinvault::backup
