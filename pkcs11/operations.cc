@@ -168,8 +168,20 @@ Status HmacSha256Verify(SessionPool& pool, CK_OBJECT_HANDLE key, ByteView data, 
     CK_MECHANISM mechanism{CKM_SHA256_HMAC, nullptr, 0};
     CK_RV rv = f->C_VerifyInit(session, &mechanism, key);
     if (rv != CKR_OK) return {rv, "C_VerifyInit"};
-    return {f->C_Verify(session, Mutable(data), data.size(), Mutable(tag), tag.size()),
-            "C_Verify"};
+    rv = f->C_Verify(session, Mutable(data), data.size(), Mutable(tag), tag.size());
+    if (rv != CKR_DEVICE_ERROR) return {rv, "C_Verify"};
+    // NSS softokn reports a failed HMAC comparison as CKR_DEVICE_ERROR. Tell a mismatch from a
+    // fault by computing the tag in the token: if that works, the device is fine.
+    rv = f->C_SignInit(session, &mechanism, key);
+    if (rv != CKR_OK) return {rv, "C_SignInit"};
+    vault::MacTag expected{};
+    CK_ULONG length = expected.size();
+    rv = f->C_Sign(session, Mutable(data), data.size(), expected.data(), &length);
+    if (rv != CKR_OK) return {rv, "C_Sign"};
+    bool equal = length == expected.size() && ConstantTimeEquals(expected, tag);
+    SecureWipe(expected);
+    if (equal) return {CKR_DEVICE_ERROR, "C_Verify"};
+    return {CKR_SIGNATURE_INVALID, "C_Verify (reported as CKR_DEVICE_ERROR)"};
   });
 }
 

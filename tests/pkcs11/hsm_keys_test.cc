@@ -329,13 +329,13 @@ TEST_P(TokenHsmTest, MacIsDeterministicPerRoleAndVerifiedInTheToken) {
   EXPECT_NE(*a, *c);
   EXPECT_NE(*a, *d);
   EXPECT_TRUE(hsm_->VerifyMac(vault::MacKeyRole::kRecordId, data, *a).ok());
-  EXPECT_EQ(hsm_->VerifyMac(vault::MacKeyRole::kAnchor, data, *a).code(), StatusCode::kDataLoss);
+  Status wrong_key = hsm_->VerifyMac(vault::MacKeyRole::kAnchor, data, *a);
+  EXPECT_EQ(wrong_key.code(), StatusCode::kDataLoss) << wrong_key;
   for (size_t i = 0; i < 256; ++i) {
     vault::MacTag bad = *a;
     bad[i / 8] ^= static_cast<uint8_t>(1u << (i % 8));
-    ASSERT_EQ(hsm_->VerifyMac(vault::MacKeyRole::kRecordId, data, bad).code(),
-              StatusCode::kDataLoss)
-        << "tag bit " << i;
+    Status flipped = hsm_->VerifyMac(vault::MacKeyRole::kRecordId, data, bad);
+    ASSERT_EQ(flipped.code(), StatusCode::kDataLoss) << "tag bit " << i << ": " << flipped;
   }
   EXPECT_EQ(hsm_->VerifyMac(vault::MacKeyRole::kRecordId, data, ByteView(a->data(), 31)).code(),
             StatusCode::kDataLoss);
@@ -462,19 +462,26 @@ TEST_P(TokenHsmTest, AnchorLoadPicksTheHighestSequence) {
 
 TEST_P(TokenHsmTest, MalformedAnchorHolderIsDataLoss) {
   InitKeys();
-  if (GetParam() == Backend::kNss) {
-    GTEST_SKIP() << "NSS softokn refuses token data objects; the malformed carrier is covered "
-                    "by the SoftHSM2 run";
-  }
   StatusOr<SessionPool::Lease> lease = pool_->Acquire();
   ASSERT_TRUE(lease.ok());
-  AttributeTemplate t;
-  t.Ulong(CKA_CLASS, CKO_DATA).Bool(CKA_TOKEN, true).Bool(CKA_PRIVATE, true)
-      .String(CKA_LABEL, kAnchorLabel).String(CKA_VALUE, "garbage");
+  CK_FUNCTION_LIST* f = pool_->functions();
   CK_OBJECT_HANDLE handle;
-  ASSERT_EQ(pool_->functions()->C_CreateObject(lease->handle(), t.data(), t.size(), &handle),
-            CKR_OK);
+  if (GetParam() == Backend::kSoftHsm) {
+    AttributeTemplate t;
+    t.Ulong(CKA_CLASS, CKO_DATA).Bool(CKA_TOKEN, true).Bool(CKA_PRIVATE, true)
+        .String(CKA_LABEL, kAnchorLabel).String(CKA_VALUE, "garbage");
+    ASSERT_EQ(f->C_CreateObject(lease->handle(), t.data(), t.size(), &handle), CKR_OK);
+  } else {
+    // NSS refuses token data objects; a key carrier with a bad CKA_ID stands in.
+    AttributeTemplate t;
+    t.Ulong(CKA_CLASS, CKO_SECRET_KEY).Ulong(CKA_KEY_TYPE, CKK_GENERIC_SECRET)
+        .Ulong(CKA_VALUE_LEN, 16).Bool(CKA_TOKEN, true).Bool(CKA_PRIVATE, true)
+        .String(CKA_LABEL, kAnchorLabel).String(CKA_ID, "garbage");
+    CK_MECHANISM m{CKM_GENERIC_SECRET_KEY_GEN, nullptr, 0};
+    ASSERT_EQ(f->C_GenerateKey(lease->handle(), &m, t.data(), t.size(), &handle), CKR_OK);
+  }
   EXPECT_EQ(hsm_->LoadAnchor().status().code(), StatusCode::kDataLoss);
+  EXPECT_EQ(hsm_->StoreAnchor(ToBytes("x")).code(), StatusCode::kDataLoss);
 }
 
 TEST(AnchorCarrierTest, EncodeDecode) {
@@ -519,7 +526,7 @@ TEST(SealingKeyLabelTest, ParsesOnlyCanonicalIds) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Modules, TokenHsmTest, ::testing::Values(Backend::kSoftHsm),
+INSTANTIATE_TEST_SUITE_P(Modules, TokenHsmTest, ::testing::Values(Backend::kSoftHsm, Backend::kNss),
                          BackendName);
 
 }  // namespace

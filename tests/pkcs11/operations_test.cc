@@ -196,9 +196,11 @@ TEST_P(OperationsTest, WrappedKeyUnwrapsOnTheTargetAndDecryptsThere) {
   ASSERT_TRUE(opened.ok()) << opened.status();
   EXPECT_TRUE(std::equal(plaintext.begin(), plaintext.end(), opened->Reveal().begin()));
 
-  // The clone is itself non-extractable.
+  // The clone is itself non-extractable (on modules that enforce it; see below).
   StatusOr<Bytes> rewrap = WrapKey(*target_, *target_wrap, *clone);
-  EXPECT_EQ(rewrap.status().code(), StatusCode::kFailedPrecondition) << rewrap.status();
+  if (GetParam() == Backend::kSoftHsm) {
+    EXPECT_EQ(rewrap.status().code(), StatusCode::kFailedPrecondition) << rewrap.status();
+  }
 
   // A damaged wrapped key does not unwrap.
   Bytes damaged = *wrapped;
@@ -208,7 +210,7 @@ TEST_P(OperationsTest, WrappedKeyUnwrapsOnTheTargetAndDecryptsThere) {
   EXPECT_EQ(bad.status().code(), StatusCode::kDataLoss) << bad.status();
 }
 
-TEST_P(OperationsTest, RealmKeysCannotBeWrappedOut) {
+TEST_P(OperationsTest, RealmKeysCannotBeWrappedOutWhereTheModuleEnforcesIt) {
   if (!caps_.aes_key_wrap_pad) GTEST_SKIP() << "module lacks CKM_AES_KEY_WRAP_PAD";
   ASSERT_TRUE(EnsureRealmKeys(*pool_, caps_, {}).ok());
   StatusOr<RealmKeys> keys = FindRealmKeys(*pool_);
@@ -217,12 +219,21 @@ TEST_P(OperationsTest, RealmKeysCannotBeWrappedOut) {
   ASSERT_TRUE(wrapping.ok());
   for (CK_OBJECT_HANDLE key : {keys->sealing.at(1), keys->record_id_mac, keys->anchor_mac}) {
     StatusOr<Bytes> wrapped = WrapKey(*pool_, *wrapping, key);
-    EXPECT_EQ(wrapped.status().code(), StatusCode::kFailedPrecondition) << wrapped.status();
-    EXPECT_NE(wrapped.status().message().find("C_WrapKey"), std::string::npos);
+    if (GetParam() == Backend::kSoftHsm) {
+      EXPECT_EQ(wrapped.status().code(), StatusCode::kFailedPrecondition) << wrapped.status();
+      EXPECT_NE(wrapped.status().message().find("C_WrapKey: CKR_KEY_UNEXTRACTABLE"),
+                std::string::npos)
+          << wrapped.status();
+    } else {
+      // NSS softokn 3.87 wraps keys whose CKA_EXTRACTABLE is false: it is a test backend, not a
+      // key store. `hsm audit` reports this module behaviour as a violation (audit_test). If
+      // this expectation breaks, NSS started enforcing the attribute: update both.
+      EXPECT_TRUE(wrapped.ok()) << wrapped.status();
+    }
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Modules, OperationsTest, ::testing::Values(Backend::kSoftHsm),
+INSTANTIATE_TEST_SUITE_P(Modules, OperationsTest, ::testing::Values(Backend::kSoftHsm, Backend::kNss),
                          BackendName);
 
 }  // namespace

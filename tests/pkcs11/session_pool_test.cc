@@ -10,6 +10,7 @@
 
 #include "pkcs11/module.h"
 #include "pkcs11/uri.h"
+#include "tests/pkcs11/token_backends.h"
 #include "tests/testing/fault_module.h"
 #include "tests/testing/softhsm_token.h"
 
@@ -39,6 +40,36 @@ Status RandomCall(SessionPool& pool) {
                       "C_GenerateRandom"};
   });
 }
+
+// PoolTest runs on a fresh token of each backend.
+class PoolTest : public ::testing::TestWithParam<Backend> {
+ protected:
+  void SetUp() override {
+    StatusOr<TestToken> token = MakeTestToken(GetParam());
+    ASSERT_TRUE(token.ok()) << token.status();
+    token_ = std::make_unique<TestToken>(*std::move(token));
+    StatusOr<std::unique_ptr<Module>> module = token_->LoadModule();
+    ASSERT_TRUE(module.ok()) << module.status();
+    module_ = *std::move(module);
+  }
+  void TearDown() override {
+    module_.reset();
+    token_.reset();
+  }
+  std::string Label() const {
+    return token_->softhsm ? token_->softhsm->label() : testing::NssToken::kTokenLabel;
+  }
+  std::string PinFile() const {
+    return token_->softhsm ? token_->softhsm->pin_file() : token_->nss->pin_file();
+  }
+  std::string Dir() const { return token_->softhsm ? token_->softhsm->dir() : token_->nss->dir(); }
+  std::string UriWithPinFile(const std::string& pin_file) const {
+    return "pkcs11:token=" + PercentEncode(Label()) + "?pin-source=file:" + pin_file;
+  }
+
+  std::unique_ptr<TestToken> token_;
+  std::shared_ptr<Module> module_;
+};
 
 class SoftHsmTest : public ::testing::Test {
  protected:
@@ -119,14 +150,12 @@ TEST_F(SoftHsmTest, FindsTokenByLabelSerialAndManufacturer) {
   EXPECT_EQ(by_serial->label, token_->label());
 }
 
-TEST_F(SoftHsmTest, UnknownLabelIsNotFoundAndListsTokens) {
-  LoadModule();
+TEST_P(PoolTest, UnknownLabelIsNotFoundAndListsTokens) {
   StatusOr<TokenDescription> token = module_->FindToken(Uri("pkcs11:token=nope"));
   EXPECT_EQ(token.status().code(), StatusCode::kNotFound);
-  EXPECT_NE(token.status().message().find(token_->label()), std::string::npos)
-      << token.status();
+  EXPECT_NE(token.status().message().find(Label()), std::string::npos) << token.status();
   StatusOr<std::unique_ptr<SessionPool>> pool =
-      SessionPool::Open(module_, Uri("pkcs11:token=nope?pin-source=file:" + token_->pin_file()));
+      SessionPool::Open(module_, Uri("pkcs11:token=nope?pin-source=file:" + PinFile()));
   EXPECT_EQ(pool.status().code(), StatusCode::kNotFound);
 }
 
@@ -138,31 +167,29 @@ TEST_F(SoftHsmTest, AmbiguousSelectionIsRefused) {
   EXPECT_TRUE(module_->FindToken(Uri("pkcs11:token=second")).ok());
 }
 
-TEST_F(SoftHsmTest, WrongPinIsPermissionDenied) {
-  LoadModule();
-  std::string bad = token_->dir() + "/bad-pin";
+TEST_P(PoolTest, WrongPinIsPermissionDenied) {
+  std::string bad = Dir() + "/bad-pin";
   ASSERT_TRUE(testing::WriteFile(bad, "not-the-pin\n", 0600).ok());
-  StatusOr<std::unique_ptr<SessionPool>> pool = SessionPool::Open(
-      module_, Uri("pkcs11:token=" + token_->label() + "?pin-source=file:" + bad));
+  StatusOr<std::unique_ptr<SessionPool>> pool = SessionPool::Open(module_, Uri(UriWithPinFile(bad)));
   ASSERT_EQ(pool.status().code(), StatusCode::kPermissionDenied) << pool.status();
   EXPECT_NE(pool.status().message().find("CKR_PIN_INCORRECT"), std::string::npos);
   EXPECT_EQ(pool.status().message().find("not-the-pin"), std::string::npos);
+  // The right PIN still works afterwards.
+  EXPECT_TRUE(SessionPool::Open(module_, Uri(token_->uri)).ok());
 }
 
-TEST_F(SoftHsmTest, MissingPinIsRefused) {
-  LoadModule();
+TEST_P(PoolTest, MissingPinIsRefused) {
   StatusOr<std::unique_ptr<SessionPool>> pool =
-      SessionPool::Open(module_, Uri("pkcs11:token=" + token_->label()));
+      SessionPool::Open(module_, Uri("pkcs11:token=" + PercentEncode(Label())));
   EXPECT_EQ(pool.status().code(), StatusCode::kFailedPrecondition) << pool.status();
-  StatusOr<std::unique_ptr<SessionPool>> missing_file = SessionPool::Open(
-      module_, Uri("pkcs11:token=" + token_->label() + "?pin-source=file:/nonexistent/pin"));
+  StatusOr<std::unique_ptr<SessionPool>> missing_file =
+      SessionPool::Open(module_, Uri(UriWithPinFile("/nonexistent/pin")));
   EXPECT_EQ(missing_file.status().code(), StatusCode::kNotFound);
 }
 
-TEST_F(SoftHsmTest, RunsOperationsAndReusesSessions) {
-  LoadModule();
+TEST_P(PoolTest, RunsOperationsAndReusesSessions) {
   StatusOr<std::unique_ptr<SessionPool>> pool =
-      SessionPool::Open(module_, Uri(token_->uri()), FastOptions());
+      SessionPool::Open(module_, Uri(token_->uri), FastOptions());
   ASSERT_TRUE(pool.ok()) << pool.status();
   CK_SESSION_HANDLE first = CK_INVALID_HANDLE;
   for (int i = 0; i < 10; ++i) {
@@ -175,10 +202,9 @@ TEST_F(SoftHsmTest, RunsOperationsAndReusesSessions) {
   EXPECT_EQ((*pool)->recoveries(), 0u);
 }
 
-TEST_F(SoftHsmTest, NonRecoverableErrorsAreMappedNotRetried) {
-  LoadModule();
+TEST_P(PoolTest, NonRecoverableErrorsAreMappedNotRetried) {
   StatusOr<std::unique_ptr<SessionPool>> pool =
-      SessionPool::Open(module_, Uri(token_->uri()), FastOptions());
+      SessionPool::Open(module_, Uri(token_->uri), FastOptions());
   ASSERT_TRUE(pool.ok());
   int calls = 0;
   Status s = (*pool)->Run([&](CK_SESSION_HANDLE session) {
@@ -192,10 +218,9 @@ TEST_F(SoftHsmTest, NonRecoverableErrorsAreMappedNotRetried) {
   EXPECT_NE(s.message().find("C_EncryptInit: CKR_"), std::string::npos) << s;
 }
 
-TEST_F(SoftHsmTest, ConcurrentUse) {
-  LoadModule();
+TEST_P(PoolTest, ConcurrentUse) {
   StatusOr<std::unique_ptr<SessionPool>> pool =
-      SessionPool::Open(module_, Uri(token_->uri()), FastOptions());
+      SessionPool::Open(module_, Uri(token_->uri), FastOptions());
   ASSERT_TRUE(pool.ok());
   std::atomic<int> failures{0};
   std::vector<std::thread> threads;
@@ -210,10 +235,9 @@ TEST_F(SoftHsmTest, ConcurrentUse) {
   EXPECT_EQ(failures.load(), 0);
 }
 
-TEST_F(SoftHsmTest, RecoversAfterAllSessionsAreClosedUnderThePool) {
-  LoadModule();
+TEST_P(PoolTest, RecoversAfterAllSessionsAreClosedUnderThePool) {
   StatusOr<std::unique_ptr<SessionPool>> pool =
-      SessionPool::Open(module_, Uri(token_->uri()), FastOptions());
+      SessionPool::Open(module_, Uri(token_->uri), FastOptions());
   ASSERT_TRUE(pool.ok());
   ASSERT_TRUE(RandomCall(**pool).ok());
   // Someone else in the process closes every session on the slot from their own handle.
@@ -236,10 +260,9 @@ TEST_F(SoftHsmTest, RecoversAfterAllSessionsAreClosedUnderThePool) {
   EXPECT_TRUE(RandomCall(**pool).ok());
 }
 
-TEST_F(SoftHsmTest, LogsInAgainAfterLogoutElsewhere) {
-  LoadModule();
+TEST_P(PoolTest, LogsInAgainAfterLogoutElsewhere) {
   StatusOr<std::unique_ptr<SessionPool>> pool =
-      SessionPool::Open(module_, Uri(token_->uri()), FastOptions());
+      SessionPool::Open(module_, Uri(token_->uri), FastOptions());
   ASSERT_TRUE(pool.ok());
   CK_FUNCTION_LIST* f = module_->functions();
   {
@@ -342,6 +365,9 @@ TEST_F(FaultTest, WrongPinOnReconnectIsReported) {
   EXPECT_EQ(s.code(), StatusCode::kPermissionDenied) << s;
   EXPECT_TRUE(RandomCall(**pool).ok());
 }
+
+INSTANTIATE_TEST_SUITE_P(Modules, PoolTest, ::testing::Values(Backend::kSoftHsm, Backend::kNss),
+                         BackendName);
 
 }  // namespace
 }  // namespace pinvault::pkcs11
