@@ -197,16 +197,13 @@ StatusOr<std::vector<protocol::Register2Request>> BuildRegistration(
 
 // ---- Recover steps ----
 
-struct VersionGroup {
-  protocol::RegistrationVersion version{};
-  std::vector<size_t> positions;  // into configuration.realms()
-};
-
 // OprfShare is one realm's accepted Recover2 answer.
 struct OprfShare {
   protocol::ShareIndex index = 0;
   protocol::PointBytes blinded_result{};
   uint16_t guesses_remaining = 0;
+  protocol::UnlockKeyCommitment commitment{};
+  protocol::Ed25519PublicKey verifying_key{};
 };
 
 struct OprfGroup {
@@ -322,206 +319,317 @@ RecoverResult Client::Recover(const SecretBytes& pin, ByteView info) const {
   return result;
 }
 
-RecoverResult Client::RecoverWith(const Configuration& c, const SecretBytes& pin,
-                                  ByteView info) const {
-  const size_t n = c.size();
-  const size_t t = c.recover_threshold();
+namespace {
 
-  // ---- Recover1: find the version t realms agree on. ----
-  VersionGroup group;
-  {
-    FanOut fan(transport_, *tokens_, options_.retry);
-    for (const Realm& realm : c.realms()) fan.Start(realm, protocol::Recover1Request{});
-    Errors errors;
-    std::map<protocol::RegistrationVersion, std::vector<size_t>> by_version;
-    bool decided = false;
-    while (!decided) {
-      std::optional<FanOut::Arrival> arrival = fan.Next();
-      if (!arrival) break;
-      const Realm& realm = c.realms()[arrival->slot];
-      if (const auto* error = std::get_if<TransportError>(&arrival->result)) {
-        errors.Add(FromTransportError(*error, realm, "Recover1", arrival->attempts));
-      } else {
-        const SecretsResponse& response = std::get<SecretsResponse>(arrival->result);
-        const auto* r1 = std::get_if<protocol::Recover1Response>(&response);
-        if (r1 == nullptr) {
-          errors.Add(UnexpectedResponse(response, realm, "Recover1"));
-        } else if (r1->status == protocol::Recover1Response::Status::kNotRegistered) {
-          errors.Add(RealmFailure(ErrorKind::kNotRegistered, realm, "Recover1",
-                                  "no secret registered"));
-        } else if (r1->status == protocol::Recover1Response::Status::kNoGuesses) {
-          errors.Add(RealmFailure(ErrorKind::kInvalidPin, realm, "Recover1",
-                                  "no guesses remain; the secret is locked", 0));
-        } else {
-          std::vector<size_t>& members = by_version[r1->version];
-          members.push_back(arrival->slot);
-          if (members.size() >= t) {
-            group.version = r1->version;
-            group.positions = members;
-            decided = true;
-          }
-          continue;
-        }
-      }
-      if (errors.count() > n - t) return errors.Report(n);
+// Recovery runs one recover against one configuration. All three steps share one FanOut,
+// so that answers arriving after their step was decided can still be used:
+//  - a late Recover1 with the agreed version adds its realm to the group (and gets a
+//    Recover2) while the Recover2 step is open;
+//  - a realm gets its Recover3 only after its own Recover2 has been answered, so the
+//    realm sees them in order and a correct tag resets the guess it counted.
+class Recovery {
+ public:
+  Recovery(const Configuration& c, std::shared_ptr<Transport> transport,
+           AuthTokenProvider& tokens, const RetryPolicy& retry)
+      : c_(c), t_(c.recover_threshold()), fan_(std::move(transport), tokens, retry),
+        realms_(c.size()) {}
+
+  RecoverResult Run(const SecretBytes& pin, ByteView info) {
+    if (std::optional<ClientError> error = FindVersion()) return std::move(*error);
+
+    StatusOr<protocol::HashedPin> hashed =
+        protocol::HashPin(c_.pin_hashing_mode(), pin, version_, info);
+    if (!hashed.ok()) return LocalFailure("PIN hashing", hashed.status());
+    StatusOr<protocol::BlindedInput> blinded = protocol::Blind(hashed->access_key.Reveal());
+    if (!blinded.ok()) return LocalFailure("OPRF blinding", blinded.status());
+    blinded_input_ = blinded->blinded_input;
+
+    if (std::optional<ClientError> error = EvaluateOprf()) return std::move(*error);
+
+    // Combine the agreeing realms' OPRF results and check the PIN against the commitment.
+    std::vector<protocol::ShareIndex> indices;
+    std::vector<protocol::PointBytes> points;
+    uint16_t guesses_remaining = UINT16_MAX;
+    for (const OprfShare& share : oprf_.shares) {
+      indices.push_back(share.index);
+      points.push_back(share.blinded_result);
+      guesses_remaining = std::min(guesses_remaining, share.guesses_remaining);
     }
-    if (!decided) {
-      ClientError error;
-      error.kind = ErrorKind::kNotRegistered;
-      error.message = "no " + std::to_string(t) + " of the " + std::to_string(n) +
-                      " realms agree on a registration (" + std::to_string(by_version.size()) +
-                      " distinct versions seen, " + std::to_string(errors.count()) +
-                      " realms failed)";
+    StatusOr<protocol::PointBytes> combined = protocol::RecombinePoints(indices, points);
+    if (!combined.ok()) {
+      return Failure(ErrorKind::kAssertion, "Recover2: the realms' OPRF results do not combine: " +
+                                                combined.status().message());
+    }
+    StatusOr<SecretBytes> oprf_output =
+        protocol::Finalize(hashed->access_key.Reveal(), blinded->blinding_factor, *combined);
+    if (!oprf_output.ok()) {
+      return Failure(ErrorKind::kAssertion, "Recover2: the combined OPRF result is invalid: " +
+                                                oprf_output.status().message());
+    }
+    StatusOr<protocol::UnlockKey> unlock = protocol::DeriveUnlockKey(*oprf_output);
+    if (!unlock.ok()) return LocalFailure("unlock key derivation", unlock.status());
+    if (!protocol::UnlockKeyCommitmentEquals(unlock->commitment, oprf_.commitment)) {
+      ClientError error = Failure(
+          ErrorKind::kInvalidPin,
+          guesses_remaining == 0
+              ? "wrong PIN; no guesses remain, the secret is now locked"
+              : "wrong PIN; " + std::to_string(guesses_remaining) +
+                    (guesses_remaining == 1 ? " guess remains" : " guesses remain"));
+      error.guesses_remaining = guesses_remaining;
       return error;
     }
+    unlock_key_ = std::move(unlock->unlock_key);
+
+    if (std::optional<ClientError> error = CollectSecret()) return std::move(*error);
+
+    StatusOr<SecretBytes> scalar = protocol::RecombineScalars(secret_.indices, secret_.shares);
+    if (!scalar.ok()) {
+      return Failure(ErrorKind::kAssertion, "Recover3: the encryption key shares do not combine: " +
+                                                scalar.status().message());
+    }
+    StatusOr<SecretBytes> key = protocol::DeriveEncryptionKey(hashed->encryption_key_seed, *scalar);
+    if (!key.ok()) return LocalFailure("encryption key derivation", key.status());
+    StatusOr<SecretBytes> secret = protocol::OpenSecret(*key, secret_.encrypted_secret);
+    if (!secret.ok()) {
+      return Failure(ErrorKind::kAssertion,
+                     "Recover3: the encrypted secret does not decrypt (" +
+                         std::string(StatusCodeName(secret.status().code())) + ")");
+    }
+    return std::move(secret).value();
   }
-  const size_t m = group.positions.size();
+
+ private:
+  enum class Step { kRecover1, kRecover2, kRecover3 };
+  struct Slot {
+    Step step = Step::kRecover1;
+    size_t position = 0;  // into c_.realms()
+  };
+  struct RealmProgress {
+    bool recover1_done = false;
+    bool in_group = false;  // answered Recover1 with the agreed version
+    bool recover2_sent = false;
+    bool recover2_done = false;
+    bool recover3_sent = false;
+  };
+
+  static ClientError Failure(ErrorKind kind, std::string message) {
+    ClientError error;
+    error.kind = kind;
+    error.message = std::move(message);
+    return error;
+  }
+
+  void Start(Step step, size_t position, protocol::SecretsRequest request) {
+    const size_t slot = fan_.Start(c_.realms()[position], std::move(request));
+    if (slots_.size() <= slot) slots_.resize(slot + 1);
+    slots_[slot] = Slot{step, position};
+  }
+
+  size_t PendingRecover1() const {
+    size_t pending = 0;
+    for (const RealmProgress& realm : realms_) pending += realm.recover1_done ? 0 : 1;
+    return pending;
+  }
+
+  // ---- Recover1: find the version t realms agree on. ----
+
+  std::optional<ClientError> FindVersion() {
+    const size_t n = c_.size();
+    for (size_t i = 0; i < n; ++i) Start(Step::kRecover1, i, protocol::Recover1Request{});
+    Errors errors;
+    std::map<protocol::RegistrationVersion, std::vector<size_t>> by_version;
+    while (std::optional<FanOut::Arrival> arrival = fan_.Next()) {
+      const size_t position = slots_[arrival->slot].position;
+      realms_[position].recover1_done = true;
+      std::optional<protocol::RegistrationVersion> version =
+          Recover1Version(*arrival, position, errors);
+      if (version) {
+        std::vector<size_t>& members = by_version[*version];
+        members.push_back(position);
+        if (members.size() >= t_) {
+          version_ = *version;
+          for (size_t member : members) realms_[member].in_group = true;
+          return std::nullopt;
+        }
+      } else if (errors.count() > n - t_) {
+        return errors.Report(n);
+      }
+    }
+    return Failure(ErrorKind::kNotRegistered,
+                   "no " + std::to_string(t_) + " of the " + std::to_string(n) +
+                       " realms agree on a registration (" + std::to_string(by_version.size()) +
+                       " distinct versions seen, " + std::to_string(errors.count()) +
+                       " realms failed)");
+  }
+
+  // Recover1Version returns the version a Recover1 answer reports, or records its error.
+  std::optional<protocol::RegistrationVersion> Recover1Version(const FanOut::Arrival& arrival,
+                                                               size_t position, Errors& errors) {
+    const Realm& realm = c_.realms()[position];
+    if (const auto* error = std::get_if<TransportError>(&arrival.result)) {
+      errors.Add(FromTransportError(*error, realm, "Recover1", arrival.attempts));
+      return std::nullopt;
+    }
+    const SecretsResponse& response = std::get<SecretsResponse>(arrival.result);
+    const auto* r1 = std::get_if<protocol::Recover1Response>(&response);
+    using S1 = protocol::Recover1Response::Status;
+    if (r1 == nullptr) {
+      errors.Add(UnexpectedResponse(response, realm, "Recover1"));
+    } else if (r1->status == S1::kNotRegistered) {
+      errors.Add(
+          RealmFailure(ErrorKind::kNotRegistered, realm, "Recover1", "no secret registered"));
+    } else if (r1->status == S1::kNoGuesses) {
+      errors.Add(RealmFailure(ErrorKind::kInvalidPin, realm, "Recover1",
+                              "no guesses remain; the secret is locked", 0));
+    } else {
+      return r1->version;
+    }
+    return std::nullopt;
+  }
 
   // ---- Recover2: one guess at each realm of the group. ----
-  StatusOr<protocol::HashedPin> hashed =
-      protocol::HashPin(c.pin_hashing_mode(), pin, group.version, info);
-  if (!hashed.ok()) return LocalFailure("PIN hashing", hashed.status());
-  StatusOr<protocol::BlindedInput> blinded = protocol::Blind(hashed->access_key.Reveal());
-  if (!blinded.ok()) return LocalFailure("OPRF blinding", blinded.status());
 
-  OprfGroup oprf;
-  {
-    FanOut fan(transport_, *tokens_, options_.retry);
-    for (size_t position : group.positions) {
-      protocol::Recover2Request request;
-      request.version = group.version;
-      request.oprf_blinded_input = blinded->blinded_input;
-      fan.Start(c.realms()[position], request);
+  void SendRecover2(size_t position) {
+    protocol::Recover2Request request;
+    request.version = version_;
+    request.oprf_blinded_input = blinded_input_;
+    realms_[position].recover2_sent = true;
+    Start(Step::kRecover2, position, request);
+  }
+
+  std::optional<ClientError> EvaluateOprf() {
+    size_t group_size = 0;
+    for (size_t i = 0; i < realms_.size(); ++i) {
+      if (realms_[i].in_group) {
+        SendRecover2(i);
+        ++group_size;
+      }
     }
     Errors errors;
     std::map<std::pair<protocol::UnlockKeyCommitment, protocol::Ed25519PublicKey>, OprfGroup>
         by_key;
-    bool decided = false;
-    while (!decided) {
-      std::optional<FanOut::Arrival> arrival = fan.Next();
-      if (!arrival) break;
-      const size_t position = group.positions[arrival->slot];
-      const Realm& realm = c.realms()[position];
-      if (const auto* error = std::get_if<TransportError>(&arrival->result)) {
-        errors.Add(FromTransportError(*error, realm, "Recover2", arrival->attempts));
+    while (std::optional<FanOut::Arrival> arrival = fan_.Next()) {
+      const Slot slot = slots_[arrival->slot];
+      if (slot.step == Step::kRecover1) {
+        // A late Recover1: a realm with the agreed version joins the group.
+        realms_[slot.position].recover1_done = true;
+        Errors ignored;
+        std::optional<protocol::RegistrationVersion> version =
+            Recover1Version(*arrival, slot.position, ignored);
+        if (version && *version == version_) {
+          realms_[slot.position].in_group = true;
+          ++group_size;
+          SendRecover2(slot.position);
+        }
       } else {
-        const SecretsResponse& response = std::get<SecretsResponse>(arrival->result);
-        const auto* r2 = std::get_if<protocol::Recover2Response>(&response);
-        using S2 = protocol::Recover2Response::Status;
-        if (r2 == nullptr) {
-          errors.Add(UnexpectedResponse(response, realm, "Recover2"));
-        } else if (r2->status == S2::kVersionMismatch) {
-          errors.Add(RealmFailure(ErrorKind::kAssertion, realm, "Recover2",
-                                  "answered VersionMismatch for the version it reported in "
-                                  "Recover1"));
-        } else if (r2->status == S2::kNotRegistered) {
-          errors.Add(RealmFailure(ErrorKind::kNotRegistered, realm, "Recover2",
-                                  "no secret registered"));
-        } else if (r2->status == S2::kNoGuesses) {
-          errors.Add(RealmFailure(ErrorKind::kInvalidPin, realm, "Recover2",
-                                  "no guesses remain; the secret is locked", 0));
-        } else if (r2->guess_count > r2->num_guesses) {
-          errors.Add(RealmFailure(ErrorKind::kAssertion, realm, "Recover2",
-                                  "reported guess_count " + std::to_string(r2->guess_count) +
-                                      " above num_guesses " +
-                                      std::to_string(r2->num_guesses)));
-        } else if (!protocol::VerifyOprfSignedPublicKey(realm.id, r2->oprf_signed_public_key)
-                        .ok()) {
-          errors.Add(RealmFailure(ErrorKind::kAssertion, realm, "Recover2",
-                                  "signature on the OPRF public key does not verify"));
-        } else if (!protocol::VerifyProof(r2->oprf_signed_public_key.public_key,
-                                          blinded->blinded_input, r2->oprf_blinded_result,
-                                          r2->oprf_proof)
-                        .ok()) {
-          errors.Add(RealmFailure(ErrorKind::kAssertion, realm, "Recover2",
-                                  "DLEQ proof of the OPRF evaluation does not verify"));
-        } else {
-          OprfGroup& members = by_key[{r2->unlock_key_commitment,
-                                       r2->oprf_signed_public_key.verifying_key}];
-          members.commitment = r2->unlock_key_commitment;
-          members.shares.push_back(
-              OprfShare{c.share_index(position), r2->oprf_blinded_result,
-                        static_cast<uint16_t>(r2->num_guesses - r2->guess_count)});
-          if (members.shares.size() >= t) {
-            oprf = std::move(members);
-            decided = true;
+        realms_[slot.position].recover2_done = true;
+        if (std::optional<OprfShare> share = CheckRecover2(*arrival, slot.position, errors)) {
+          OprfGroup& members = by_key[{share->commitment, share->verifying_key}];
+          members.commitment = share->commitment;
+          members.shares.push_back(*share);
+          if (members.shares.size() >= t_) {
+            oprf_ = std::move(members);
+            return std::nullopt;
           }
           continue;
         }
       }
-      if (errors.count() > m - t) return errors.Report(m);
+      // Realms that may still answer Recover2 Ok: the group plus realms yet to answer
+      // Recover1.
+      const size_t possible = group_size + PendingRecover1();
+      if (errors.count() > 0 && errors.count() + t_ > possible) return errors.Report(group_size);
     }
-    if (!decided) {
-      ClientError error;
-      error.kind = ErrorKind::kAssertion;
-      error.message = "Recover2: no " + std::to_string(t) + " realms agree on the unlock-key "
-                      "commitment and signing key (" + std::to_string(by_key.size()) +
-                      " distinct answers, " + std::to_string(errors.count()) +
-                      " realms failed)";
-      return error;
-    }
+    return Failure(ErrorKind::kAssertion,
+                   "Recover2: no " + std::to_string(t_) +
+                       " realms agree on the unlock-key commitment and signing key (" +
+                       std::to_string(by_key.size()) + " distinct answers, " +
+                       std::to_string(errors.count()) + " realms failed)");
   }
 
-  std::vector<protocol::ShareIndex> indices;
-  std::vector<protocol::PointBytes> points;
-  uint16_t guesses_remaining = UINT16_MAX;
-  for (const OprfShare& share : oprf.shares) {
-    indices.push_back(share.index);
-    points.push_back(share.blinded_result);
-    guesses_remaining = std::min(guesses_remaining, share.guesses_remaining);
-  }
-  StatusOr<protocol::PointBytes> combined = protocol::RecombinePoints(indices, points);
-  if (!combined.ok()) {
-    ClientError error;
-    error.kind = ErrorKind::kAssertion;
-    error.message = "Recover2: the realms' OPRF results do not combine: " +
-                    combined.status().message();
-    return error;
-  }
-  StatusOr<SecretBytes> oprf_output =
-      protocol::Finalize(hashed->access_key.Reveal(), blinded->blinding_factor, *combined);
-  if (!oprf_output.ok()) {
-    ClientError error;
-    error.kind = ErrorKind::kAssertion;
-    error.message = "Recover2: the combined OPRF result is invalid: " +
-                    oprf_output.status().message();
-    return error;
-  }
-  StatusOr<protocol::UnlockKey> unlock = protocol::DeriveUnlockKey(*oprf_output);
-  if (!unlock.ok()) return LocalFailure("unlock key derivation", unlock.status());
-  if (!protocol::UnlockKeyCommitmentEquals(unlock->commitment, oprf.commitment)) {
-    ClientError error;
-    error.kind = ErrorKind::kInvalidPin;
-    error.guesses_remaining = guesses_remaining;
-    error.message = guesses_remaining == 0
-                        ? "wrong PIN; no guesses remain, the secret is now locked"
-                        : "wrong PIN; " + std::to_string(guesses_remaining) +
-                              (guesses_remaining == 1 ? " guess remains" : " guesses remain");
-    return error;
+  // CheckRecover2 verifies one realm's Recover2 answer; nullopt after recording an error.
+  std::optional<OprfShare> CheckRecover2(const FanOut::Arrival& arrival, size_t position,
+                                         Errors& errors) {
+    const Realm& realm = c_.realms()[position];
+    if (const auto* error = std::get_if<TransportError>(&arrival.result)) {
+      errors.Add(FromTransportError(*error, realm, "Recover2", arrival.attempts));
+      return std::nullopt;
+    }
+    const SecretsResponse& response = std::get<SecretsResponse>(arrival.result);
+    const auto* r2 = std::get_if<protocol::Recover2Response>(&response);
+    using S2 = protocol::Recover2Response::Status;
+    if (r2 == nullptr) {
+      errors.Add(UnexpectedResponse(response, realm, "Recover2"));
+    } else if (r2->status == S2::kVersionMismatch) {
+      errors.Add(RealmFailure(ErrorKind::kAssertion, realm, "Recover2",
+                              "answered VersionMismatch for the version it reported in "
+                              "Recover1"));
+    } else if (r2->status == S2::kNotRegistered) {
+      errors.Add(
+          RealmFailure(ErrorKind::kNotRegistered, realm, "Recover2", "no secret registered"));
+    } else if (r2->status == S2::kNoGuesses) {
+      errors.Add(RealmFailure(ErrorKind::kInvalidPin, realm, "Recover2",
+                              "no guesses remain; the secret is locked", 0));
+    } else if (r2->guess_count > r2->num_guesses) {
+      errors.Add(RealmFailure(ErrorKind::kAssertion, realm, "Recover2",
+                              "reported guess_count " + std::to_string(r2->guess_count) +
+                                  " above num_guesses " + std::to_string(r2->num_guesses)));
+    } else if (!protocol::VerifyOprfSignedPublicKey(realm.id, r2->oprf_signed_public_key).ok()) {
+      errors.Add(RealmFailure(ErrorKind::kAssertion, realm, "Recover2",
+                              "signature on the OPRF public key does not verify"));
+    } else if (!protocol::VerifyProof(r2->oprf_signed_public_key.public_key, blinded_input_,
+                                      r2->oprf_blinded_result, r2->oprf_proof)
+                    .ok()) {
+      errors.Add(RealmFailure(ErrorKind::kAssertion, realm, "Recover2",
+                              "DLEQ proof of the OPRF evaluation does not verify"));
+    } else {
+      OprfShare share;
+      share.index = c_.share_index(position);
+      share.blinded_result = r2->oprf_blinded_result;
+      share.guesses_remaining = static_cast<uint16_t>(r2->num_guesses - r2->guess_count);
+      share.commitment = r2->unlock_key_commitment;
+      share.verifying_key = r2->oprf_signed_public_key.verifying_key;
+      return share;
+    }
+    return std::nullopt;
   }
 
   // ---- Recover3: per-realm tags for the scalar shares and the encrypted secret. ----
-  SecretGroup secret_group;
-  {
-    FanOut fan(transport_, *tokens_, options_.retry);
-    for (size_t position : group.positions) {
-      protocol::Recover3Request request;
-      request.version = group.version;
-      StatusOr<protocol::UnlockKeyTag> tag =
-          protocol::ComputeUnlockKeyTag(unlock->unlock_key, c.realms()[position].id);
-      if (!tag.ok()) return LocalFailure("unlock key tag", tag.status());
-      request.unlock_key_tag = *tag;
-      fan.Start(c.realms()[position], request);
+
+  std::optional<ClientError> SendRecover3(size_t position) {
+    StatusOr<protocol::UnlockKeyTag> tag =
+        protocol::ComputeUnlockKeyTag(unlock_key_, c_.realms()[position].id);
+    if (!tag.ok()) return LocalFailure("unlock key tag", tag.status());
+    protocol::Recover3Request request;
+    request.version = version_;
+    request.unlock_key_tag = *tag;
+    realms_[position].recover3_sent = true;
+    Start(Step::kRecover3, position, request);
+    return std::nullopt;
+  }
+
+  std::optional<ClientError> CollectSecret() {
+    // Every realm that was asked for a guess gets a Recover3 once its Recover2 is answered
+    // (whatever the answer, as the SDK does).
+    size_t eligible = 0;
+    for (size_t i = 0; i < realms_.size(); ++i) {
+      if (!realms_[i].recover2_sent) continue;
+      ++eligible;
+      if (realms_[i].recover2_done) {
+        if (std::optional<ClientError> error = SendRecover3(i)) return error;
+      }
     }
     Errors errors;
     std::map<protocol::EncryptedSecret, SecretGroup> by_secret;
     size_t dropped = 0;
-    bool decided = false;
-    while (!decided) {
-      std::optional<FanOut::Arrival> arrival = fan.Next();
-      if (!arrival) break;
-      const size_t position = group.positions[arrival->slot];
-      const Realm& realm = c.realms()[position];
+    while (std::optional<FanOut::Arrival> arrival = fan_.Next()) {
+      const Slot slot = slots_[arrival->slot];
+      if (slot.step == Step::kRecover1) continue;  // too late to join
+      if (slot.step == Step::kRecover2) {
+        realms_[slot.position].recover2_done = true;
+        if (std::optional<ClientError> error = SendRecover3(slot.position)) return error;
+        continue;
+      }
+      const Realm& realm = c_.realms()[slot.position];
       if (const auto* error = std::get_if<TransportError>(&arrival->result)) {
         errors.Add(FromTransportError(*error, realm, "Recover3", arrival->attempts));
       } else {
@@ -548,62 +656,57 @@ RecoverResult Client::RecoverWith(const Configuration& c, const SecretBytes& pin
                                   "encryption key scalar share is not a canonical scalar"));
         } else {
           StatusOr<protocol::EncryptedSecretCommitment> expected =
-              protocol::ComputeEncryptedSecretCommitment(unlock->unlock_key, realm.id,
+              protocol::ComputeEncryptedSecretCommitment(unlock_key_, realm.id,
                                                          r3->encryption_key_scalar_share,
                                                          r3->encrypted_secret);
           if (!expected.ok()) return LocalFailure("commitment check", expected.status());
           if (!protocol::EncryptedSecretCommitmentEquals(*expected,
                                                          r3->encrypted_secret_commitment)) {
-            // Not usable, but others may still be enough (as the SDK does).
+            // Not usable, but the others may still be enough (as the SDK does).
             ++dropped;
-          } else {
-            SecretGroup& members = by_secret[r3->encrypted_secret];
-            members.encrypted_secret = r3->encrypted_secret;
-            members.indices.push_back(c.share_index(position));
-            members.shares.push_back(std::move(r3->encryption_key_scalar_share));
-            if (members.indices.size() >= t) {
-              secret_group = std::move(members);
-              decided = true;
-            }
+            continue;
+          }
+          SecretGroup& members = by_secret[r3->encrypted_secret];
+          members.encrypted_secret = r3->encrypted_secret;
+          members.indices.push_back(c_.share_index(slot.position));
+          members.shares.push_back(std::move(r3->encryption_key_scalar_share));
+          if (members.indices.size() >= t_) {
+            secret_ = std::move(members);
+            return std::nullopt;
           }
           continue;
         }
       }
-      if (errors.count() > m - t) return errors.Report(m);
+      if (errors.count() + t_ > eligible) return errors.Report(eligible);
     }
-    if (!decided) {
-      ClientError error;
-      error.kind = ErrorKind::kAssertion;
-      error.message = "Recover3: no " + std::to_string(t) + " realms returned a consistent "
-                      "encrypted secret (" + std::to_string(dropped) +
-                      " answers failed the commitment check, " +
-                      std::to_string(by_secret.size()) + " distinct secrets, " +
-                      std::to_string(errors.count()) + " realms failed)";
-      return error;
-    }
+    return Failure(ErrorKind::kAssertion,
+                   "Recover3: no " + std::to_string(t_) +
+                       " realms returned a consistent encrypted secret (" +
+                       std::to_string(dropped) + " answers failed the commitment check, " +
+                       std::to_string(by_secret.size()) + " distinct secrets, " +
+                       std::to_string(errors.count()) + " realms failed)");
   }
 
-  StatusOr<SecretBytes> scalar =
-      protocol::RecombineScalars(secret_group.indices, secret_group.shares);
-  if (!scalar.ok()) {
-    ClientError error;
-    error.kind = ErrorKind::kAssertion;
-    error.message = "Recover3: the encryption key shares do not combine: " +
-                    scalar.status().message();
-    return error;
-  }
-  StatusOr<SecretBytes> key = protocol::DeriveEncryptionKey(hashed->encryption_key_seed, *scalar);
-  if (!key.ok()) return LocalFailure("encryption key derivation", key.status());
-  StatusOr<SecretBytes> secret = protocol::OpenSecret(*key, secret_group.encrypted_secret);
-  if (!secret.ok()) {
-    ClientError error;
-    error.kind = ErrorKind::kAssertion;
-    error.message = "Recover3: the encrypted secret does not decrypt (" +
-                    std::string(StatusCodeName(secret.status().code())) + ")";
-    return error;
-  }
-  return std::move(secret).value();
+  const Configuration& c_;
+  const size_t t_;
+  FanOut fan_;
+  std::vector<Slot> slots_;  // by FanOut slot
+  std::vector<RealmProgress> realms_;  // by position in c_.realms()
+  protocol::RegistrationVersion version_{};
+  protocol::PointBytes blinded_input_{};
+  OprfGroup oprf_;
+  SecretBytes unlock_key_;
+  SecretGroup secret_;
+};
+
+}  // namespace
+
+RecoverResult Client::RecoverWith(const Configuration& c, const SecretBytes& pin,
+                                  ByteView info) const {
+  Recovery recovery(c, transport_, *tokens_, options_.retry);
+  return recovery.Run(pin, info);
 }
+
 
 DeleteResult Client::Delete() const {
   const Configuration& c = configuration_;
