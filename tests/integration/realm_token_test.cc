@@ -1,0 +1,334 @@
+// The realm on real PKCS#11 tokens (SoftHSM2 and NSS softokn) with the SQLite store: the
+// guess rules end to end, restarts that read the anchor back from the token, a restored
+// database refused, and the token vanishing mid-operation (FaultModule).
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "backup/store/sqlite_record_store.h"
+#include "pkcs11/hsm_keys.h"
+#include "pkcs11/key_set.h"
+#include "pkcs11/mechanisms.h"
+#include "pkcs11/session_pool.h"
+#include "pkcs11/uri.h"
+#include "tests/pkcs11/token_backends.h"
+#include "tests/testing/fault_module.h"
+#include "tests/testing/realm_test_helpers.h"
+#include "tests/testing/softhsm_token.h"
+#include "tests/testing/vault_test_client.h"
+#include "tests/testing/vault_test_util.h"
+#include "vault/realm.h"
+
+namespace pinvault {
+namespace {
+
+using backup::SqliteRecordStore;
+using pkcs11::Backend;
+using pkcs11::Module;
+using pkcs11::TokenHsm;
+using protocol::Recover1Request;
+using protocol::Recover1Response;
+using protocol::Recover2Response;
+using protocol::Recover3Response;
+using testing::As;
+using testing::kTestRealmId;
+using testing::ScopedTempDir;
+using testing::StatusCodeOf;
+using testing::User;
+using testing::VaultTestClient;
+using vault::Realm;
+using vault::RealmOptions;
+
+// CreateKeysAndOpen creates the realm key set on the token (as `pinvault-admin hsm init`
+// does) and opens a TokenHsm on it.
+StatusOr<std::unique_ptr<TokenHsm>> CreateKeysAndOpen(std::shared_ptr<Module> module,
+                                                      const std::string& uri) {
+  TokenHsm::Options options;
+  options.pool.retry_backoff = std::chrono::milliseconds(0);
+  ASSIGN_OR_RETURN(pkcs11::TokenUri parsed, pkcs11::ParseTokenUri(uri));
+  {
+    ASSIGN_OR_RETURN(std::unique_ptr<pkcs11::SessionPool> pool,
+                     pkcs11::SessionPool::Open(module, std::move(parsed), options.pool));
+    pkcs11::TokenDescription d = pool->token();
+    ASSIGN_OR_RETURN(pkcs11::Capabilities caps,
+                     pkcs11::DetectCapabilities(*module, d.slot, d.flags));
+    RETURN_IF_ERROR(pkcs11::EnsureRealmKeys(*pool, caps, {}));
+  }
+  return TokenHsm::Open(module, uri, options);
+}
+
+RealmOptions TestRealmOptions() {
+  RealmOptions options;
+  options.genesis_bucket_bits = 6;
+  options.worker_threads = 2;
+  options.resync_interval = std::chrono::milliseconds(10);
+  return options;
+}
+
+bool WaitReady(const Realm& realm) {
+  for (int i = 0; i < 2500; ++i) {
+    if (realm.Ready().ok()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(4));
+  }
+  return false;
+}
+
+class RealmOnTokenTest : public ::testing::TestWithParam<Backend> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == Backend::kNss && testing::NssToken::ModulePath().empty()) {
+      GTEST_SKIP() << "NSS softokn is not installed";
+    }
+    auto token = pkcs11::MakeTestToken(GetParam());
+    ASSERT_TRUE(token.ok()) << token.status();
+    token_ = std::move(token).value();
+    auto module = token_.LoadModule();
+    ASSERT_TRUE(module.ok()) << module.status();
+    module_ = std::move(module).value();
+    auto hsm = CreateKeysAndOpen(module_, token_.uri);
+    ASSERT_TRUE(hsm.ok()) << hsm.status();
+    hsm_ = std::move(hsm).value();
+    StartRealm();
+  }
+
+  void TearDown() override {
+    realm_.reset();
+    store_.reset();
+    hsm_.reset();
+    module_.reset();
+  }
+
+  void StartRealm() {
+    auto store = SqliteRecordStore::Open(dir_.path());
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = std::move(store).value();
+    realm_ = std::move(Realm::Create(*hsm_, *store_, TestRealmOptions())).value();
+  }
+
+  // Restart stops the realm and opens a new TokenHsm and store, as a new process would.
+  void Restart() {
+    realm_.reset();
+    store_.reset();
+    hsm_.reset();
+    auto hsm = TokenHsm::Open(module_, token_.uri);
+    ASSERT_TRUE(hsm.ok()) << hsm.status();
+    hsm_ = std::move(hsm).value();
+    StartRealm();
+  }
+
+  std::string DbFile(const std::string& suffix = "") const {
+    return dir_.File(SqliteRecordStore::kDatabaseFileName) + suffix;
+  }
+
+  pkcs11::TestToken token_;
+  std::shared_ptr<Module> module_;
+  ScopedTempDir dir_;
+  std::unique_ptr<TokenHsm> hsm_;
+  std::unique_ptr<SqliteRecordStore> store_;
+  std::unique_ptr<Realm> realm_;
+};
+
+TEST_P(RealmOnTokenTest, RecoversWithTheRightPinAndDestroysAfterWrongOnes) {
+  ASSERT_TRUE(realm_->Ready().ok()) << realm_->Ready();
+  VaultTestClient client(kTestRealmId);
+  auto alice = User("alice");
+  testing::Register(*realm_, client, alice, "2468", 3);
+  auto r2 = As<Recover2Response>(realm_->Handle(alice, client.Recover2("2468")));
+  ASSERT_EQ(r2.status, Recover2Response::Status::kOk);
+  auto tag = client.FinishRecover2(r2);
+  ASSERT_TRUE(tag.ok() && tag->has_value()) << tag.status();
+  auto r3 = As<Recover3Response>(realm_->Handle(alice, client.Recover3(**tag)));
+  ASSERT_EQ(r3.status, Recover3Response::Status::kOk);
+  EXPECT_EQ(r3.encrypted_secret, client.encrypted_secret());
+
+  for (int i = 1; i <= 3; ++i) {
+    EXPECT_EQ(As<Recover2Response>(realm_->Handle(alice, client.Recover2("0000"))).guess_count, i);
+  }
+  EXPECT_EQ(As<Recover2Response>(realm_->Handle(alice, client.Recover2("2468"))).status,
+            Recover2Response::Status::kNoGuesses);
+  EXPECT_EQ(realm_->Inspect(alice)->state, vault::RecordState::kNoGuesses);
+}
+
+TEST_P(RealmOnTokenTest, RestartReadsTheAnchorBackFromTheToken) {
+  VaultTestClient client(kTestRealmId);
+  auto bob = User("bob");
+  testing::Register(*realm_, client, bob, "1357", 9);
+  for (int i = 0; i < 3; ++i) realm_->Handle(bob, client.Recover2("0000")).status().IgnoreError();
+  uint64_t epoch = realm_->Stats().epoch;
+  Restart();
+  ASSERT_TRUE(realm_->Ready().ok()) << realm_->Ready();
+  EXPECT_EQ(realm_->Stats().epoch, epoch);
+  EXPECT_EQ(realm_->Inspect(bob)->guess_count, 3);
+  EXPECT_EQ(As<Recover2Response>(realm_->Handle(bob, client.Recover2("0000"))).guess_count, 4);
+}
+
+TEST_P(RealmOnTokenTest, RestoredDatabaseIsRefused) {
+  VaultTestClient client(kTestRealmId);
+  auto carol = User("carol");
+  testing::Register(*realm_, client, carol, "1111", 5);
+  uint64_t snapshot_epoch = realm_->Stats().epoch;
+  ASSERT_TRUE(testing::CopyFileOrAbsence(DbFile(), dir_.File("snap")));
+  ASSERT_TRUE(testing::CopyFileOrAbsence(DbFile("-wal"), dir_.File("snap-wal")));
+  for (int i = 0; i < 3; ++i) realm_->Handle(carol, client.Recover2("0000")).status().IgnoreError();
+  uint64_t anchored_epoch = realm_->Stats().epoch;
+  realm_.reset();
+  store_.reset();
+  ASSERT_TRUE(testing::CopyFileOrAbsence(dir_.File("snap"), DbFile()));
+  ASSERT_TRUE(testing::CopyFileOrAbsence(dir_.File("snap-wal"), DbFile("-wal")));
+  ASSERT_TRUE(testing::CopyFileOrAbsence(dir_.File("none"), DbFile("-shm")));
+  Restart();
+  Status ready = realm_->Ready();
+  EXPECT_EQ(ready.code(), StatusCode::kFailedPrecondition) << ready;
+  EXPECT_NE(ready.message().find("storage is at epoch " + std::to_string(snapshot_epoch)),
+            std::string::npos)
+      << ready;
+  EXPECT_NE(ready.message().find("anchor is at epoch " + std::to_string(anchored_epoch)),
+            std::string::npos)
+      << ready;
+  EXPECT_EQ(StatusCodeOf(realm_->Handle(carol, client.Recover2("1111"))),
+            StatusCode::kFailedPrecondition);
+}
+
+INSTANTIATE_TEST_SUITE_P(Tokens, RealmOnTokenTest,
+                         ::testing::Values(Backend::kSoftHsm, Backend::kNss), pkcs11::BackendName);
+
+// SoftHSM2 behind a FaultModule: the token can be unplugged and replugged.
+class RealmTokenFaultTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto token = testing::SoftHsmToken::Create();
+    ASSERT_TRUE(token.ok()) << token.status();
+    token_ = std::move(token).value();
+    auto fault = testing::FaultModule::Load(testing::SoftHsmToken::kModulePath);
+    ASSERT_TRUE(fault.ok()) << fault.status();
+    fault_ = *fault;
+    auto module = fault_->CreateModule();
+    ASSERT_TRUE(module.ok()) << module.status();
+    module_ = std::move(module).value();
+    auto hsm = CreateKeysAndOpen(module_, token_->uri());
+    ASSERT_TRUE(hsm.ok()) << hsm.status();
+    hsm_ = std::move(hsm).value();
+    store_ = std::move(SqliteRecordStore::Open(dir_.path())).value();
+    realm_ = std::move(Realm::Create(*hsm_, *store_, TestRealmOptions())).value();
+    ASSERT_TRUE(realm_->Ready().ok()) << realm_->Ready();
+  }
+
+  void TearDown() override {
+    if (fault_) fault_->Replug();
+    realm_.reset();
+    store_.reset();
+    hsm_.reset();
+    module_.reset();
+    fault_.reset();
+    token_.reset();
+  }
+
+  std::unique_ptr<testing::SoftHsmToken> token_;
+  std::shared_ptr<testing::FaultModule> fault_;
+  std::shared_ptr<Module> module_;
+  ScopedTempDir dir_;
+  std::unique_ptr<TokenHsm> hsm_;
+  std::unique_ptr<SqliteRecordStore> store_;
+  std::unique_ptr<Realm> realm_;
+};
+
+TEST_F(RealmTokenFaultTest, UnpluggedTokenFailsRequestsUnavailableAndServiceResumes) {
+  VaultTestClient client(kTestRealmId);
+  auto dave = User("dave");
+  testing::Register(*realm_, client, dave, "1234", 5);
+  auto before = store_->ReadTree();
+  ASSERT_TRUE(before.ok());
+  fault_->Unplug();
+  EXPECT_EQ(StatusCodeOf(realm_->Handle(dave, client.Recover2("1234"))), StatusCode::kUnavailable);
+  EXPECT_EQ(StatusCodeOf(realm_->Handle(dave, Recover1Request{})), StatusCode::kUnavailable);
+  VaultTestClient other(kTestRealmId);
+  EXPECT_EQ(StatusCodeOf(realm_->Handle(User("eve"), other.Register2("1", 5))),
+            StatusCode::kUnavailable);
+  auto after = store_->ReadTree();
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->head, before->head);  // no partial write
+  fault_->Replug();
+  ASSERT_TRUE(WaitReady(*realm_));
+  EXPECT_EQ(realm_->Inspect(dave)->guess_count, 0);
+  EXPECT_EQ(As<Recover2Response>(realm_->Handle(dave, client.Recover2("1234"))).guess_count, 1);
+}
+
+TEST_F(RealmTokenFaultTest, AnchorWriteFailingIsRolledForwardWhenTheTokenIsBack) {
+  VaultTestClient client(kTestRealmId);
+  auto fay = User("fay");
+  testing::Register(*realm_, client, fay, "1234", 5);
+  // The anchor object cannot be created: the batch reached storage but not the token.
+  ASSERT_TRUE(fault_->FailNext("C_CreateObject", CKR_DEVICE_REMOVED, -1).ok());
+  ASSERT_TRUE(fault_->FailNext("C_GenerateKey", CKR_DEVICE_REMOVED, -1).ok());
+  EXPECT_EQ(StatusCodeOf(realm_->Handle(fay, client.Recover2("1234"))), StatusCode::kUnavailable);
+  EXPECT_EQ(StatusCodeOf(realm_->Handle(fay, Recover1Request{})), StatusCode::kUnavailable);
+  fault_->ClearFaults();
+  ASSERT_TRUE(WaitReady(*realm_)) << realm_->Ready();
+  EXPECT_EQ(realm_->Stats().roll_forwards, 1u);
+  // The guess was counted (never the reverse) and the service continues from there.
+  EXPECT_EQ(realm_->Inspect(fay)->guess_count, 1);
+  EXPECT_EQ(As<Recover2Response>(realm_->Handle(fay, client.Recover2("1234"))).guess_count, 2);
+}
+
+TEST_F(RealmTokenFaultTest, UnplugUnderLoadNeverLowersACount) {
+  constexpr int kUsers = 6;
+  std::vector<std::unique_ptr<VaultTestClient>> clients;
+  for (int i = 0; i < kUsers; ++i) {
+    clients.push_back(std::make_unique<VaultTestClient>(kTestRealmId));
+    testing::Register(*realm_, *clients.back(), User("u" + std::to_string(i)), "1234", 1000);
+  }
+  std::vector<int> released(kUsers, 0), attempts(kUsers, 0);
+  std::atomic<bool> stop{false};
+  std::atomic<int> unexpected{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kUsers; ++i) {
+    threads.emplace_back([&, i] {
+      while (!stop.load()) {
+        ++attempts[i];
+        auto r = realm_->Handle(User("u" + std::to_string(i)), clients[i]->Recover2("0000"));
+        if (r.ok()) {
+          released[i] = std::get<Recover2Response>(*r).guess_count;
+        } else if (r.status().code() != StatusCode::kUnavailable) {
+          if (unexpected.fetch_add(1) == 0) ADD_FAILURE() << r.status();
+        }
+      }
+    });
+  }
+  for (int i = 0; i < 4; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    fault_->Unplug();
+    std::this_thread::sleep_for(std::chrono::milliseconds(15));
+    fault_->Replug();
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  stop = true;
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(unexpected.load(), 0);
+  ASSERT_TRUE(WaitReady(*realm_)) << realm_->Ready();
+  for (int i = 0; i < kUsers; ++i) {
+    int count = realm_->Inspect(User("u" + std::to_string(i)))->guess_count;
+    EXPECT_GE(count, released[i]) << "user " << i;
+    EXPECT_LE(count, attempts[i]) << "user " << i;
+  }
+}
+
+TEST_F(RealmTokenFaultTest, TokenAbsentAtStartIsRetried) {
+  VaultTestClient client(kTestRealmId);
+  testing::Register(*realm_, client, User("gil"), "1234", 5);
+  realm_.reset();
+  fault_->Unplug();
+  realm_ = std::move(Realm::Create(*hsm_, *store_, TestRealmOptions())).value();
+  EXPECT_EQ(realm_->Ready().code(), StatusCode::kUnavailable) << realm_->Ready();
+  fault_->Replug();
+  ASSERT_TRUE(WaitReady(*realm_)) << realm_->Ready();
+  EXPECT_EQ(As<Recover1Response>(realm_->Handle(User("gil"), Recover1Request{})).status,
+            Recover1Response::Status::kOk);
+}
+
+}  // namespace
+}  // namespace pinvault
