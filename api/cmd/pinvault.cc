@@ -267,10 +267,8 @@ extern "C" void RestoreTerminalAndDie(int signal_number) {
 }
 
 // ReadHiddenLine shows `prompt` on the terminal `fd` and reads one line with echo off.
+// The prompt is shown only once echo is off, so nothing typed after it can appear.
 StatusOr<SecretBytes> ReadHiddenLine(int fd, std::string_view prompt, size_t max) {
-  if (::write(fd, prompt.data(), prompt.size()) < 0) {
-    return UnavailableError("cannot write to the terminal");
-  }
   struct termios saved;
   if (::tcgetattr(fd, &saved) != 0) return UnavailableError("cannot read terminal settings");
   struct termios quiet = saved;
@@ -286,13 +284,19 @@ StatusOr<SecretBytes> ReadHiddenLine(int fd, std::string_view prompt, size_t max
   ::sigaction(SIGHUP, &action, &old_hup);
   if (::tcsetattr(fd, TCSAFLUSH, &quiet) != 0) {
     g_tty_fd = -1;
+    ::sigaction(SIGINT, &old_int, nullptr);
+    ::sigaction(SIGTERM, &old_term, nullptr);
+    ::sigaction(SIGHUP, &old_hup, nullptr);
     return UnavailableError("cannot turn off terminal echo");
   }
   SecretBytes line(max + 1);
   size_t n = 0;
   bool too_long = false;
   Status status;
-  while (true) {
+  if (::write(fd, prompt.data(), prompt.size()) < 0) {
+    status = UnavailableError("cannot write to the terminal");
+  }
+  while (status.ok()) {
     uint8_t c;
     ssize_t got = ::read(fd, &c, 1);
     if (got < 0 && errno == EINTR) continue;
@@ -430,6 +434,9 @@ class CommandTokenProvider : public backup::AuthTokenProvider {
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDOUT_FILENO);
+    // The command must not read our standard input (it may hold the secret) or the
+    // terminal the PIN is typed on.
+    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
     std::string script = command_ + " \"$1\"";
     std::vector<std::string> env_strings;
     for (char** e = environ; e != nullptr && *e != nullptr; ++e) {

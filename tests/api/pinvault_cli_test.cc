@@ -122,6 +122,114 @@ CliResult RunCli(const std::vector<std::string>& args, const std::string& input 
   return result;
 }
 
+// TerminalStep: wait until the terminal shows `wait_for`, then type `send`.
+struct TerminalStep {
+  std::string wait_for;
+  std::string send;
+};
+
+// RunOnTerminal runs the binary in a new session whose controlling terminal is a fresh
+// pseudo-terminal, typing `steps` on it; stdout and stderr are pipes. If `stdin_on_terminal`
+// the terminal is also stdin, else stdin is empty. `screen` receives all the terminal
+// showed (the prompts and whatever was echoed).
+CliResult RunOnTerminal(const std::vector<std::string>& args,
+                        const std::vector<TerminalStep>& steps, bool stdin_on_terminal,
+                        std::string* screen) {
+  CliResult result;
+  int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (master < 0 || grantpt(master) != 0 || unlockpt(master) != 0) {
+    ADD_FAILURE() << "no pseudo-terminal: " << std::strerror(errno);
+    return result;
+  }
+  std::string slave = ptsname(master);
+  // Hold the terminal open here too, so that the master does not report a hang-up while
+  // the child has no descriptor for it (it reopens it through /dev/tty).
+  int slave_keepalive = open(slave.c_str(), O_RDWR | O_NOCTTY | O_CLOEXEC);
+  EXPECT_GE(slave_keepalive, 0);
+  int out_pipe[2], err_pipe[2];
+  EXPECT_EQ(pipe2(out_pipe, O_CLOEXEC), 0);
+  EXPECT_EQ(pipe2(err_pipe, O_CLOEXEC), 0);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  // Opening the terminal first, in the new session, makes it the controlling terminal.
+  posix_spawn_file_actions_addopen(&actions, 10, slave.c_str(), O_RDWR, 0);
+  if (stdin_on_terminal) {
+    posix_spawn_file_actions_adddup2(&actions, 10, STDIN_FILENO);
+  } else {
+    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  }
+  posix_spawn_file_actions_adddup2(&actions, out_pipe[1], STDOUT_FILENO);
+  posix_spawn_file_actions_adddup2(&actions, err_pipe[1], STDERR_FILENO);
+  posix_spawn_file_actions_addclose(&actions, 10);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
+  std::vector<std::string> argv_strings = {kBinary};
+  argv_strings.insert(argv_strings.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (std::string& a : argv_strings) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  int spawned = posix_spawn(&pid, kBinary, &actions, &attr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  close(out_pipe[1]);
+  close(err_pipe[1]);
+  if (spawned != 0) {
+    ADD_FAILURE() << "cannot run " << kBinary << ": " << std::strerror(spawned);
+    close(master);
+    close(slave_keepalive);
+    close(out_pipe[0]);
+    close(err_pipe[0]);
+    return result;
+  }
+  size_t step = 0;
+  size_t seen = 0;  // screen offset after which the next prompt is looked for
+  pollfd fds[3] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}, {master, POLLIN, 0}};
+  std::string* sinks[3] = {&result.out, &result.err, screen};
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (fds[0].fd >= 0 || fds[1].fd >= 0) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      kill(pid, SIGKILL);
+      ADD_FAILURE() << "pinvault did not finish within 60 s; screen: " << *screen;
+      break;
+    }
+    int ready = poll(fds, 3, static_cast<int>(left.count()));
+    if (ready <= 0) continue;
+    for (int i = 0; i < 3; ++i) {
+      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
+      char buffer[4096];
+      ssize_t n = read(fds[i].fd, buffer, sizeof(buffer));
+      if (n > 0) {
+        sinks[i]->append(buffer, static_cast<size_t>(n));
+      } else {
+        if (i < 2) close(fds[i].fd);
+        fds[i].fd = -1;  // the terminal reports EIO once the child has closed it
+      }
+    }
+    while (step < steps.size()) {
+      size_t at = screen->find(steps[step].wait_for, seen);
+      if (at == std::string::npos) break;
+      seen = at + steps[step].wait_for.size();
+      ssize_t n = write(master, steps[step].send.data(), steps[step].send.size());
+      EXPECT_EQ(n, static_cast<ssize_t>(steps[step].send.size()));
+      ++step;
+    }
+  }
+  if (step < steps.size()) {
+    ADD_FAILURE() << "the terminal never showed \"" << steps[step].wait_for
+                  << "\"; screen: " << *screen;
+  }
+  close(master);
+  close(slave_keepalive);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return result;
+}
+
 std::string Describe(const CliResult& r) {
   return "exit " + std::to_string(r.exit_code) + "\nstdout: " + r.out + "\nstderr: " + r.err;
 }
@@ -360,6 +468,42 @@ TEST_F(PinvaultCliTest, MintingNeedsAKeyThatExists) {
               "--mint-user", "u", "--mint-version", "9", "--keys-file", keys_file_});
   EXPECT_EQ(r.exit_code, 2) << Describe(r);
   EXPECT_THAT(r.err, HasSubstr("no key version 9"));
+}
+
+// ---------------------------------------------------------------------------------------
+// The terminal prompts.
+
+TEST_F(PinvaultCliTest, PromptsForThePinAndSecretWithoutEcho) {
+  Start();
+  std::string screen;
+  CliResult r = RunOnTerminal(Cmd("register", "alice"),
+                              {{"Secret (hidden, one line): ", "typed secret\n"},
+                               {"PIN: ", "2580\n"},
+                               {"PIN again: ", "2580\n"}},
+                              /*stdin_on_terminal=*/true, &screen);
+  ASSERT_EQ(r.exit_code, 0) << Describe(r) << "\nscreen: " << screen;
+  EXPECT_EQ(r.out, "registered\n");
+  EXPECT_THAT(screen, Not(HasSubstr("2580")));
+  EXPECT_THAT(screen, Not(HasSubstr("typed secret")));
+
+  screen.clear();
+  r = RunOnTerminal(Cmd("recover", "alice"), {{"PIN: ", "2580\n"}},
+                    /*stdin_on_terminal=*/false, &screen);
+  ASSERT_EQ(r.exit_code, 0) << Describe(r) << "\nscreen: " << screen;
+  EXPECT_EQ(r.out, "typed secret");
+  EXPECT_THAT(screen, Not(HasSubstr("2580")));
+  EXPECT_THAT(screen, Not(HasSubstr("typed secret")));
+}
+
+TEST_F(PinvaultCliTest, RegisterRejectsDifferingPins) {
+  Start();
+  std::string screen;
+  CliResult r = RunOnTerminal(Cmd("register", "alice", {"--secret-file", Write("s", "x")}),
+                              {{"PIN: ", "2580\n"}, {"PIN again: ", "2581\n"}},
+                              /*stdin_on_terminal=*/false, &screen);
+  EXPECT_EQ(r.exit_code, 2) << Describe(r);
+  EXPECT_THAT(r.err, HasSubstr("the two PINs differ"));
+  EXPECT_EQ(realm_->submits(), 0);
 }
 
 // ---------------------------------------------------------------------------------------
