@@ -15,6 +15,11 @@
 // key is public: CKA_PRIVATE false, verify only.) Several sealing keys may exist: N is the key id
 // carried by sealed records, the highest N seals new records (rotation adds N+1).
 //
+// Never generate over a label: NSS softokn, asked to generate a token key whose class, label and
+// CKA_ID match an existing one, regenerates that key in place and the old value is lost.
+// EnsureRealmKeys therefore looks every key up first and generates only absent ones; two `hsm
+// init` runs must not race on one token.
+//
 // Cloning to a second HSM: the realm keys are non-extractable, so they cannot be wrapped out —
 // by design, no code path can copy them. CKM_AES_KEY_WRAP_PAD wrap/unwrap (pkcs11/operations.h)
 // is available for keys created extractable for that purpose (tested SoftHSM -> SoftHSM), but a

@@ -241,6 +241,8 @@ StatusOr<TokenDescription> Module::FindToken(const TokenUri& uri) const {
   std::vector<TokenDescription> matches;
   std::string present;
   for (TokenDescription& token : tokens) {
+    // An uninitialised token (SoftHSM keeps one free slot) has no label and no keys.
+    if ((token.flags & CKF_TOKEN_INITIALIZED) == 0) continue;
     if (!present.empty()) present += ", ";
     present += "'" + token.label + "'";
     if (Matches(uri.token, token.label) && Matches(uri.serial, token.serial) &&

@@ -97,8 +97,9 @@ class Module {
   // ListTokens returns every slot with a token present.
   StatusOr<std::vector<TokenDescription>> ListTokens() const;
 
-  // FindToken returns the one token that matches `uri`. NOT_FOUND if none does (the message
-  // lists the labels present), FAILED_PRECONDITION if several do (name it by serial too).
+  // FindToken returns the one initialised token that matches `uri`. NOT_FOUND if none does
+  // (the message lists the labels present), FAILED_PRECONDITION if several do (name it by
+  // serial too). Uninitialised tokens (CKF_TOKEN_INITIALIZED clear) never match.
   StatusOr<TokenDescription> FindToken(const TokenUri& uri) const;
 
   // Mechanisms returns C_GetMechanismList for `slot`.
