@@ -282,6 +282,7 @@ StatusOr<ObjectAttributes> ReadObjectAttributes(SessionPool& pool, CK_OBJECT_HAN
 
 StatusOr<std::vector<ObjectAttributes>> ReadAllObjects(SessionPool& pool) {
   AttributeTemplate all;
+  all.Bool(CKA_TOKEN, true);
   ASSIGN_OR_RETURN(std::vector<CK_OBJECT_HANDLE> handles, FindObjects(pool, all));
   std::vector<ObjectAttributes> objects;
   for (CK_OBJECT_HANDLE handle : handles) {

@@ -91,7 +91,8 @@ struct ObjectAttributes {
 // ReadObjectAttributes reads every audited attribute of `object` in one leased session.
 StatusOr<ObjectAttributes> ReadObjectAttributes(SessionPool& pool, CK_OBJECT_HANDLE object);
 
-// ReadAllObjects lists every object the logged-in user can see, with its attributes.
+// ReadAllObjects lists every token object the logged-in user can see, with its attributes
+// (session objects, which vanish with their session, are not part of the token).
 StatusOr<std::vector<ObjectAttributes>> ReadAllObjects(SessionPool& pool);
 
 // ObjectClassName / KeyTypeName render CKO_ / CKK_ values ("secret key", "AES").

@@ -91,7 +91,7 @@ auto TokenHsm::WithKeys(Op&& op) -> decltype(op(std::declval<const RealmKeys&>()
   auto result = run();
   if (result.ok() || result.status().code() != StatusCode::kNotFound) return result;
   Status reload = ReloadKeys();
-  if (!reload.ok()) return result;
+  if (!reload.ok()) return reload;
   return run();
 }
 
@@ -125,24 +125,15 @@ StatusOr<uint32_t> TokenHsm::AddSealingKey() {
 
 StatusOr<vault::SealedBlob> TokenHsm::Seal(uint32_t key_id, std::span<const uint8_t> plaintext,
                                            ByteView associated_data) {
-  auto seal_once = [&]() -> StatusOr<GcmSealed> {
-    CK_OBJECT_HANDLE key;
-    GcmIvSource* ivs;
-    {
-      std::shared_lock<std::shared_mutex> lock(keys_mu_);
-      auto it = keys_.sealing.find(key_id);
-      if (it == keys_.sealing.end()) {
-        return NotFoundError("no sealing key " + std::to_string(key_id) + " on the token");
-      }
-      key = it->second;
-      ivs = iv_sources_.at(key_id).get();
+  StatusOr<GcmSealed> sealed = WithKeys([&](const RealmKeys& keys) -> StatusOr<GcmSealed> {
+    auto it = keys.sealing.find(key_id);
+    if (it == keys.sealing.end()) {
+      return NotFoundError("no sealing key " + std::to_string(key_id) + " on the token");
     }
-    return AesGcmEncrypt(*pool_, key, *ivs, plaintext, associated_data);
-  };
-  StatusOr<GcmSealed> sealed = seal_once();
-  if (!sealed.ok() && sealed.status().code() == StatusCode::kNotFound && ReloadKeys().ok()) {
-    sealed = seal_once();
-  }
+    // iv_sources_ only grows, under the exclusive lock; the shared lock is held here.
+    return AesGcmEncrypt(*pool_, it->second, *iv_sources_.at(key_id), plaintext,
+                         associated_data);
+  });
   if (!sealed.ok()) return sealed.status();
   vault::SealedBlob blob;
   blob.key_id = key_id;

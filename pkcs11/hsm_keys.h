@@ -11,6 +11,13 @@
 // handles are cached: no operation searches for objects. If the module ever reports a handle as
 // invalid, the keys are looked up again and the operation repeated once.
 //
+// Speed on SoftHSM2: its file store re-reads a token object's generation file (open, lock,
+// read, close) each time the object is used, so an operation with a token key costs about 3x one
+// with a session key (bench_pkcs11 prints both). Session-object working copies would avoid that,
+// but SoftHSM refuses to copy a CKA_MODIFIABLE=false key (CKR_ATTRIBUTE_READ_ONLY) and NSS
+// softokn's copies lose CKA_ALWAYS_SENSITIVE/CKA_NEVER_EXTRACTABLE/CKA_LOCAL; the realm keys stay
+// non-modifiable and operations use the token objects.
+//
 // Seal/Unseal: AES-256-GCM (CKM_AES_GCM, 96-bit IV, 128-bit tag) with sealing key N
 // ("pinvault-record-seal-N"); the blob carries N, so records sealed under an older key still
 // unseal after rotation (AddSealingKey). IVs are never reused: each key has a GcmIvSource

@@ -156,7 +156,7 @@ struct SealingKeyScan {
 
 StatusOr<SealingKeyScan> ScanSealingKeys(SessionPool& pool) {
   AttributeTemplate match;
-  match.Ulong(CKA_CLASS, CKO_SECRET_KEY).Ulong(CKA_KEY_TYPE, CKK_AES);
+  match.Bool(CKA_TOKEN, true).Ulong(CKA_CLASS, CKO_SECRET_KEY).Ulong(CKA_KEY_TYPE, CKK_AES);
   ASSIGN_OR_RETURN(std::vector<CK_OBJECT_HANDLE> candidates, FindObjects(pool, match));
   SealingKeyScan scan;
   for (CK_OBJECT_HANDLE handle : candidates) {

@@ -63,7 +63,7 @@ StatusOr<std::vector<CK_OBJECT_HANDLE>> FindObjects(SessionPool& pool, Attribute
 StatusOr<std::vector<CK_OBJECT_HANDLE>> FindByLabel(SessionPool& pool, std::string_view label,
                                                     std::optional<CK_OBJECT_CLASS> object_class) {
   AttributeTemplate match;
-  match.String(CKA_LABEL, label);
+  match.Bool(CKA_TOKEN, true).String(CKA_LABEL, label);
   if (object_class.has_value()) match.Ulong(CKA_CLASS, *object_class);
   return FindObjects(pool, match);
 }

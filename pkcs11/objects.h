@@ -51,7 +51,8 @@ CallResult FindObjectsOn(CK_FUNCTION_LIST* f, CK_SESSION_HANDLE session,
 // the logged-in user can see).
 StatusOr<std::vector<CK_OBJECT_HANDLE>> FindObjects(SessionPool& pool, AttributeTemplate& match);
 
-// FindByLabel returns the objects with CKA_LABEL == `label`, optionally of one class.
+// FindByLabel returns the token objects (CKA_TOKEN true; session objects, such as working
+// copies of keys, are not included) with CKA_LABEL == `label`, optionally of one class.
 StatusOr<std::vector<CK_OBJECT_HANDLE>> FindByLabel(SessionPool& pool, std::string_view label,
                                                     std::optional<CK_OBJECT_CLASS> object_class);
 

@@ -103,8 +103,10 @@ class TokenHsmTest : public ::testing::TestWithParam<Backend> {
     hsm_ = *std::move(hsm);
   }
 
+  // CountObjects counts token objects; SessionObjects lists session objects (working copies).
   size_t CountObjects() {
     AttributeTemplate all;
+    all.Bool(CKA_TOKEN, true);
     StatusOr<std::vector<CK_OBJECT_HANDLE>> found = FindObjects(*pool_, all);
     EXPECT_TRUE(found.ok()) << found.status();
     return found.ok() ? found->size() : 0;
