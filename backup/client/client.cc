@@ -268,7 +268,10 @@ RegisterResult Client::Register(const SecretBytes& pin, const SecretBytes& secre
     size_t oks = 0;
     while (oks < threshold) {
       std::optional<FanOut::Arrival> arrival = fan.Next();
-      if (!arrival) break;  // unreachable: errors would have exceeded n - threshold
+      if (!arrival) {
+        // Cannot happen: with every realm answered, either oks or errors crossed the line.
+        return LocalFailure("Register1", InternalError("fewer answers than realms"));
+      }
       const Realm& realm = c.realms()[arrival->slot];
       if (const auto* error = std::get_if<TransportError>(&arrival->result)) {
         errors.Add(FromTransportError(*error, realm, "Register1", arrival->attempts));
