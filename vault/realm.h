@@ -70,6 +70,7 @@
 #include "vault/protocol/messages.h"
 #include "vault/realm_service.h"
 #include "vault/record.h"
+#include "vault/record_cache.h"
 #include "vault/record_store.h"
 #include "vault/status.h"
 
@@ -85,6 +86,9 @@ struct RealmOptions {
   size_t max_batch = 2048;
   // resync_interval: how often a realm that lost the HSM or storage mid-commit retries.
   std::chrono::milliseconds resync_interval{200};
+  // record_cache_size: recently used records kept in plaintext (vault/record_cache.h) so
+  // that the three requests of a recovery unseal once; 0 disables the cache.
+  size_t record_cache_size = 4096;
 };
 
 // RecordSummary describes a record without any secret (for tests and operator tools).
@@ -169,6 +173,7 @@ class Realm final : public RealmService {
     uint32_t bucket = 0;
     std::vector<BucketEntry> entries;  // the bucket as the worker read and verified it
     NodeValue entries_value;
+    Record record;  // the plaintext of `row`, for the record cache
     protocol::SecretsResponse response;
     ResponseCallback done;
   };
@@ -198,6 +203,7 @@ class Realm final : public RealmService {
   Hsm& hsm_;
   RecordStore& store_;
   const RealmOptions options_;
+  RecordCache cache_;
 
   // Serving mode.
   mutable std::mutex mode_mu_;

@@ -22,6 +22,29 @@ bool IsZero(ByteView bytes) {
 
 }  // namespace
 
+Record CloneRecord(const Record& record) {
+  Record copy;
+  copy.id = record.id;
+  copy.version = record.version;
+  copy.state = record.state;
+  copy.guess_count = record.guess_count;
+  if (record.registration) {
+    const Registration& r = *record.registration;
+    Registration c;
+    c.version = r.version;
+    c.oprf_private_key = r.oprf_private_key.Clone();
+    c.oprf_signed_public_key = r.oprf_signed_public_key;
+    c.unlock_key_commitment = r.unlock_key_commitment;
+    c.unlock_key_tag = r.unlock_key_tag;
+    c.encryption_key_scalar_share = r.encryption_key_scalar_share.Clone();
+    c.encrypted_secret = r.encrypted_secret;
+    c.encrypted_secret_commitment = r.encrypted_secret_commitment;
+    c.num_guesses = r.num_guesses;
+    copy.registration = std::move(c);
+  }
+  return copy;
+}
+
 StatusOr<RecordId> ComputeRecordId(Hsm& hsm, std::string_view tenant, std::string_view user) {
   if (tenant.size() > UINT32_MAX || user.size() > UINT32_MAX) {
     return InvalidArgumentError("tenant or user name too long");

@@ -67,6 +67,9 @@ struct Record {
   std::optional<Registration> registration;
 };
 
+// CloneRecord returns a deep copy of `record` (secrets copied into new secure memory).
+Record CloneRecord(const Record& record);
+
 // ComputeRecordId returns the record id of (tenant, user) from the HSM's record-id key.
 // Errors are the Hsm's (UNAVAILABLE when the HSM is gone).
 StatusOr<RecordId> ComputeRecordId(Hsm& hsm, std::string_view tenant, std::string_view user);

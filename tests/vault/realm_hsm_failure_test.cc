@@ -85,38 +85,53 @@ TEST_F(RealmHsmFailureTest, EveryRecordRequestFailsUnavailableAndNothingIsWritte
   EXPECT_EQ(As<Recover2Response>(realm_->Handle(user, client.Recover2("1234"))).guess_count, 1);
 }
 
-// The HSM vanishes at each successive call of a Recover2 (record id MAC, unseal, seal,
-// certificate MAC, anchor write): the request fails UNAVAILABLE, the record is left
-// either unchanged or with the guess counted (if storage already had the batch), and the
-// realm resumes by itself once the HSM is back.
+// The HSM vanishes at each successive call of a Recover2 (record id MAC, unseal unless the
+// record is cached, seal, certificate MAC, anchor write): the request fails UNAVAILABLE, the
+// record is left either unchanged or, if the failure hit the anchor write after storage had
+// the batch, with the guess counted; the realm resumes by itself once the HSM is back.
 TEST_F(RealmHsmFailureTest, HsmVanishesAtEachStepOfARecover2) {
-  VaultTestClient client(kTestRealmId);
-  auto user = User("bob");
-  testing::Register(*realm_, client, user, "1234", 50);
-  int expected_count = 0;
-  bool saw_success = false;
-  for (int calls = 0; calls < 8 && !saw_success; ++calls) {
-    protocol::Recover2Request request = client.Recover2("0000");
-    hsm_.FailAfterCalls(calls);
-    auto result = realm_->Handle(user, std::move(request));
-    hsm_.SetUnavailable(false);
-    if (result.ok()) {
-      // All steps completed before the failure point.
-      EXPECT_EQ(std::get<Recover2Response>(*result).guess_count, expected_count + 1);
-      expected_count += 1;
-      saw_success = true;
-      continue;
+  for (size_t cache_size : {size_t{0}, size_t{4096}}) {
+    SCOPED_TRACE(cache_size == 0 ? "record cache off" : "record cache on");
+    realm_.reset();
+    RealmOptions options;
+    options.genesis_bucket_bits = 4;
+    options.worker_threads = 3;
+    options.resync_interval = std::chrono::milliseconds(5);
+    options.record_cache_size = cache_size;
+    realm_ = std::move(Realm::Create(hsm_, store_, options)).value();
+    ASSERT_TRUE(realm_->Ready().ok());
+    VaultTestClient client(kTestRealmId);
+    auto user = User(cache_size == 0 ? "bob" : "bob-cached");
+    testing::Register(*realm_, client, user, "1234", 50);
+    int expected_count = 0;
+    bool saw_success = false;
+    bool saw_anchor_failure = false;
+    for (int calls = 0; calls < 8 && !saw_success; ++calls) {
+      protocol::Recover2Request request = client.Recover2("0000");
+      uint64_t anchors_before = hsm_.CallCount(SoftwareHsm::Operation::kStoreAnchor);
+      hsm_.FailAfterCalls(calls);
+      auto result = realm_->Handle(user, std::move(request));
+      bool anchor_attempted = hsm_.CallCount(SoftwareHsm::Operation::kStoreAnchor) > anchors_before;
+      hsm_.SetUnavailable(false);
+      if (result.ok()) {
+        EXPECT_EQ(std::get<Recover2Response>(*result).guess_count, expected_count + 1);
+        expected_count += 1;
+        saw_success = true;
+        continue;
+      }
+      EXPECT_EQ(result.status().code(), StatusCode::kUnavailable) << calls << result.status();
+      ASSERT_TRUE(WaitReady()) << realm_->Ready();
+      int now = realm_->Inspect(user)->guess_count;
+      // Only a failure at the anchor write leaves the counted guess behind, because storage
+      // already held the batch; it is rolled forward, never back.
+      EXPECT_EQ(now, expected_count + (anchor_attempted ? 1 : 0)) << "failure at call " << calls;
+      saw_anchor_failure |= anchor_attempted;
+      expected_count = now;
     }
-    EXPECT_EQ(result.status().code(), StatusCode::kUnavailable) << calls << result.status();
-    ASSERT_TRUE(WaitReady()) << realm_->Ready();
-    int now = realm_->Inspect(user)->guess_count;
-    // Only a failure at the anchor write (the 5th call) leaves the counted guess behind,
-    // because storage already held the batch; it is rolled forward, never back.
-    EXPECT_EQ(now, calls == 4 ? expected_count + 1 : expected_count) << "failure at call " << calls;
-    expected_count = now;
+    EXPECT_TRUE(saw_success);
+    EXPECT_TRUE(saw_anchor_failure);
+    EXPECT_EQ(realm_->Inspect(user)->guess_count, expected_count);
   }
-  EXPECT_TRUE(saw_success);
-  EXPECT_EQ(realm_->Inspect(user)->guess_count, expected_count);
 }
 
 TEST_F(RealmHsmFailureTest, HsmFlappingUnderLoadNeverLowersACount) {

@@ -350,9 +350,33 @@ TEST_F(RealmTest, SealingKeyRotationIsLazy) {
   EXPECT_EQ(Recover2(a, User("a"), "1234").guess_count, 1);  // written: resealed
   EXPECT_EQ(Inspect(User("a")).sealing_key_id, 2u);
   hsm_.RemoveSealingKey(1);
+  Restart();  // nothing cached
   EXPECT_EQ(Recover2(a, User("a"), "1234").guess_count, 2);
   // b was never rewritten and its key is gone.
   EXPECT_EQ(StatusCodeOf(realm_->Handle(User("b"), Recover1Request{})), StatusCode::kDataLoss);
+}
+
+// A recovery's three requests unseal at most once: rows this realm wrote or read are kept
+// in plaintext, keyed by the authenticated row hash. Every request still uses the HSM for
+// its record id, and writes still seal.
+TEST_F(RealmTest, RecordCacheSavesUnsealsButNotHsmUse) {
+  VaultTestClient client(kTestRealmId);
+  auto user = User("nina");
+  testing::Register(*realm_, client, user, "1234", 5);
+  uint64_t unseals = hsm_.CallCount(SoftwareHsm::Operation::kUnseal);
+  uint64_t macs = hsm_.CallCount(SoftwareHsm::Operation::kMac);
+  EXPECT_EQ(Recover1(user).status, Recover1Response::Status::kOk);
+  auto tag = client.FinishRecover2(Recover2(client, user, "1234"));
+  ASSERT_TRUE(tag.ok() && tag->has_value());
+  EXPECT_EQ(Recover3(client, user, **tag).status, Recover3Response::Status::kOk);
+  EXPECT_EQ(hsm_.CallCount(SoftwareHsm::Operation::kUnseal), unseals);
+  EXPECT_GE(hsm_.CallCount(SoftwareHsm::Operation::kMac), macs + 3);  // ids (+ certificates)
+  // After a restart the cache is empty: the first read unseals, the next ones do not.
+  Restart();
+  unseals = hsm_.CallCount(SoftwareHsm::Operation::kUnseal);
+  EXPECT_EQ(Recover1(user).status, Recover1Response::Status::kOk);
+  EXPECT_EQ(Recover1(user).status, Recover1Response::Status::kOk);
+  EXPECT_EQ(hsm_.CallCount(SoftwareHsm::Operation::kUnseal), unseals + 1);
 }
 
 }  // namespace

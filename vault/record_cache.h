@@ -1,0 +1,66 @@
+// RecordCache: recently used records in plaintext, so that the requests of one recovery
+// (Recover1, Recover2, Recover3) do not each pay an HSM unseal.
+//
+// An entry is keyed by record id and tagged with the hash of the sealed row it came from
+// (the value the Merkle tree authenticates). Lookup hands it out only for a row with that
+// same hash, i.e. the same ciphertext, so a cached record is exactly what unsealing the
+// verified row would give; a changed, replayed or tampered row never matches. Every request
+// still computes its record id in the HSM, so no request completes while the HSM is gone.
+// Plaintexts stay in SecretBytes (wiped on eviction); capacity bounds how many are held.
+//
+// Thread-safety: all methods are thread-safe.
+#ifndef PINVAULT_VAULT_RECORD_CACHE_H_
+#define PINVAULT_VAULT_RECORD_CACHE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
+
+#include "vault/record.h"
+#include "vault/record_store.h"
+
+namespace pinvault::vault {
+
+class RecordCache {
+ public:
+  // RecordCache holds at most `capacity` records (0 disables it). Oldest-inserted go first.
+  explicit RecordCache(size_t capacity) : capacity_(capacity) {}
+
+  // Lookup returns a copy of the record cached for `id` if it came from a row whose hash is
+  // `row_hash`, and sets `key_id` to that row's sealing key.
+  std::optional<Record> Lookup(const RecordId& id, const Digest& row_hash, uint32_t& key_id);
+
+  // Put caches a copy of `record`, the plaintext of the row with hash `row_hash`.
+  void Put(const RecordId& id, const Digest& row_hash, uint32_t key_id, const Record& record);
+
+  // Clear drops every entry.
+  void Clear();
+
+  size_t size() const;
+
+ private:
+  struct IdHash {
+    size_t operator()(const RecordId& id) const noexcept {
+      size_t h = 0;
+      for (size_t i = 0; i < sizeof(h); ++i) h = h << 8 | id[i];
+      return h;
+    }
+  };
+  struct Entry {
+    Digest row_hash{};
+    uint32_t key_id = 0;
+    Record record;
+  };
+
+  const size_t capacity_;
+  mutable std::mutex mu_;
+  std::unordered_map<RecordId, Entry, IdHash> entries_;  // guarded by mu_
+  std::deque<RecordId> order_;                           // insertion order, guarded by mu_
+};
+
+}  // namespace pinvault::vault
+
+#endif  // PINVAULT_VAULT_RECORD_CACHE_H_
