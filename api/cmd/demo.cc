@@ -74,9 +74,7 @@ std::string RandomHex(size_t bytes) {
   return HexEncode(random.Reveal());
 }
 
-SecretBytes SecretFromText(std::string_view text) {
-  return SecretBytes::CopyFrom(AsBytes(text));
-}
+SecretBytes SecretFromText(std::string_view text) { return SecretBytes::CopyFrom(AsBytes(text)); }
 
 // ScopedEnv sets an environment variable and restores its old value when destroyed.
 class ScopedEnv {
@@ -116,9 +114,9 @@ StatusOr<CK_SLOT_ID> FindSlot(CK_FUNCTION_LIST* f, std::string_view label) {
     CK_TOKEN_INFO info{};
     if (f->C_GetTokenInfo(slot, &info) != CKR_OK) continue;
     bool initialized = (info.flags & CKF_TOKEN_INITIALIZED) != 0;
-    if (label.empty() ? !initialized
-                      : initialized && pkcs11::PaddedToString(info.label, sizeof(info.label)) ==
-                                           label) {
+    if (label.empty()
+            ? !initialized
+            : initialized && pkcs11::PaddedToString(info.label, sizeof(info.label)) == label) {
       return slot;
     }
   }
@@ -136,17 +134,17 @@ Status InitToken(const std::string& so_pin, const SecretBytes& user_pin) {
   std::memset(label, ' ', sizeof(label));
   std::memcpy(label, kTokenLabel, std::strlen(kTokenLabel));
   std::string so(so_pin);
-  RETURN_IF_ERROR(Check(f->C_InitToken(free_slot, reinterpret_cast<CK_UTF8CHAR*>(so.data()),
-                                       so.size(), label),
-                        "C_InitToken"));
+  RETURN_IF_ERROR(
+      Check(f->C_InitToken(free_slot, reinterpret_cast<CK_UTF8CHAR*>(so.data()), so.size(), label),
+            "C_InitToken"));
   ASSIGN_OR_RETURN(CK_SLOT_ID slot, FindSlot(f, kTokenLabel));  // SoftHSM renumbers it
   CK_SESSION_HANDLE session = CK_INVALID_HANDLE;
-  RETURN_IF_ERROR(Check(
-      f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr, &session),
-      "C_OpenSession"));
-  Status status = Check(
-      f->C_Login(session, CKU_SO, reinterpret_cast<CK_UTF8CHAR*>(so.data()), so.size()),
-      "C_Login(SO)");
+  RETURN_IF_ERROR(
+      Check(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr, &session),
+            "C_OpenSession"));
+  Status status =
+      Check(f->C_Login(session, CKU_SO, reinterpret_cast<CK_UTF8CHAR*>(so.data()), so.size()),
+            "C_Login(SO)");
   if (status.ok()) {
     SecretBytes pin = user_pin.Clone();
     status = Check(f->C_InitPIN(session, pin.RevealMutable().data(), pin.size()), "C_InitPIN");
@@ -250,10 +248,10 @@ Status StartRealm(const std::filesystem::path& dir, DemoRealm& demo, Narrator& n
   ASSIGN_OR_RETURN(pkcs11::TokenDescription token, demo.module->FindToken(uri));
   ASSIGN_OR_RETURN(pkcs11::Capabilities caps,
                    pkcs11::DetectCapabilities(*demo.module, token.slot, token.flags));
-  ASSIGN_OR_RETURN(std::unique_ptr<pkcs11::SessionPool> pool,
-                   pkcs11::SessionPool::OpenWithPin(demo.module, std::move(uri),
-                                                    std::move(user_pin),
-                                                    pkcs11::SessionPool::Options()));
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<pkcs11::SessionPool> pool,
+      pkcs11::SessionPool::OpenWithPin(demo.module, std::move(uri), std::move(user_pin),
+                                       pkcs11::SessionPool::Options()));
   std::shared_ptr<pkcs11::SessionPool> shared_pool = std::move(pool);
   ASSIGN_OR_RETURN(std::vector<pkcs11::KeySetAction> actions,
                    pkcs11::EnsureRealmKeys(*shared_pool, caps, pkcs11::KeySetOptions()));
@@ -261,8 +259,7 @@ Status StartRealm(const std::filesystem::path& dir, DemoRealm& demo, Narrator& n
   for (const pkcs11::KeySetAction& action : actions) {
     narrator.Say("      " + action.label + ": " + action.kind);
   }
-  ASSIGN_OR_RETURN(std::unique_ptr<pkcs11::TokenHsm> hsm,
-                   pkcs11::TokenHsm::Create(shared_pool));
+  ASSIGN_OR_RETURN(std::unique_ptr<pkcs11::TokenHsm> hsm, pkcs11::TokenHsm::Create(shared_pool));
   demo.hsm = std::move(hsm);
 
   // 3. Storage and the core.
@@ -294,13 +291,13 @@ Status StartRealm(const std::filesystem::path& dir, DemoRealm& demo, Narrator& n
   server_options.address = "127.0.0.1";
   server_options.port = 0;
   server_options.threads = 2;
-  ASSIGN_OR_RETURN(demo.server,
-                   HttpServer::Create(server_options, std::shared_ptr<Router>(std::move(router)),
-                                      metrics));
+  ASSIGN_OR_RETURN(
+      demo.server,
+      HttpServer::Create(server_options, std::shared_ptr<Router>(std::move(router)), metrics));
   demo.server->Start();
   narrator.Say("[4] pinvaultd serving realm " + backup::RealmIdHex(demo.realm_id) +
-               " on http://127.0.0.1:" + std::to_string(demo.server->port()) +
-               "/ (tenant \"" + kTenant + "\", EdDSA key made just now)");
+               " on http://127.0.0.1:" + std::to_string(demo.server->port()) + "/ (tenant \"" +
+               kTenant + "\", EdDSA key made just now)");
   return OkStatus();
 }
 
@@ -310,9 +307,9 @@ StatusOr<std::unique_ptr<backup::Client>> MakeClient(const DemoRealm& demo,
   backup::Realm realm;
   realm.id = demo.realm_id;
   realm.address = "http://127.0.0.1:" + std::to_string(demo.server->port()) + "/";
-  ASSIGN_OR_RETURN(backup::Configuration configuration,
-                   backup::Configuration::Create({realm}, 1, 1,
-                                                 protocol::PinHashingMode::kStandard2019));
+  ASSIGN_OR_RETURN(
+      backup::Configuration configuration,
+      backup::Configuration::Create({realm}, 1, 1, protocol::PinHashingMode::kStandard2019));
   ASSIGN_OR_RETURN(std::unique_ptr<HttpTransport> transport, HttpTransport::Create());
   auto tokens = std::make_shared<MintTokenProvider>(*demo.tenant_key, kTenant, 1, user);
   return backup::Client::Create(std::move(configuration), {},
@@ -321,15 +318,14 @@ StatusOr<std::unique_ptr<backup::Client>> MakeClient(const DemoRealm& demo,
 }
 
 // ExpectWrongPin runs one recovery with a wrong PIN and checks the guesses left.
-void ExpectWrongPin(Narrator& n, const backup::Client& client, std::string_view pin,
-                    ByteView info, uint16_t expected_remaining) {
+void ExpectWrongPin(Narrator& n, const backup::Client& client, std::string_view pin, ByteView info,
+                    uint16_t expected_remaining) {
   backup::RecoverResult result = client.Recover(SecretFromText(pin), info);
   std::string shown = result.ok() ? "recovered a secret" : Describe(result.error());
-  std::string expected =
-      expected_remaining == 0
-          ? "no guesses left: the backup is destroyed"
-          : "wrong PIN: " + std::to_string(expected_remaining) +
-                (expected_remaining == 1 ? " guess" : " guesses") + " remaining";
+  std::string expected = expected_remaining == 0
+                             ? "no guesses left: the backup is destroyed"
+                             : "wrong PIN: " + std::to_string(expected_remaining) +
+                                   (expected_remaining == 1 ? " guess" : " guesses") + " remaining";
   n.Expect(!result.ok() && result.kind() == backup::ErrorKind::kInvalidPin &&
                result.error().guesses_remaining == expected_remaining,
            "PIN \"" + std::string(pin) + "\" -> " + shown, "expected: " + expected);
@@ -342,14 +338,12 @@ void ShowRecord(Narrator& n, DemoRealm& demo, const std::string& user,
     n.Expect(false, "read " + user + "'s record on the realm", summary.status().ToString());
     return;
   }
-  std::string text = std::string("realm's record for ") + user + ": " +
-                     StateName(summary->state);
+  std::string text = std::string("realm's record for ") + user + ": " + StateName(summary->state);
   if (summary->state == vault::RecordState::kRegistered) {
     text += ", guess_count " + std::to_string(summary->guess_count) + " of " +
             std::to_string(summary->num_guesses);
   }
-  n.Expect(summary->state == expected, text,
-           std::string("expected ") + StateName(expected));
+  n.Expect(summary->state == expected, text, std::string("expected ") + StateName(expected));
 }
 
 void RunScenario(DemoRealm& demo, Narrator& n) {
@@ -364,8 +358,8 @@ void RunScenario(DemoRealm& demo, Narrator& n) {
 
   n.Say("[5] alice registers a " + std::to_string(alice_secret.size()) +
         "-byte secret under PIN \"" + alice_pin + "\", 3 guesses allowed");
-  backup::RegisterResult registered = (*alice)->Register(
-      SecretFromText(alice_pin), SecretFromText(alice_secret), alice_info, 3);
+  backup::RegisterResult registered =
+      (*alice)->Register(SecretFromText(alice_pin), SecretFromText(alice_secret), alice_info, 3);
   if (!n.Expect(registered.ok(), "registered",
                 registered.ok() ? "" : registered.error().ToString())) {
     return;
@@ -381,12 +375,12 @@ void RunScenario(DemoRealm& demo, Narrator& n) {
   backup::RecoverResult recovered = (*alice)->Recover(SecretFromText(alice_pin), alice_info);
   bool same = recovered.ok() && recovered.value().Equals(AsBytes(alice_secret));
   n.Expect(same,
-           recovered.ok() ? "recovered \"" +
-                                std::string(reinterpret_cast<const char*>(
-                                                recovered.value().Reveal().data()),
-                                            recovered.value().size()) +
-                                "\""
-                          : "recover: " + Describe(recovered.error()),
+           recovered.ok()
+               ? "recovered \"" +
+                     std::string(reinterpret_cast<const char*>(recovered.value().Reveal().data()),
+                                 recovered.value().size()) +
+                     "\""
+               : "recover: " + Describe(recovered.error()),
            "expected the registered secret back");
   ExpectWrongPin(n, **alice, "1111", alice_info, 2);
 
@@ -398,8 +392,7 @@ void RunScenario(DemoRealm& demo, Narrator& n) {
   }
   ByteView bob_info = AsBytes("bob@example");
   registered = (*bob)->Register(SecretFromText("2468"),
-                                SecretFromText("bob's messaging identity key backup"),
-                                bob_info, 2);
+                                SecretFromText("bob's messaging identity key backup"), bob_info, 2);
   if (!n.Expect(registered.ok(), "registered",
                 registered.ok() ? "" : registered.error().ToString())) {
     return;
@@ -424,17 +417,16 @@ void RunScenario(DemoRealm& demo, Narrator& n) {
   backup::DeleteResult deleted = (*alice)->Delete();
   n.Expect(deleted.ok(), "deleted", deleted.ok() ? "" : deleted.error().ToString());
   recovered = (*alice)->Recover(SecretFromText(alice_pin), alice_info);
-  n.Expect(!recovered.ok() && recovered.kind() == backup::ErrorKind::kNotRegistered,
-           "after delete: " + (recovered.ok() ? std::string("the secret")
-                                                : Describe(recovered.error())),
-           "expected not registered");
+  n.Expect(
+      !recovered.ok() && recovered.kind() == backup::ErrorKind::kNotRegistered,
+      "after delete: " + (recovered.ok() ? std::string("the secret") : Describe(recovered.error())),
+      "expected not registered");
 }
 
 }  // namespace
 
 int RunDemo(const DemoOptions& options, std::ostream& out, std::ostream& err) {
-  std::string pattern =
-      (std::filesystem::temp_directory_path() / "pinvault-demo-XXXXXX").string();
+  std::string pattern = (std::filesystem::temp_directory_path() / "pinvault-demo-XXXXXX").string();
   if (::mkdtemp(pattern.data()) == nullptr) {
     err << "pinvault demo: cannot create a temporary directory: " << std::strerror(errno)
         << std::endl;

@@ -2,12 +2,12 @@
 // secret on Juicebox-protocol realms over HTTP(S), and runs a self-contained demo.
 // `pinvault --help` documents the commands, options and exit codes.
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <termios.h>
-#include <poll.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -153,9 +153,9 @@ struct Args {
 };
 
 const std::set<std::string> kValued = {
-    "config",   "previous-configs", "pin-file",    "secret-file",  "info",
-    "guesses",  "out",              "ca-file",     "timeout",      "token-command",
-    "mint-tenant", "mint-user",     "mint-version", "keys-file"};
+    "config",       "previous-configs", "pin-file", "secret-file",   "info",        "guesses",
+    "out",          "ca-file",          "timeout",  "token-command", "mint-tenant", "mint-user",
+    "mint-version", "keys-file"};
 const std::set<std::string> kSwitches = {"help", "keep"};
 
 // Options each command accepts (beyond --help).
@@ -167,8 +167,8 @@ const std::map<std::string, std::set<std::string>> kCommandOptions = {
      {"config", "previous-configs", "pin-file", "info", "out", "ca-file", "timeout",
       "token-command", "mint-tenant", "mint-user", "mint-version", "keys-file"}},
     {"delete",
-     {"config", "ca-file", "timeout", "token-command", "mint-tenant", "mint-user",
-      "mint-version", "keys-file"}},
+     {"config", "ca-file", "timeout", "token-command", "mint-tenant", "mint-user", "mint-version",
+      "keys-file"}},
     {"demo", {"keep"}},
 };
 
@@ -182,7 +182,9 @@ StatusOr<Args> ParseArgs(const std::vector<std::string>& argv) {
     }
     if (a.size() < 2 || a.compare(0, 2, "--") != 0) {
       if (!out.command.empty()) {
-        return InvalidArgumentError("unexpected argument \"" + a + "\"");
+        // Not quoted: a stray word might be a PIN typed in the wrong place.
+        return InvalidArgumentError("unexpected extra argument after \"" + out.command +
+                                    "\" (options start with --)");
       }
       out.command = a;
       continue;
@@ -196,8 +198,8 @@ StatusOr<Args> ParseArgs(const std::vector<std::string>& argv) {
     if (name == "pin" || name == "secret") {
       return InvalidArgumentError("--" + name + " is not accepted: a " + name +
                                   " on the command line would be visible to other users "
-                                  "and kept in shell history; use --" + name +
-                                  "-file FILE or the prompt");
+                                  "and kept in shell history; use --" +
+                                  name + "-file FILE or the prompt");
     }
     if (kSwitches.contains(name)) {
       if (value) return InvalidArgumentError("--" + name + " takes no value");
@@ -360,8 +362,8 @@ StatusOr<SecretBytes> ReadPin(const Args& args, bool confirm) {
     ::close(tty);
     if (!first.ok()) {
       if (first.status().code() == StatusCode::kOutOfRange) {
-        return InvalidArgumentError("the PIN is longer than " +
-                                    std::to_string(kMaxPinBytes) + " bytes");
+        return InvalidArgumentError("the PIN is longer than " + std::to_string(kMaxPinBytes) +
+                                    " bytes");
       }
       return first.status();
     }
@@ -381,8 +383,7 @@ StatusOr<SecretBytes> ReadSecret(const Args& args) {
     secret = ReadFile(*file, protocol::kMaxSecretSize);
   } else if (::isatty(STDIN_FILENO)) {
     source = "the secret";
-    secret = ReadHiddenLine(STDIN_FILENO, "Secret (hidden, one line): ",
-                            protocol::kMaxSecretSize);
+    secret = ReadHiddenLine(STDIN_FILENO, "Secret (hidden, one line): ", protocol::kMaxSecretSize);
   } else {
     source = "the secret on standard input";
     secret = ReadFd(STDIN_FILENO, protocol::kMaxSecretSize);
@@ -449,8 +450,7 @@ class CommandTokenProvider : public backup::AuthTokenProvider {
     envp.push_back(nullptr);
     std::string arg0 = "sh", arg1 = "-c", arg3 = "pinvault-token-command";
     std::string arg4 = realm_hex;
-    char* argv[] = {arg0.data(), arg1.data(), script.data(), arg3.data(), arg4.data(),
-                    nullptr};
+    char* argv[] = {arg0.data(), arg1.data(), script.data(), arg3.data(), arg4.data(), nullptr};
     pid_t pid = 0;
     int spawned = posix_spawn(&pid, "/bin/sh", &actions, nullptr, argv, envp.data());
     posix_spawn_file_actions_destroy(&actions);
@@ -516,12 +516,11 @@ class CommandTokenProvider : public backup::AuthTokenProvider {
   std::map<protocol::RealmId, std::string> cache_;  // guarded by mu_
 };
 
-StatusOr<uint64_t> ParseUnsigned(const std::string& text, const std::string& what,
-                                 uint64_t min, uint64_t max) {
+StatusOr<uint64_t> ParseUnsigned(const std::string& text, const std::string& what, uint64_t min,
+                                 uint64_t max) {
   uint64_t value = 0;
   auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (error != std::errc() || end != text.data() + text.size() || value < min ||
-      value > max) {
+  if (error != std::errc() || end != text.data() + text.size() || value < min || value > max) {
     return InvalidArgumentError(what + " must be a whole number from " + std::to_string(min) +
                                 " to " + std::to_string(max) + ", not \"" + text + "\"");
   }
@@ -535,8 +534,9 @@ StatusOr<std::shared_ptr<backup::AuthTokenProvider>> MakeTokenProvider(const Arg
   bool minting = tenant != nullptr || user != nullptr || args.Get("mint-version") != nullptr ||
                  args.Get("keys-file") != nullptr;
   if (command != nullptr && minting) {
-    return InvalidArgumentError("give either --token-command or --mint-tenant/--mint-user, "
-                                "not both");
+    return InvalidArgumentError(
+        "give either --token-command or --mint-tenant/--mint-user, "
+        "not both");
   }
   if (command != nullptr) {
     if (TrimToken(*command).empty()) return InvalidArgumentError("--token-command is empty");
@@ -581,8 +581,8 @@ StatusOr<std::shared_ptr<backup::AuthTokenProvider>> MakeTokenProvider(const Arg
                                    std::to_string(version) + " in " + keys_file);
   }
   if (!key->can_sign()) {
-    return FailedPreconditionError("the key " + *tenant + ":" + std::to_string(version) +
-                                   " in " + keys_file + " has no private part to sign with");
+    return FailedPreconditionError("the key " + *tenant + ":" + std::to_string(version) + " in " +
+                                   keys_file + " has no private part to sign with");
   }
   return std::shared_ptr<backup::AuthTokenProvider>(
       std::make_shared<MintTokenProvider>(*key, *tenant, version, *user));
@@ -610,17 +610,16 @@ Outcome FromClientError(const backup::ClientError& error) {
     case backup::ErrorKind::kNotRegistered:
       return {kExitNotRegistered, "not registered"};
     case backup::ErrorKind::kInvalidAuth:
-      return {kExitInvalidAuth, "auth error: a realm rejected the token or none could be had: " +
-                                    error.message};
+      return {kExitInvalidAuth,
+              "auth error: a realm rejected the token or none could be had: " + error.message};
     case backup::ErrorKind::kUpgradeRequired:
-      return {kExitUpgradeRequired, "upgrade required: a realm needs a newer client: " +
-                                        error.message};
+      return {kExitUpgradeRequired,
+              "upgrade required: a realm needs a newer client: " + error.message};
     case backup::ErrorKind::kRateLimited:
       return {kExitRateLimited, "rate limited: try again later: " + error.message};
     case backup::ErrorKind::kTransient:
       return {kExitTransient,
-              "transient error: realms unreachable or failing; try again later: " +
-                  error.message};
+              "transient error: realms unreachable or failing; try again later: " + error.message};
     case backup::ErrorKind::kAssertion:
       return {kExitAssertion,
               "assertion: a realm misbehaved or the realms disagree: " + error.message};
@@ -641,8 +640,7 @@ StatusOr<backup::Configuration> LoadConfiguration(const std::string& path) {
   std::string_view json(reinterpret_cast<const char*>(text->Reveal().data()), text->size());
   StatusOr<backup::Configuration> configuration = backup::Configuration::FromJson(json);
   if (!configuration.ok()) {
-    return InvalidArgumentError("configuration " + path + ": " +
-                                configuration.status().message());
+    return InvalidArgumentError("configuration " + path + ": " + configuration.status().message());
   }
   return configuration;
 }
@@ -665,8 +663,7 @@ StatusOr<std::unique_ptr<backup::Client>> MakeClient(const Args& args) {
   const std::string* config_path = args.Get("config");
   if (config_path == nullptr) return InvalidArgumentError("--config FILE is required");
   ASSIGN_OR_RETURN(backup::Configuration configuration, LoadConfiguration(*config_path));
-  ASSIGN_OR_RETURN(std::vector<backup::Configuration> previous,
-                   LoadPreviousConfigurations(args));
+  ASSIGN_OR_RETURN(std::vector<backup::Configuration> previous, LoadPreviousConfigurations(args));
   ASSIGN_OR_RETURN(std::shared_ptr<backup::AuthTokenProvider> tokens, MakeTokenProvider(args));
   HttpTransportOptions options;
   uint64_t timeout = kDefaultTimeoutSeconds;
@@ -759,7 +756,8 @@ Outcome Recover(const Args& args) {
   while (written < bytes.size()) {
     ssize_t n = ::write(STDOUT_FILENO, bytes.data() + written, bytes.size() - written);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return {kExitFailure, std::string("cannot write the secret: ") + std::strerror(errno)};
+    if (n < 0)
+      return {kExitFailure, std::string("cannot write the secret: ") + std::strerror(errno)};
     written += static_cast<size_t>(n);
   }
   if (::isatty(STDOUT_FILENO)) std::cout << std::endl;

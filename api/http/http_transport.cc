@@ -116,9 +116,9 @@ TransportResult MapHttpAnswer(unsigned status, const std::string* body, const st
   }
   std::string detail = "HTTP " + std::to_string(status) + " from " + peer;
   if (status >= 200 && status < 300) {
-    return TransportError{TransportErrorKind::kMalformedResponse,
-                          detail + ": body is not a SecretsResponse (" +
-                              decode_error->message() + ")"};
+    return TransportError{
+        TransportErrorKind::kMalformedResponse,
+        detail + ": body is not a SecretsResponse (" + decode_error->message() + ")"};
   }
   if (body != nullptr) {
     std::string excerpt = PrintableExcerpt(*body);
@@ -227,9 +227,8 @@ StatusOr<HttpUrl> ParseHttpUrl(std::string_view url) {
   out.host = Lowercase(host);
   out.port = out.tls ? 443 : 80;
   if (!port.empty()) {
-    if (port.size() > 5 || !std::all_of(port.begin(), port.end(), [](char c) {
-          return c >= '0' && c <= '9';
-        })) {
+    if (port.size() > 5 ||
+        !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; })) {
       return InvalidArgumentError("bad port \"" + std::string(port) + "\"");
     }
     unsigned long value = std::stoul(std::string(port));
@@ -301,8 +300,7 @@ struct HttpTransport::Impl : std::enable_shared_from_this<HttpTransport::Impl> {
     while (!it->second.empty() && result == nullptr) {
       std::unique_ptr<Connection> candidate = std::move(it->second.back());
       it->second.pop_back();
-      if (Clock::now() - candidate->idle_since < options.idle_timeout &&
-          !candidate->LooksDead()) {
+      if (Clock::now() - candidate->idle_since < options.idle_timeout && !candidate->LooksDead()) {
         result = std::move(candidate);
       } else {
         candidate->Close();
@@ -417,12 +415,11 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
   void Resolve() {
     stage_ = "resolving the host";
-    resolver_.async_resolve(
-        url_.host, std::to_string(url_.port),
-        [self = shared_from_this()](boost::system::error_code ec,
-                                    tcp::resolver::results_type results) {
-          self->OnResolve(ec, std::move(results));
-        });
+    resolver_.async_resolve(url_.host, std::to_string(url_.port),
+                            [self = shared_from_this()](boost::system::error_code ec,
+                                                        tcp::resolver::results_type results) {
+                              self->OnResolve(ec, std::move(results));
+                            });
   }
 
   void OnResolve(boost::system::error_code ec, tcp::resolver::results_type results) {
@@ -435,8 +432,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       boost::system::error_code address_error;
       net::ip::make_address(url_.host, address_error);
       bool is_ip = !address_error;
-      int configured = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl),
-                                                             url_.host.c_str())
+      int configured = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), url_.host.c_str())
                              : (SSL_set_tlsext_host_name(ssl, url_.host.c_str()) == 1 &&
                                 SSL_set1_host(ssl, url_.host.c_str()) == 1);
       if (configured != 1) {
@@ -450,9 +446,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     stage_ = "connecting";
     net::async_connect(connection_->socket(), results,
                        [self = shared_from_this()](boost::system::error_code ec,
-                                                   const tcp::endpoint&) {
-                         self->OnConnect(ec);
-                       });
+                                                   const tcp::endpoint&) { self->OnConnect(ec); });
   }
 
   void OnConnect(boost::system::error_code ec) {

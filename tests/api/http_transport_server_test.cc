@@ -47,8 +47,8 @@ class HttpTransportServerTest : public ServerFixture {
         {realm_entry_}, 1, 1, protocol::PinHashingMode::kFastInsecure);
     EXPECT_TRUE(configuration.ok()) << configuration.status();
     auto tokens = std::make_shared<testing::FixedTokenProvider>(Token(user));
-    StatusOr<std::unique_ptr<backup::Client>> client = backup::Client::Create(
-        std::move(configuration).value(), {}, transport_, tokens);
+    StatusOr<std::unique_ptr<backup::Client>> client =
+        backup::Client::Create(std::move(configuration).value(), {}, transport_, tokens);
     EXPECT_TRUE(client.ok()) << client.status();
     return client.ok() ? std::move(client).value() : nullptr;
   }
@@ -105,9 +105,9 @@ TEST_F(HttpTransportServerTest, TheServersRefusalsMapToTransportErrors) {
 
   result = Send(Token("alice"), protocol::Recover1Request{});
   ASSERT_TRUE(std::holds_alternative<protocol::SecretsResponse>(result));
-  EXPECT_EQ(std::get<protocol::Recover1Response>(std::get<protocol::SecretsResponse>(result))
-                .status,
-            protocol::Recover1Response::Status::kNotRegistered);
+  EXPECT_EQ(
+      std::get<protocol::Recover1Response>(std::get<protocol::SecretsResponse>(result)).status,
+      protocol::Recover1Response::Status::kNotRegistered);
 }
 
 TEST_F(HttpTransportServerTest, AServerRequiringANewerClientAnswersUpgradeRequired) {
@@ -121,8 +121,7 @@ TEST_F(HttpTransportServerTest, AServerRequiringANewerClientAnswersUpgradeRequir
 
   std::unique_ptr<backup::Client> client = MakeClient("alice");
   ASSERT_NE(client, nullptr);
-  backup::RegisterResult registered =
-      client->Register(Secret("1234"), Secret("s"), ByteView(), 2);
+  backup::RegisterResult registered = client->Register(Secret("1234"), Secret("s"), ByteView(), 2);
   ASSERT_FALSE(registered.ok());
   EXPECT_EQ(registered.kind(), backup::ErrorKind::kUpgradeRequired);
 }
@@ -134,10 +133,10 @@ TEST_F(HttpTransportServerTest, RateLimitedRequestsAnswerRateLimited) {
   setup.rate_limits = limits;
   Start(setup);
   std::string token = Token("alice");
-  EXPECT_TRUE(std::holds_alternative<protocol::SecretsResponse>(
-      Send(token, protocol::Recover1Request{})));
-  EXPECT_TRUE(std::holds_alternative<protocol::SecretsResponse>(
-      Send(token, protocol::Recover1Request{})));
+  EXPECT_TRUE(
+      std::holds_alternative<protocol::SecretsResponse>(Send(token, protocol::Recover1Request{})));
+  EXPECT_TRUE(
+      std::holds_alternative<protocol::SecretsResponse>(Send(token, protocol::Recover1Request{})));
   TransportResult result = Send(token, protocol::Recover1Request{});
   ASSERT_TRUE(std::holds_alternative<TransportError>(result));
   EXPECT_EQ(std::get<TransportError>(result).kind, TransportErrorKind::kRateLimited);

@@ -87,10 +87,9 @@ TEST(ResolveRelativePathTest, SplitsHostPortAndTarget) {
 }
 
 TEST(ResolveRelativePathTest, RejectsBadBasesAndReferences) {
-  for (std::string_view bad :
-       {"", "realm.example/", "ftp://h/", "https://user:pw@h/", "https:///x", "http://h:0/",
-        "http://h:70000/", "http://h:12ab/", "http://h :80/", "http://h/a b", "http://[::1/",
-        "http://[::1]x/", "http://h/\x01"}) {
+  for (std::string_view bad : {"", "realm.example/", "ftp://h/", "https://user:pw@h/", "https:///x",
+                               "http://h:0/", "http://h:70000/", "http://h:12ab/", "http://h :80/",
+                               "http://h/a b", "http://[::1/", "http://[::1]x/", "http://h/\x01"}) {
     StatusOr<HttpUrl> url = ResolveRelativePath(bad, "req");
     EXPECT_FALSE(url.ok()) << "accepted " << bad;
     if (!url.ok()) {
@@ -181,8 +180,8 @@ TestPki MakePki(const std::filesystem::path& dir, const char* subject_alt_names)
   PkeyPtr ca_key(EVP_EC_gen("P-256"));
   PkeyPtr leaf_key(EVP_EC_gen("P-256"));
   X509Ptr ca = MakeCert(ca_key.get(), "pinvault test CA", nullptr, nullptr, nullptr, 1);
-  X509Ptr leaf = MakeCert(leaf_key.get(), "pinvault test realm", ca.get(), ca_key.get(),
-                          subject_alt_names, 2);
+  X509Ptr leaf =
+      MakeCert(leaf_key.get(), "pinvault test realm", ca.get(), ca_key.get(), subject_alt_names, 2);
   TestPki pki;
   pki.ca_file = (dir / "ca.pem").string();
   std::ofstream(pki.ca_file) << ToPem(ca.get());
@@ -206,8 +205,8 @@ struct Recorded {
 struct Reply {
   unsigned status = 200;
   std::string body;
-  bool close_after = false;           // send Connection: close and close
-  bool drop_after = false;            // advertise keep-alive, then close anyway
+  bool close_after = false;            // send Connection: close and close
+  bool drop_after = false;             // advertise keep-alive, then close anyway
   std::chrono::milliseconds delay{0};  // before answering
 };
 
@@ -245,8 +244,7 @@ class ScriptedServer {
 
   uint16_t port() const { return port_; }
   std::string address() const {
-    return std::string(tls_ ? "https" : "http") + "://127.0.0.1:" + std::to_string(port_) +
-           "/";
+    return std::string(tls_ ? "https" : "http") + "://127.0.0.1:" + std::to_string(port_) + "/";
   }
 
   std::vector<Recorded> requests() {
@@ -317,8 +315,7 @@ class ScriptedServer {
           net::steady_timer timer(co_await net::this_coro::executor, reply.delay);
           co_await timer.async_wait(net::use_awaitable);
         }
-        http::response<http::string_body> response(static_cast<http::status>(reply.status),
-                                                   11);
+        http::response<http::string_body> response(static_cast<http::status>(reply.status), 11);
         response.body() = reply.body;
         response.keep_alive(!reply.close_after);
         response.prepare_payload();
@@ -436,9 +433,7 @@ TEST(HttpTransportTest, JoinsReqOntoABasePath) {
 }
 
 TEST(HttpTransportTest, DeliversA2xxResponse) {
-  ScriptedServer server([](const Recorded&) {
-    return Reply{200, ResponseBody(Recover1Ok(0x5a))};
-  });
+  ScriptedServer server([](const Recorded&) { return Reply{200, ResponseBody(Recover1Ok(0x5a))}; });
   auto transport = MakeTransport();
   TransportResult result = SendAndWait(*transport, RealmAt(server.address()));
   auto* response = std::get_if<protocol::SecretsResponse>(&result);
@@ -456,11 +451,11 @@ struct StatusCase {
 
 TEST(HttpTransportTest, MapsErrorStatusesAsTheSdkDoes) {
   const StatusCase cases[] = {
-      {401, TransportErrorKind::kInvalidAuth},    {426, TransportErrorKind::kUpgradeRequired},
-      {429, TransportErrorKind::kRateLimited},    {500, TransportErrorKind::kTransient},
-      {503, TransportErrorKind::kTransient},      {400, TransportErrorKind::kTransient},
-      {404, TransportErrorKind::kTransient},      {413, TransportErrorKind::kTransient},
-      {403, TransportErrorKind::kTransient},      {302, TransportErrorKind::kTransient},
+      {401, TransportErrorKind::kInvalidAuth}, {426, TransportErrorKind::kUpgradeRequired},
+      {429, TransportErrorKind::kRateLimited}, {500, TransportErrorKind::kTransient},
+      {503, TransportErrorKind::kTransient},   {400, TransportErrorKind::kTransient},
+      {404, TransportErrorKind::kTransient},   {413, TransportErrorKind::kTransient},
+      {403, TransportErrorKind::kTransient},   {302, TransportErrorKind::kTransient},
   };
   std::atomic<unsigned> next_status{0};
   ScriptedServer server([&](const Recorded&) {
@@ -561,8 +556,8 @@ TEST(HttpTransportTest, ARefusedConnectionIsTransient) {
     port = acceptor.local_endpoint().port();
   }  // closed: nothing listens there now
   auto transport = MakeTransport();
-  TransportResult result = SendAndWait(
-      *transport, RealmAt("http://127.0.0.1:" + std::to_string(port) + "/"));
+  TransportResult result =
+      SendAndWait(*transport, RealmAt("http://127.0.0.1:" + std::to_string(port) + "/"));
   const TransportError* error = AsError(result);
   ASSERT_NE(error, nullptr);
   EXPECT_EQ(error->kind, TransportErrorKind::kTransient);
@@ -576,9 +571,7 @@ TEST(HttpTransportTest, BadAddressesAndTokensFailWithoutSending) {
   EXPECT_EQ(AsError(result)->kind, TransportErrorKind::kTransient);
   EXPECT_THAT(AsError(result)->detail, HasSubstr("bad realm address"));
 
-  ScriptedServer server([](const Recorded&) {
-    return Reply{200, ResponseBody(Recover1Ok(1))};
-  });
+  ScriptedServer server([](const Recorded&) { return Reply{200, ResponseBody(Recover1Ok(1))}; });
   result = SendAndWait(*transport, RealmAt(server.address()), protocol::Recover1Request{},
                        "token\r\nX-Injected: 1");
   ASSERT_NE(AsError(result), nullptr);
@@ -599,9 +592,7 @@ TEST(HttpTransportTest, ARegister2WithBadShareSizesIsNotSent) {
 }
 
 TEST(HttpTransportTest, ReusesKeptAliveConnections) {
-  ScriptedServer server([](const Recorded&) {
-    return Reply{200, ResponseBody(Recover1Ok(1))};
-  });
+  ScriptedServer server([](const Recorded&) { return Reply{200, ResponseBody(Recover1Ok(1))}; });
   auto transport = MakeTransport();
   for (int i = 0; i < 5; ++i) {
     ASSERT_EQ(AsError(SendAndWait(*transport, RealmAt(server.address()))), nullptr);
@@ -637,9 +628,7 @@ TEST(HttpTransportTest, ReplacesAKeptAliveConnectionTheServerClosed) {
 }
 
 TEST(HttpTransportTest, NoReuseWhenDisabled) {
-  ScriptedServer server([](const Recorded&) {
-    return Reply{200, ResponseBody(Recover1Ok(1))};
-  });
+  ScriptedServer server([](const Recorded&) { return Reply{200, ResponseBody(Recover1Ok(1))}; });
   HttpTransportOptions options;
   options.max_idle_per_host = 0;
   auto transport = MakeTransport(options);
@@ -694,9 +683,7 @@ TEST(HttpTransportTest, DestroyingFailsRequestsInFlight) {
 }
 
 TEST(HttpTransportTest, MayBeDestroyedFromItsOwnCallback) {
-  ScriptedServer server([](const Recorded&) {
-    return Reply{200, ResponseBody(Recover1Ok(1))};
-  });
+  ScriptedServer server([](const Recorded&) { return Reply{200, ResponseBody(Recover1Ok(1))}; });
   std::unique_ptr<HttpTransport> transport = MakeTransport();
   std::promise<bool> destroyed;
   transport->Send(RealmAt(server.address()), "t", protocol::Recover1Request{},
@@ -738,13 +725,17 @@ class HttpTransportTlsTest : public ::testing::Test {
 
 TEST_F(HttpTransportTlsTest, VerifiesTheRealmAgainstTheGivenCa) {
   TestPki pki = MakePki(dir_, "IP:127.0.0.1,DNS:localhost");
-  ScriptedServer server([](const Recorded&) { return Reply{200, ResponseBody(Recover1Ok(4))}; },
-                        &pki);
+  ScriptedServer server(
+      [](const Recorded&) {
+        return Reply{200, ResponseBody(Recover1Ok(4))};
+      },
+      &pki);
   HttpTransportOptions options;
   options.ca_file = pki.ca_file;
   auto transport = MakeTransport(options);
   std::string port = std::to_string(server.port());
-  for (std::string address : {"https://127.0.0.1:" + port + "/", "https://localhost:" + port + "/"}) {
+  for (std::string address :
+       {"https://127.0.0.1:" + port + "/", "https://localhost:" + port + "/"}) {
     TransportResult result = SendAndWait(*transport, RealmAt(address));
     ASSERT_EQ(AsError(result), nullptr) << address << ": " << AsError(result)->detail;
   }
@@ -754,8 +745,11 @@ TEST_F(HttpTransportTlsTest, VerifiesTheRealmAgainstTheGivenCa) {
 
 TEST_F(HttpTransportTlsTest, RejectsAnUntrustedCertificate) {
   TestPki pki = MakePki(dir_, "IP:127.0.0.1");
-  ScriptedServer server([](const Recorded&) { return Reply{200, ResponseBody(Recover1Ok(4))}; },
-                        &pki);
+  ScriptedServer server(
+      [](const Recorded&) {
+        return Reply{200, ResponseBody(Recover1Ok(4))};
+      },
+      &pki);
   auto transport = MakeTransport();  // system trust store: does not know our CA
   TransportResult result = SendAndWait(*transport, RealmAt(server.address()));
   const TransportError* error = AsError(result);
@@ -768,8 +762,11 @@ TEST_F(HttpTransportTlsTest, RejectsAnUntrustedCertificate) {
 
 TEST_F(HttpTransportTlsTest, RejectsACertificateForAnotherHost) {
   TestPki pki = MakePki(dir_, "DNS:other.example,IP:10.9.8.7");
-  ScriptedServer server([](const Recorded&) { return Reply{200, ResponseBody(Recover1Ok(4))}; },
-                        &pki);
+  ScriptedServer server(
+      [](const Recorded&) {
+        return Reply{200, ResponseBody(Recover1Ok(4))};
+      },
+      &pki);
   HttpTransportOptions options;
   options.ca_file = pki.ca_file;
   auto transport = MakeTransport(options);
@@ -786,13 +783,16 @@ TEST_F(HttpTransportTlsTest, RejectsACertificateForAnotherHost) {
 
 TEST_F(HttpTransportTlsTest, PlainHttpToATlsRealmFails) {
   TestPki pki = MakePki(dir_, "IP:127.0.0.1");
-  ScriptedServer server([](const Recorded&) { return Reply{200, ResponseBody(Recover1Ok(4))}; },
-                        &pki);
+  ScriptedServer server(
+      [](const Recorded&) {
+        return Reply{200, ResponseBody(Recover1Ok(4))};
+      },
+      &pki);
   HttpTransportOptions options;
   options.request_timeout = std::chrono::milliseconds(2000);
   auto transport = MakeTransport(options);
-  TransportResult result = SendAndWait(
-      *transport, RealmAt("http://127.0.0.1:" + std::to_string(server.port()) + "/"));
+  TransportResult result =
+      SendAndWait(*transport, RealmAt("http://127.0.0.1:" + std::to_string(server.port()) + "/"));
   ASSERT_NE(AsError(result), nullptr);
   EXPECT_EQ(AsError(result)->kind, TransportErrorKind::kTransient);
 }

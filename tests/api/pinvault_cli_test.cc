@@ -3,6 +3,8 @@
 // 127.0.0.1:0 (tests/api/server_test_fixture.h: real HTTP server, router and JWT checks in
 // front of an in-memory realm).
 #include <fcntl.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -16,9 +18,6 @@
 #include <fstream>
 #include <string>
 #include <vector>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "tests/api/server_test_fixture.h"
 
@@ -389,8 +388,8 @@ TEST_F(PinvaultCliTest, SecretAndPinFromFiles) {
   Start();
   std::string secret_file = Write("secret", "from a file\n");
   std::string pin_file = Write("pin-crlf", "4321\r\nignored second line\n");
-  CliResult r = RunCli(Cmd("register", "alice",
-                           {"--pin-file", pin_file, "--secret-file", secret_file}));
+  CliResult r =
+      RunCli(Cmd("register", "alice", {"--pin-file", pin_file, "--secret-file", secret_file}));
   ASSERT_EQ(r.exit_code, 0) << Describe(r);
   std::string plain_pin = Write("pin-plain", "4321");  // same PIN without the line ending
   r = RunCli(Cmd("recover", "alice", {"--pin-file", plain_pin}));
@@ -416,14 +415,14 @@ TEST_F(PinvaultCliTest, DeleteRemovesTheBackup) {
 TEST_F(PinvaultCliTest, TokensFromACommand) {
   Start();
   std::string token = Token("carol");
-  std::string script = Write("token.sh",
-                             std::string("#!/bin/sh\n") + "[ \"$1\" = \"" + kRealmHex +
-                                 "\" ] || exit 3\n[ \"$PINVAULT_REALM_ID\" = \"" + kRealmHex +
-                                 "\" ] || exit 4\necho '  " + token + "'\n");
+  std::string script =
+      Write("token.sh", std::string("#!/bin/sh\n") + "[ \"$1\" = \"" + kRealmHex +
+                            "\" ] || exit 3\n[ \"$PINVAULT_REALM_ID\" = \"" + kRealmHex +
+                            "\" ] || exit 4\necho '  " + token + "'\n");
   chmod(script.c_str(), 0700);
-  CliResult r = RunCli({"register", "--config", config_, "--token-command", script,
-                        "--pin-file", pin_},
-                       "via command");
+  CliResult r =
+      RunCli({"register", "--config", config_, "--token-command", script, "--pin-file", pin_},
+             "via command");
   ASSERT_EQ(r.exit_code, 0) << Describe(r);
   EXPECT_EQ(realm_->inner().State(Context("carol")),
             testing::InMemoryRealm::RecordState::kRegistered);
@@ -435,14 +434,14 @@ TEST_F(PinvaultCliTest, TokensFromACommand) {
 
 TEST_F(PinvaultCliTest, AFailingOrRejectedTokenIsAnAuthError) {
   Start();
-  CliResult r = RunCli({"recover", "--config", config_, "--token-command", "exit 7 #",
-                        "--pin-file", pin_});
+  CliResult r =
+      RunCli({"recover", "--config", config_, "--token-command", "exit 7 #", "--pin-file", pin_});
   EXPECT_EQ(r.exit_code, 6) << Describe(r);
   EXPECT_THAT(r.err, HasSubstr("auth error"));
   EXPECT_THAT(r.err, HasSubstr("exited with status 7"));
 
-  r = RunCli({"recover", "--config", config_, "--token-command", "echo not.a.jwt #",
-              "--pin-file", pin_});
+  r = RunCli(
+      {"recover", "--config", config_, "--token-command", "echo not.a.jwt #", "--pin-file", pin_});
   EXPECT_EQ(r.exit_code, 6) << Describe(r);
   EXPECT_THAT(r.err, HasSubstr("HTTP 401"));
 
@@ -586,39 +585,43 @@ TEST_F(PinvaultCliTest, BadArgumentsGetClearErrors) {
       {{"register", "--config", config_, "--secret", "x"}, "", 2, "--secret is not accepted"},
       {{"register", "--config"}, "", 2, "--config needs a value"},
       {{"register", "--config", config_, "--config", config_}, "", 2, "given twice"},
-      {{"recover", "--config", config_, "--guesses", "3"}, "", 2,
+      {{"recover", "--config", config_, "--guesses", "3"},
+       "",
+       2,
        "recover does not take --guesses"},
-      {{"delete", "--config", config_, "--pin-file", pin_}, "", 2,
+      {{"delete", "--config", config_, "--pin-file", pin_},
+       "",
+       2,
        "delete does not take --pin-file"},
       {with_auth({"register", "--pin-file", pin_}), "s", 2, "--config FILE is required"},
-      {with_auth({"register", "--config", (dir_ / "nope.json").string(), "--pin-file", pin_}),
-       "s", 1, "cannot open"},
+      {with_auth({"register", "--config", (dir_ / "nope.json").string(), "--pin-file", pin_}), "s",
+       1, "cannot open"},
       {with_auth({"register", "--config", bad_json, "--pin-file", pin_}), "s", 2,
        "configuration " + bad_json},
-      {with_auth({"register", "--config", no_realms, "--pin-file", pin_}), "s", 2,
-       "configuration"},
+      {with_auth({"register", "--config", no_realms, "--pin-file", pin_}), "s", 2, "configuration"},
       {{"register", "--config", config_, "--pin-file", pin_}, "s", 2, "no auth"},
       {with_auth({"register", "--config", config_, "--pin-file", pin_, "--token-command", "x"}),
        "s", 2, "either --token-command or --mint-tenant"},
-      {{"register", "--config", config_, "--pin-file", pin_, "--mint-tenant", "acme"}, "s", 2,
+      {{"register", "--config", config_, "--pin-file", pin_, "--mint-tenant", "acme"},
+       "s",
+       2,
        "needs both --mint-tenant and --mint-user"},
-      {with_auth({"register", "--config", config_, "--pin-file", pin_, "--guesses", "0"}), "s",
-       2, "--guesses must be a whole number from 1 to 65535"},
-      {with_auth({"register", "--config", config_, "--pin-file", pin_, "--guesses", "70000"}),
-       "s", 2, "--guesses must be"},
-      {with_auth({"register", "--config", config_, "--pin-file", pin_, "--guesses", "3x"}), "s",
+      {with_auth({"register", "--config", config_, "--pin-file", pin_, "--guesses", "0"}), "s", 2,
+       "--guesses must be a whole number from 1 to 65535"},
+      {with_auth({"register", "--config", config_, "--pin-file", pin_, "--guesses", "70000"}), "s",
        2, "--guesses must be"},
-      {with_auth({"register", "--config", config_, "--pin-file", pin_, "--timeout", "0"}), "s",
-       2, "--timeout must be"},
-      {with_auth({"register", "--config", config_, "--pin-file", pin_}), std::string(129, 'x'),
-       2, "longer than 128 bytes"},
+      {with_auth({"register", "--config", config_, "--pin-file", pin_, "--guesses", "3x"}), "s", 2,
+       "--guesses must be"},
+      {with_auth({"register", "--config", config_, "--pin-file", pin_, "--timeout", "0"}), "s", 2,
+       "--timeout must be"},
+      {with_auth({"register", "--config", config_, "--pin-file", pin_}), std::string(129, 'x'), 2,
+       "longer than 128 bytes"},
       {with_auth({"register", "--config", config_, "--pin-file", pin_}), "", 2,
        "the secret on standard input is empty"},
       {with_auth({"register", "--config", config_, "--pin-file", pin_, "--secret-file",
                   (dir_ / "nope").string()}),
        "", 1, "cannot open"},
-      {with_auth({"register", "--config", config_, "--pin-file", long_pin}), "s", 2,
-       "too long"},
+      {with_auth({"register", "--config", config_, "--pin-file", long_pin}), "s", 2, "too long"},
       {with_auth({"register", "--config", config_, "--pin-file", empty_pin}), "s", 2,
        "the PIN is empty"},
       {with_auth({"register", "--config", config_}), "s", 2,
