@@ -30,7 +30,13 @@
 // batch's responses released and its records unlocked.
 //
 // Every record read is checked against the Merkle tree before it is unsealed
-// (vault/merkle.h); a mismatch answers DATA_LOSS and nothing is served from the row.
+// (vault/merkle.h); a mismatch answers DATA_LOSS and nothing is served from the row (nor
+// from the rest of its bucket, ~15 records at 1M, until storage is repaired). A read that
+// races a commit is retried, not reported. Verified plaintexts of recently used rows are
+// cached (vault/record_cache.h), but every request computes its record id in the HSM.
+//
+// Response callbacks run on a worker or the committer thread and must not block; Handle()
+// and Inspect() must not be called from inside one.
 //
 // Failure handling: if the HSM or storage is unreachable, requests fail UNAVAILABLE. If a
 // commit fails after storage may have been written, the realm stops serving (UNAVAILABLE)
@@ -41,10 +47,13 @@
 // released, never the reverse. If the start-up check finds storage not matching the HSM
 // anchor, the realm refuses to serve for good (FAILED_PRECONDITION).
 //
-// Starting it (pinvaultd): open the Hsm (pkcs11/hsm_keys.h) and the store
-// (backup::SqliteRecordStore::Open(data_dir)), then Realm::Create(hsm, store, options);
-// serve /readyz from Ready() and requests through Submit(). The Hsm and the store must
-// outlive the Realm.
+// Starting it (pinvaultd):
+//   auto hsm = pkcs11::TokenHsm::Open(token_uri);                   // keys by label
+//   auto store = backup::SqliteRecordStore::Open(data_dir);         // data_dir/records.sqlite
+//   auto realm = vault::Realm::Create(**hsm, **store, {});           // runs the anchor check
+//   readiness: realm->Ready() (OK / UNAVAILABLE retrying / FAILED_PRECONDITION refused)
+//   requests:  realm->Submit(RequestContext{tenant, user}, request, callback)
+// The Hsm and the store must outlive the Realm; destroy the Realm first (it drains).
 //
 // Thread-safety: all public methods are thread-safe.
 #ifndef PINVAULT_VAULT_REALM_H_
