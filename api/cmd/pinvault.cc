@@ -107,7 +107,9 @@ Options:
 AUTH, one of:
   --token-command CMD      run CMD with /bin/sh once per realm, with the realm id (32
                            lowercase hex) appended as its last argument and in
-                           $PINVAULT_REALM_ID; its standard output is the realm's token
+                           $PINVAULT_REALM_ID; its standard output is the realm's token,
+                           e.g. --token-command 'pinvault-admin token mint --tenant acme
+                           --user alice --realm'
   --mint-tenant NAME --mint-user USER [--mint-version N] [--keys-file PATH]
                            for testing: mint tokens (aud = realm id, sub = USER, 10 minutes)
                            with the tenant's private key from the keys file (default

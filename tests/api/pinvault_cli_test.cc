@@ -351,6 +351,16 @@ TEST_F(PinvaultCliTest, TheRightPinResetsTheCount) {
   EXPECT_THAT(r.err, HasSubstr("wrong PIN: 2 guesses remaining"));
 }
 
+TEST_F(PinvaultCliTest, AcceptsPreviousConfigurations) {
+  Start();
+  ASSERT_EQ(Register("alice", "kept").exit_code, 0);
+  std::string previous = Write("previous.json", "[" + ConfigJson(server_->port()) + "]");
+  CliResult r =
+      RunCli(Cmd("recover", "alice", {"--pin-file", pin_, "--previous-configs", previous}));
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_EQ(r.out, "kept");
+}
+
 TEST_F(PinvaultCliTest, UsersAreSeparate) {
   Start();
   ASSERT_EQ(Register("alice", "alice's").exit_code, 0);
@@ -600,6 +610,12 @@ TEST_F(PinvaultCliTest, BadArgumentsGetClearErrors) {
        "configuration " + bad_json},
       {with_auth({"register", "--config", no_realms, "--pin-file", pin_}), "s", 2, "configuration"},
       {{"register", "--config", config_, "--pin-file", pin_}, "s", 2, "no auth"},
+      {with_auth(
+           {"recover", "--config", config_, "--pin-file", pin_, "--previous-configs", bad_json}),
+       "", 2, "previous configurations " + bad_json},
+      {with_auth(
+           {"recover", "--config", config_, "--pin-file", pin_, "--previous-configs", config_}),
+       "", 2, "previous configurations"},  // an object, not an array
       {with_auth({"register", "--config", config_, "--pin-file", pin_, "--token-command", "x"}),
        "s", 2, "either --token-command or --mint-tenant"},
       {{"register", "--config", config_, "--pin-file", pin_, "--mint-tenant", "acme"},
