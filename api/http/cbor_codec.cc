@@ -136,7 +136,7 @@ std::string_view KindName(Kind kind) {
 
 struct Item {
   Kind kind = Kind::kNone;
-  uint64_t value = 0;           // integer value, or the entry count of an array or map
+  uint64_t value = 0;             // integer value, or the entry count of an array or map
   std::span<const uint8_t> data;  // payload of a definite byte or text string
   std::string_view text() const {
     return std::string_view(reinterpret_cast<const char*>(data.data()), data.size());
@@ -250,8 +250,8 @@ class Reader {
   }
 
   Status TypeError(std::string_view path, std::string_view expected, const Item& got) const {
-    return Error(path, "expected " + std::string(expected) + ", got " +
-                           std::string(KindName(got.kind)));
+    return Error(path,
+                 "expected " + std::string(expected) + ", got " + std::string(KindName(got.kind)));
   }
 
  private:
@@ -308,8 +308,8 @@ Status ReadStruct(Reader& r, std::string_view path, std::initializer_list<std::s
   ASSIGN_OR_RETURN(Item head, r.Next(path));
   if (head.kind != Kind::kMap) return r.TypeError(path, "a map", head);
   if (head.value != names.size()) {
-    return r.Error(path, "expected a map of " + std::to_string(names.size()) +
-                             " entries, got " + std::to_string(head.value));
+    return r.Error(path, "expected a map of " + std::to_string(names.size()) + " entries, got " +
+                             std::to_string(head.value));
   }
   uint32_t seen = 0;  // bit i: names[i] was read (no struct here has more than 32 fields)
   for (uint64_t entry = 0; entry < head.value; ++entry) {
@@ -335,8 +335,7 @@ Status ReadStruct(Reader& r, std::string_view path, std::initializer_list<std::s
   return OkStatus();
 }
 
-Status ReadSignedPublicKey(Reader& r, std::string_view path,
-                           protocol::OprfSignedPublicKey& out) {
+Status ReadSignedPublicKey(Reader& r, std::string_view path, protocol::OprfSignedPublicKey& out) {
   return ReadStruct(r, path, {"public_key", "verifying_key", "signature"},
                     [&](size_t i, const std::string& p) -> Status {
                       switch (i) {
@@ -532,9 +531,9 @@ StatusOr<SecretsResponse> ReadResponse(Reader& r) {
   if (name == "Recover2") {
     using S = protocol::Recover2Response::Status;
     protocol::Recover2Response response;
-    ASSIGN_OR_RETURN(size_t v, ReadStatusVariant(r, name,
-                                                 {"VersionMismatch", "NotRegistered", "NoGuesses"},
-                                                 {"Ok"}));
+    ASSIGN_OR_RETURN(
+        size_t v,
+        ReadStatusVariant(r, name, {"VersionMismatch", "NotRegistered", "NoGuesses"}, {"Ok"}));
     static constexpr S kStatus[] = {S::kVersionMismatch, S::kNotRegistered, S::kNoGuesses, S::kOk};
     response.status = kStatus[v];
     if (response.status == S::kOk) {
@@ -567,9 +566,9 @@ StatusOr<SecretsResponse> ReadResponse(Reader& r) {
   // Recover3
   using S = protocol::Recover3Response::Status;
   protocol::Recover3Response response;
-  ASSIGN_OR_RETURN(size_t v, ReadStatusVariant(r, name,
-                                               {"VersionMismatch", "NotRegistered", "NoGuesses"},
-                                               {"Ok", "BadUnlockKeyTag"}));
+  ASSIGN_OR_RETURN(size_t v,
+                   ReadStatusVariant(r, name, {"VersionMismatch", "NotRegistered", "NoGuesses"},
+                                     {"Ok", "BadUnlockKeyTag"}));
   static constexpr S kStatus[] = {S::kVersionMismatch, S::kNotRegistered, S::kNoGuesses, S::kOk,
                                   S::kBadUnlockKeyTag};
   response.status = kStatus[v];

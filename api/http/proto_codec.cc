@@ -52,8 +52,8 @@ class Reader {
   template <size_t N>
   Status Fixed(const std::string& in, std::string_view path, std::array<uint8_t, N>& out) const {
     if (in.size() != N) {
-      return Invalid(kind_, path, "expected " + std::to_string(N) + " bytes, got " +
-                                      std::to_string(in.size()));
+      return Invalid(kind_, path,
+                     "expected " + std::to_string(N) + " bytes, got " + std::to_string(in.size()));
     }
     std::copy(in.begin(), in.end(), out.begin());
     return OkStatus();
@@ -64,8 +64,8 @@ class Reader {
     if (in->size() != size) {
       size_t got = in->size();
       WipeString(in);
-      return Invalid(kind_, path, "expected " + std::to_string(size) + " bytes, got " +
-                                      std::to_string(got));
+      return Invalid(kind_, path,
+                     "expected " + std::to_string(size) + " bytes, got " + std::to_string(got));
     }
     out = SecretBytes::CopyFrom(
         std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(in->data()), in->size()));
@@ -112,8 +112,9 @@ Status CheckNoUnknownFields(const google::protobuf::Message& message, std::strin
   for (const auto* field : fields) {
     if (field->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE &&
         !field->is_repeated()) {
-      RETURN_IF_ERROR(CheckNoUnknownFields(reflection->GetMessage(message, field), kind,
-                                           path.empty() ? field->name() : path + "." + field->name()));
+      RETURN_IF_ERROR(
+          CheckNoUnknownFields(reflection->GetMessage(message, field), kind,
+                               path.empty() ? field->name() : path + "." + field->name()));
     }
   }
   return OkStatus();
@@ -139,8 +140,8 @@ Status Parse(ByteView body, ProtoFormat format, std::string_view kind,
   if (!status.ok()) {
     std::string reason(status.message().data(), status.message().size());
     if (reason.size() > 160) reason = reason.substr(0, 160) + "...";
-    return Invalid(kind, "", "JSON does not match " + message.GetDescriptor()->name() + ": " +
-                                 reason);
+    return Invalid(kind, "",
+                   "JSON does not match " + message.GetDescriptor()->name() + ": " + reason);
   }
   return OkStatus();
 }
@@ -177,20 +178,20 @@ StatusOr<SecretsRequest> FromProto(pb::SecretsRequest& in) {
         RETURN_IF_ERROR(r.Fixed(m->version(), "register2.version", out.version));
         RETURN_IF_ERROR(r.Secret(m->mutable_oprf_private_key(), "register2.oprf_private_key",
                                  protocol::kScalarSize, out.oprf_private_key));
-        RETURN_IF_ERROR(r.Present(m->has_oprf_signed_public_key(),
-                                  "register2.oprf_signed_public_key"));
+        RETURN_IF_ERROR(
+            r.Present(m->has_oprf_signed_public_key(), "register2.oprf_signed_public_key"));
         RETURN_IF_ERROR(r.SignedPublicKey(m->oprf_signed_public_key(),
                                           "register2.oprf_signed_public_key",
                                           out.oprf_signed_public_key));
         RETURN_IF_ERROR(r.Fixed(m->unlock_key_commitment(), "register2.unlock_key_commitment",
                                 out.unlock_key_commitment));
-        RETURN_IF_ERROR(r.Fixed(m->unlock_key_tag(), "register2.unlock_key_tag",
-                                out.unlock_key_tag));
+        RETURN_IF_ERROR(
+            r.Fixed(m->unlock_key_tag(), "register2.unlock_key_tag", out.unlock_key_tag));
         RETURN_IF_ERROR(r.Secret(m->mutable_encryption_key_scalar_share(),
                                  "register2.encryption_key_scalar_share", protocol::kScalarSize,
                                  out.encryption_key_scalar_share));
-        RETURN_IF_ERROR(r.Fixed(m->encrypted_secret(), "register2.encrypted_secret",
-                                out.encrypted_secret));
+        RETURN_IF_ERROR(
+            r.Fixed(m->encrypted_secret(), "register2.encrypted_secret", out.encrypted_secret));
         RETURN_IF_ERROR(r.Fixed(m->encrypted_secret_commitment(),
                                 "register2.encrypted_secret_commitment",
                                 out.encrypted_secret_commitment));
@@ -213,15 +214,16 @@ StatusOr<SecretsRequest> FromProto(pb::SecretsRequest& in) {
     case pb::SecretsRequest::kRecover3: {
       protocol::Recover3Request out;
       RETURN_IF_ERROR(r.Fixed(in.recover3().version(), "recover3.version", out.version));
-      RETURN_IF_ERROR(r.Fixed(in.recover3().unlock_key_tag(), "recover3.unlock_key_tag",
-                              out.unlock_key_tag));
+      RETURN_IF_ERROR(
+          r.Fixed(in.recover3().unlock_key_tag(), "recover3.unlock_key_tag", out.unlock_key_tag));
       return SecretsRequest(out);
     }
     case pb::SecretsRequest::REQUEST_NOT_SET:
       break;
   }
-  return Invalid("request", "", "no request is set (expected one of register1, register2, "
-                                "recover1, recover2, recover3, delete)");
+  return Invalid("request", "",
+                 "no request is set (expected one of register1, register2, "
+                 "recover1, recover2, recover3, delete)");
 }
 
 void SetSignedPublicKey(const protocol::OprfSignedPublicKey& in, pb::OprfSignedPublicKey* out) {
@@ -406,8 +408,8 @@ StatusOr<SecretsResponse> FromProto(pb::SecretsResponse& in) {
       switch (m.status()) {
         case pb::Recover2Response::STATUS_OK:
           out.status = S::kOk;
-          RETURN_IF_ERROR(r.Present(m.has_oprf_signed_public_key(),
-                                    "recover2.oprf_signed_public_key"));
+          RETURN_IF_ERROR(
+              r.Present(m.has_oprf_signed_public_key(), "recover2.oprf_signed_public_key"));
           RETURN_IF_ERROR(r.SignedPublicKey(m.oprf_signed_public_key(),
                                             "recover2.oprf_signed_public_key",
                                             out.oprf_signed_public_key));
@@ -445,8 +447,8 @@ StatusOr<SecretsResponse> FromProto(pb::SecretsResponse& in) {
           RETURN_IF_ERROR(r.Secret(m->mutable_encryption_key_scalar_share(),
                                    "recover3.encryption_key_scalar_share", protocol::kScalarSize,
                                    out.encryption_key_scalar_share));
-          RETURN_IF_ERROR(r.Fixed(m->encrypted_secret(), "recover3.encrypted_secret",
-                                  out.encrypted_secret));
+          RETURN_IF_ERROR(
+              r.Fixed(m->encrypted_secret(), "recover3.encrypted_secret", out.encrypted_secret));
           RETURN_IF_ERROR(r.Fixed(m->encrypted_secret_commitment(),
                                   "recover3.encrypted_secret_commitment",
                                   out.encrypted_secret_commitment));
@@ -514,12 +516,12 @@ StatusOr<protocol::SecretsRequest> DecodeRequestProto(ByteView body, ProtoFormat
   return FromProto(message);
 }
 
-StatusOr<Bytes> EncodeResponseProto(const protocol::SecretsResponse& response,
-                                    ProtoFormat format) {
+StatusOr<Bytes> EncodeResponseProto(const protocol::SecretsResponse& response, ProtoFormat format) {
   pb::SecretsResponse message;
   RETURN_IF_ERROR(std::visit(ResponseToProto{message}, response));
   auto out = Serialize(message, format);
-  if (message.has_recover3()) WipeString(message.mutable_recover3()->mutable_encryption_key_scalar_share());
+  if (message.has_recover3())
+    WipeString(message.mutable_recover3()->mutable_encryption_key_scalar_share());
   return out;
 }
 

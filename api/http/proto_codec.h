@@ -45,8 +45,7 @@ StatusOr<protocol::SecretsRequest> DecodeRequestProto(ByteView body, ProtoFormat
 
 // EncodeResponseProto encodes a response. INVALID_ARGUMENT if a key share has the wrong size
 // or a status is out of range.
-StatusOr<Bytes> EncodeResponseProto(const protocol::SecretsResponse& response,
-                                    ProtoFormat format);
+StatusOr<Bytes> EncodeResponseProto(const protocol::SecretsResponse& response, ProtoFormat format);
 
 // EncodeRequestProto encodes a request (for clients and tests). INVALID_ARGUMENT if a key
 // share has the wrong size.

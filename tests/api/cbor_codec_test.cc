@@ -12,9 +12,9 @@
 namespace pinvault::api {
 namespace {
 
-using ::testing::HasSubstr;
 using protocol::SecretsRequest;
 using protocol::SecretsResponse;
+using ::testing::HasSubstr;
 
 Bytes Hex(std::string_view hex) {
   auto bytes = HexDecode(hex);
@@ -71,9 +71,11 @@ Bytes Register2Body(uint16_t num_guesses = 5) {
 std::vector<Bytes> AllRequestBodies() {
   protocol::Recover2Request recover2{Filled<16>(20), Filled<32>(21)};
   protocol::Recover3Request recover3{Filled<16>(22), Filled<16>(23)};
-  return {MustEncode(SecretsRequest(protocol::Register1Request{})), Register2Body(),
+  return {MustEncode(SecretsRequest(protocol::Register1Request{})),
+          Register2Body(),
           MustEncode(SecretsRequest(protocol::Recover1Request{})),
-          MustEncode(SecretsRequest(recover2)), MustEncode(SecretsRequest(recover3)),
+          MustEncode(SecretsRequest(recover2)),
+          MustEncode(SecretsRequest(recover3)),
           MustEncode(SecretsRequest(protocol::DeleteRequest{}))};
 }
 
@@ -183,8 +185,8 @@ TEST(CborCodecTest, Recover1Responses) {
   ok.version = Filled<16>(0x10);
   Bytes body = MustEncode(SecretsResponse(ok));
   EXPECT_EQ(body.size(), 40u);
-  EXPECT_EQ(HexEncode(body), "a1685265636f76657231a1624f6ba16776657273696f6e50" +
-                                 HexEncode(Filled<16>(0x10)));
+  EXPECT_EQ(HexEncode(body),
+            "a1685265636f76657231a1624f6ba16776657273696f6e50" + HexEncode(Filled<16>(0x10)));
   protocol::Recover1Response not_registered;
   not_registered.status = protocol::Recover1Response::Status::kNotRegistered;
   EXPECT_EQ(HexEncode(MustEncode(SecretsResponse(not_registered))),
@@ -215,8 +217,10 @@ TEST(CborCodecTest, Recover2OkHasTheRecordedSizeAndProofLayout) {
   EXPECT_EQ(body.size(), 433u);
   std::string hex = HexEncode(body);
   // oprf_proof is {c, beta_z} in that order.
-  EXPECT_THAT(hex, HasSubstr("6a6f7072665f70726f6f66a2616358" "20" + HexEncode(Filled<32>(5)) +
-                             "66626574615f7a5820" + HexEncode(Filled<32>(6))));
+  EXPECT_THAT(
+      hex, HasSubstr("6a6f7072665f70726f6f66a2616358"
+                     "20" +
+                     HexEncode(Filled<32>(5)) + "66626574615f7a5820" + HexEncode(Filled<32>(6))));
   // The two counters are shortest-form uints; 300 needs a two-byte head.
   EXPECT_EQ(MustEncode(SecretsResponse(SampleRecover2Ok(300, 24))).size(), 433u + 2 + 1);
 }
@@ -250,7 +254,8 @@ TEST(CborCodecTest, Recover3Responses) {
   // {"Recover3": {"BadUnlockKeyTag": {"guesses_remaining": 3}}}
   EXPECT_EQ(HexEncode(MustEncode(SecretsResponse(std::move(bad)))),
             "a1685265636f76657233a16f426164556e6c6f636b4b6579546167a1"
-            "7167756573736573" "5f72656d61696e696e6703");
+            "7167756573736573"
+            "5f72656d61696e696e6703");
 }
 
 TEST(CborCodecTest, EveryResponseRoundTrips) {
@@ -258,9 +263,9 @@ TEST(CborCodecTest, EveryResponseRoundTrips) {
   responses.emplace_back(protocol::Register1Response{});
   responses.emplace_back(protocol::Register2Response{});
   responses.emplace_back(protocol::DeleteResponse{});
-  for (auto s : {protocol::Recover1Response::Status::kOk,
-                 protocol::Recover1Response::Status::kNotRegistered,
-                 protocol::Recover1Response::Status::kNoGuesses}) {
+  for (auto s :
+       {protocol::Recover1Response::Status::kOk, protocol::Recover1Response::Status::kNotRegistered,
+        protocol::Recover1Response::Status::kNoGuesses}) {
     protocol::Recover1Response r;
     r.status = s;
     r.version = Filled<16>(9);
@@ -322,9 +327,10 @@ TEST(CborCodecTest, RejectsIndefiniteLengths) {
   // {_ "Recover3": ...}: indefinite outer map.
   EXPECT_THAT(DecodeError(Hex("bf685265636f76657233a0ff")).message(), HasSubstr("indefinite"));
   // Recover2 with an indefinite-length byte string for the version.
-  std::string hex = "a1685265636f76657232a26776657273696f6e5f4801020304050607084801020304050607"
-                    "08ff726f7072665f626c696e6465645f696e7075745820" +
-                    HexEncode(Filled<32>(1));
+  std::string hex =
+      "a1685265636f76657232a26776657273696f6e5f4801020304050607084801020304050607"
+      "08ff726f7072665f626c696e6465645f696e7075745820" +
+      HexEncode(Filled<32>(1));
   Status s = DecodeError(Hex(hex));
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
   EXPECT_THAT(s.message(), HasSubstr("Recover2.version"));
@@ -389,11 +395,13 @@ TEST(CborCodecTest, RejectsWrongByteStringLengths) {
   Bytes short_version =
       ReplaceHex(body, version, "6776657273696f6e4f" + HexEncode(Filled<16>(0)).substr(2));
   Status s = DecodeError(short_version);
-  EXPECT_THAT(s.message(), HasSubstr("Recover3.version: expected a byte string of 16 bytes, got 15"));
+  EXPECT_THAT(s.message(),
+              HasSubstr("Recover3.version: expected a byte string of 16 bytes, got 15"));
 
   // Lengthen the unlock key tag to 17 bytes.
   Bytes long_tag = ReplaceHex(body, "6e756e6c6f636b5f6b65795f74616750",
-                              "6e756e6c6f636b5f6b65795f74616751" "ee");
+                              "6e756e6c6f636b5f6b65795f74616751"
+                              "ee");
   EXPECT_THAT(DecodeError(long_tag).message(),
               HasSubstr("Recover3.unlock_key_tag: expected a byte string of 16 bytes, got 17"));
 }
@@ -419,10 +427,10 @@ TEST(CborCodecTest, RejectsMissingDuplicateAndUnknownKeys) {
   EXPECT_THAT(DecodeError(Hex("a1685265636f76657233a2" + version + version)).message(),
               HasSubstr("duplicate field \"version\""));
   // Unknown key in place of unlock_key_tag.
-  EXPECT_THAT(DecodeError(Hex("a1685265636f76657233a2" + version + "6378797a50" +
-                              HexEncode(Filled<16>(1))))
-                  .message(),
-              HasSubstr("unknown field \"xyz\""));
+  EXPECT_THAT(
+      DecodeError(Hex("a1685265636f76657233a2" + version + "6378797a50" + HexEncode(Filled<16>(1))))
+          .message(),
+      HasSubstr("unknown field \"xyz\""));
   // Extra key: a map of three entries.
   EXPECT_THAT(DecodeError(Hex("a1685265636f76657233a3" + version + tag + "6378797a00")).message(),
               HasSubstr("expected a map of 2 entries, got 3"));
@@ -438,8 +446,8 @@ TEST(CborCodecTest, RejectsOutOfRangeAndWronglyTypedCounters) {
                          "6b6e756d5f677565737365731a00011170");
   EXPECT_THAT(DecodeError(big).message(),
               HasSubstr("Register2.policy.num_guesses: 70000 is out of range"));
-  Bytes negative = ReplaceHex(Register2Body(5), "6b6e756d5f6775657373657305",
-                              "6b6e756d5f6775657373657320");
+  Bytes negative =
+      ReplaceHex(Register2Body(5), "6b6e756d5f6775657373657305", "6b6e756d5f6775657373657320");
   EXPECT_THAT(DecodeError(negative).message(),
               HasSubstr("expected an unsigned integer, got a negative integer"));
 }
@@ -523,7 +531,9 @@ TEST(CborCodecTest, RandomGarbageIsRejected) {
 
 TEST(CborCodecTest, ResponseDecoderIsStrictToo) {
   // {"Register1": "Nope"}
-  auto bad = DecodeResponseCbor(Hex("a16952656769737465723164" "4e6f7065"));
+  auto bad =
+      DecodeResponseCbor(Hex("a16952656769737465723164"
+                             "4e6f7065"));
   EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
   EXPECT_THAT(bad.status().message(), HasSubstr("unknown variant \"Nope\""));
   // {"Recover3": "BadUnlockKeyTag"}: the struct variant needs its value.

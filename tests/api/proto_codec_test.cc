@@ -14,9 +14,9 @@
 namespace pinvault::api {
 namespace {
 
-using ::testing::HasSubstr;
 using protocol::SecretsRequest;
 using protocol::SecretsResponse;
+using ::testing::HasSubstr;
 
 template <size_t N>
 std::array<uint8_t, N> Filled(uint8_t seed) {
@@ -63,9 +63,9 @@ std::vector<SecretsResponse> AllResponses() {
   out.emplace_back(protocol::Register1Response{});
   out.emplace_back(protocol::Register2Response{});
   out.emplace_back(protocol::DeleteResponse{});
-  for (auto s : {protocol::Recover1Response::Status::kOk,
-                 protocol::Recover1Response::Status::kNotRegistered,
-                 protocol::Recover1Response::Status::kNoGuesses}) {
+  for (auto s :
+       {protocol::Recover1Response::Status::kOk, protocol::Recover1Response::Status::kNotRegistered,
+        protocol::Recover1Response::Status::kNoGuesses}) {
     protocol::Recover1Response r;
     r.status = s;
     if (s == protocol::Recover1Response::Status::kOk) r.version = Filled<16>(1);
@@ -184,15 +184,16 @@ TEST(ProtoCodecTest, JsonIsTheCanonicalMapping) {
   ASSERT_TRUE(d.ok()) << d.status();
   EXPECT_TRUE(std::holds_alternative<protocol::DeleteRequest>(*d));
   auto r3 = DecodeRequestProto(
-      Text(R"({"recover3": {"version": "AAcOFRwjKjE4P0ZNVFtiaQ==", "unlock_key_tag": "AAcOFRwjKjE4P0ZNVFtiaQ=="}})"),
+      Text(
+          R"({"recover3": {"version": "AAcOFRwjKjE4P0ZNVFtiaQ==", "unlock_key_tag": "AAcOFRwjKjE4P0ZNVFtiaQ=="}})"),
       ProtoFormat::kJson);
   ASSERT_TRUE(r3.ok()) << r3.status();
   EXPECT_EQ(std::get<protocol::Recover3Request>(*r3).unlock_key_tag, Filled<16>(0));
 }
 
 TEST(ProtoCodecTest, RejectsWrongSizesWithTheFieldName) {
-  Status s = RequestError(
-      Text(R"({"recover2": {"version": "AAAA", "oprfBlindedInput": "AAAA"}})"), ProtoFormat::kJson);
+  Status s = RequestError(Text(R"({"recover2": {"version": "AAAA", "oprfBlindedInput": "AAAA"}})"),
+                          ProtoFormat::kJson);
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
   EXPECT_THAT(s.message(), HasSubstr("recover2.version: expected 16 bytes, got 3"));
 

@@ -94,7 +94,8 @@ SecretsResponse ResponseFromJson(const json& j) {
     }
     const json& ok = v.at("Ok");
     r.status = S::kOk;
-    r.oprf_signed_public_key.public_key = Fixed<32>(ok.at("oprf_signed_public_key").at("public_key"));
+    r.oprf_signed_public_key.public_key =
+        Fixed<32>(ok.at("oprf_signed_public_key").at("public_key"));
     r.oprf_signed_public_key.verifying_key =
         Fixed<32>(ok.at("oprf_signed_public_key").at("verifying_key"));
     r.oprf_signed_public_key.signature = Fixed<64>(ok.at("oprf_signed_public_key").at("signature"));
@@ -122,7 +123,8 @@ SecretsResponse ResponseFromJson(const json& j) {
   }
   const json& ok = v.at("Ok");
   r.status = S::kOk;
-  r.encryption_key_scalar_share = SecretBytes::CopyFrom(BytesOf(ok.at("encryption_key_scalar_share")));
+  r.encryption_key_scalar_share =
+      SecretBytes::CopyFrom(BytesOf(ok.at("encryption_key_scalar_share")));
   r.encrypted_secret = Fixed<145>(ok.at("encrypted_secret"));
   r.encrypted_secret_commitment = Fixed<16>(ok.at("encrypted_secret_commitment"));
   return r;
