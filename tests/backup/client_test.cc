@@ -534,21 +534,21 @@ TEST_F(ClientTest, RealmsReportingAnotherVersion) {
   auto client = MakeClient(config);
   RegisterOk(*client);
   auto other_version = [](uint8_t fill) {
-    return [fill](SecretsResponse& response) {
-      if (auto* r1 = std::get_if<protocol::Recover1Response>(&response)) r1->version.fill(fill);
-    };
+    protocol::RegistrationVersion version;
+    version.fill(fill);
+    return version;
   };
   // One realm out of three reports another version: outvoted.
-  transport_->SetResponseMutator(config.realms()[0].id, other_version(0xaa));
+  transport_->SetReportedVersion(config.realms()[0].id, other_version(0xaa));
   ExpectRecovers(*client);
   // Two realms report two other versions: no majority.
-  transport_->SetResponseMutator(config.realms()[1].id, other_version(0xbb));
+  transport_->SetReportedVersion(config.realms()[1].id, other_version(0xbb));
   RecoverResult result = Recover(*client);
   ASSERT_FALSE(result.ok());
   EXPECT_EQ(result.kind(), ErrorKind::kNotRegistered);
   // Two realms claim the same wrong version: they agree, but then answer
   // VersionMismatch, which is a realm misbehaving.
-  transport_->SetResponseMutator(config.realms()[1].id, other_version(0xaa));
+  transport_->SetReportedVersion(config.realms()[1].id, other_version(0xaa));
   result = Recover(*client);
   ASSERT_FALSE(result.ok());
   EXPECT_EQ(result.kind(), ErrorKind::kAssertion);

@@ -256,12 +256,14 @@ void InMemoryTransport::Send(const backup::Realm& realm, const std::string& auth
 void InMemoryTransport::Handle(Pending pending) {
   std::shared_ptr<vault::RealmService> service;
   ResponseMutator mutator;
+  std::optional<protocol::RegistrationVersion> reported_version;
   bool rejected = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     RealmKnobs& knobs = realms_[pending.realm.id];
     service = knobs.service;
     mutator = knobs.mutator;
+    reported_version = knobs.reported_version;
     rejected = pending.token.empty() || rejected_tokens_.count(pending.token) != 0;
   }
   if (rejected) {
@@ -287,6 +289,11 @@ void InMemoryTransport::Handle(Pending pending) {
     return;
   }
   SecretsResponse response = std::move(*answer).value();
+  if (auto* r1 = std::get_if<protocol::Recover1Response>(&response);
+      r1 != nullptr && reported_version &&
+      r1->status == protocol::Recover1Response::Status::kOk) {
+    r1->version = *reported_version;
+  }
   if (mutator) mutator(response);
   pending.done(std::move(response));
 }
@@ -357,6 +364,12 @@ size_t InMemoryTransport::HeldCount(const protocol::RealmId& id) const {
 void InMemoryTransport::SetResponseMutator(const protocol::RealmId& id, ResponseMutator mutator) {
   std::lock_guard<std::mutex> lock(mu_);
   realms_[id].mutator = std::move(mutator);
+}
+
+void InMemoryTransport::SetReportedVersion(const protocol::RealmId& id,
+                                           std::optional<protocol::RegistrationVersion> version) {
+  std::lock_guard<std::mutex> lock(mu_);
+  realms_[id].reported_version = version;
 }
 
 void InMemoryTransport::RejectToken(std::string token) {

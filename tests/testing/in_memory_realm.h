@@ -167,6 +167,11 @@ class InMemoryTransport : public backup::Transport {
   // SetResponseMutator installs (or, with nullptr, removes) `mutator` for `id`'s responses.
   void SetResponseMutator(const protocol::RealmId& id, ResponseMutator mutator);
 
+  // SetReportedVersion makes `id` report `version` in its Recover1 Ok answers instead of
+  // the one it holds (nullopt restores the truth). Applied before any ResponseMutator.
+  void SetReportedVersion(const protocol::RealmId& id,
+                          std::optional<protocol::RegistrationVersion> version);
+
   // RejectToken makes every request carrying `token` fail with kInvalidAuth.
   void RejectToken(std::string token);
 
@@ -194,6 +199,7 @@ class InMemoryTransport : public backup::Transport {
     std::string hold_kind;  // empty: every kind
     std::deque<Pending> held;
     ResponseMutator mutator;
+    std::optional<protocol::RegistrationVersion> reported_version;
     std::map<std::string, size_t, std::less<>> counts;
   };
 
