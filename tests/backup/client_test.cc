@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 
 #include "tests/testing/in_memory_realm.h"
+#include "vault/protocol/oprf.h"
 
 namespace pinvault::backup {
 namespace {
@@ -707,6 +708,24 @@ TEST_F(ClientTest, BadUnlockKeyTagIsInvalidPin) {
   ASSERT_FALSE(result.ok());
   EXPECT_EQ(result.kind(), ErrorKind::kInvalidPin);
   EXPECT_EQ(result.error().guesses_remaining, 1);
+}
+
+TEST_F(ClientTest, InvalidPinReportsTheFewestGuessesRemaining) {
+  std::vector<RealmId> ids = AddRealms(3);
+  Configuration config = Config(ids, 3, 2);
+  auto client = MakeClient(config);
+  RegisterOk(*client, /*num_guesses=*/6);
+  // Someone spent two guesses at the first realm only.
+  InMemoryRealm& spent = RealmOf(config.realms()[0].id);
+  for (int i = 0; i < 2; ++i) {
+    protocol::Recover2Request guess{*spent.RegisteredVersion(User("alice")),
+                                    protocol::Blind(AsBytes("x"))->blinded_input};
+    ASSERT_TRUE(spent.Handle(User("alice"), guess).ok());
+  }
+  RecoverResult result = Recover(*client, "0000");
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.kind(), ErrorKind::kInvalidPin);
+  EXPECT_EQ(result.error().guesses_remaining, 3);  // 6 - 3 at the first realm, not 6 - 1
 }
 
 // ---- Error precedence ----
