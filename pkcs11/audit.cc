@@ -15,8 +15,8 @@ constexpr std::array<FlagInfo, kFlagCount> kFlags = {{
     {Flag::kAlwaysSensitive, CKA_ALWAYS_SENSITIVE, "CKA_ALWAYS_SENSITIVE", "always_sensitive",
      false},
     {Flag::kExtractable, CKA_EXTRACTABLE, "CKA_EXTRACTABLE", "extractable", false},
-    {Flag::kNeverExtractable, CKA_NEVER_EXTRACTABLE, "CKA_NEVER_EXTRACTABLE",
-     "never_extractable", false},
+    {Flag::kNeverExtractable, CKA_NEVER_EXTRACTABLE, "CKA_NEVER_EXTRACTABLE", "never_extractable",
+     false},
     {Flag::kLocal, CKA_LOCAL, "CKA_LOCAL", "local", false},
     {Flag::kModifiable, CKA_MODIFIABLE, "CKA_MODIFIABLE", "modifiable", false},
     {Flag::kCopyable, CKA_COPYABLE, "CKA_COPYABLE", "copyable", false},
@@ -43,16 +43,26 @@ static_assert(
 
 bool Allowed(const Usages& u, Flag flag) {
   switch (flag) {
-    case Flag::kEncrypt: return u.encrypt;
-    case Flag::kDecrypt: return u.decrypt;
-    case Flag::kSign: return u.sign;
-    case Flag::kVerify: return u.verify;
-    case Flag::kWrap: return u.wrap;
-    case Flag::kUnwrap: return u.unwrap;
-    case Flag::kDerive: return u.derive;
-    case Flag::kSignRecover: return u.sign_recover;
-    case Flag::kVerifyRecover: return u.verify_recover;
-    default: return false;
+    case Flag::kEncrypt:
+      return u.encrypt;
+    case Flag::kDecrypt:
+      return u.decrypt;
+    case Flag::kSign:
+      return u.sign;
+    case Flag::kVerify:
+      return u.verify;
+    case Flag::kWrap:
+      return u.wrap;
+    case Flag::kUnwrap:
+      return u.unwrap;
+    case Flag::kDerive:
+      return u.derive;
+    case Flag::kSignRecover:
+      return u.sign_recover;
+    case Flag::kVerifyRecover:
+      return u.verify_recover;
+    default:
+      return false;
   }
 }
 
@@ -75,9 +85,9 @@ void Require(ObjectReport& report, Flag flag, bool expected, const std::string& 
     report.violations.push_back({info.attribute, "is not reported by the module; must be " +
                                                      std::string(expected ? "true" : "false")});
   } else if (*value != expected) {
-    report.violations.push_back(
-        {info.attribute, std::string("is ") + (*value ? "true" : "false") + "; must be " +
-                             (expected ? "true" : "false") + (why.empty() ? "" : " (" + why + ")")});
+    report.violations.push_back({info.attribute, std::string("is ") + (*value ? "true" : "false") +
+                                                     "; must be " + (expected ? "true" : "false") +
+                                                     (why.empty() ? "" : " (" + why + ")")});
   }
 }
 
@@ -89,9 +99,8 @@ void RequireUsages(ObjectReport& report, const RoleSpec& spec) {
     std::optional<bool> value = report.attributes.Get(info.flag);
     bool allowed = Allowed(spec.usages, info.flag);
     if (value.value_or(false) && !allowed) {
-      report.violations.push_back(
-          {info.attribute, std::string("is true; the ") + spec.description + " may only " +
-                               UsageList(spec.usages)});
+      report.violations.push_back({info.attribute, std::string("is true; the ") + spec.description +
+                                                       " may only " + UsageList(spec.usages)});
     } else if (allowed && !value.value_or(false)) {
       report.violations.push_back(
           {info.attribute, std::string("is ") + (value.has_value() ? "false" : "not reported") +
@@ -132,8 +141,9 @@ void NoteUnavailable(ObjectReport& report) {
   for (const FlagInfo& info : kFlags) {
     if (!report.attributes.Get(info.flag).has_value() && !info.usage &&
         AppliesTo(info.flag, object_class)) {
-      report.notes.push_back(std::string(info.attribute) + " unavailable (not reported by the "
-                                                           "module for this object)");
+      report.notes.push_back(std::string(info.attribute) +
+                             " unavailable (not reported by the "
+                             "module for this object)");
     }
   }
 }
@@ -190,16 +200,26 @@ const FlagInfo& InfoFor(Flag flag) { return kFlags[static_cast<size_t>(flag)]; }
 
 std::string ObjectClassName(CK_OBJECT_CLASS object_class) {
   switch (object_class) {
-    case CKO_DATA: return "data";
-    case CKO_CERTIFICATE: return "certificate";
-    case CKO_PUBLIC_KEY: return "public key";
-    case CKO_PRIVATE_KEY: return "private key";
-    case CKO_SECRET_KEY: return "secret key";
-    case CKO_HW_FEATURE: return "hardware feature";
-    case CKO_DOMAIN_PARAMETERS: return "domain parameters";
-    case CKO_MECHANISM: return "mechanism";
-    case CKO_OTP_KEY: return "OTP key";
-    default: break;
+    case CKO_DATA:
+      return "data";
+    case CKO_CERTIFICATE:
+      return "certificate";
+    case CKO_PUBLIC_KEY:
+      return "public key";
+    case CKO_PRIVATE_KEY:
+      return "private key";
+    case CKO_SECRET_KEY:
+      return "secret key";
+    case CKO_HW_FEATURE:
+      return "hardware feature";
+    case CKO_DOMAIN_PARAMETERS:
+      return "domain parameters";
+    case CKO_MECHANISM:
+      return "mechanism";
+    case CKO_OTP_KEY:
+      return "OTP key";
+    default:
+      break;
   }
   char buf[32];
   std::snprintf(buf, sizeof(buf), "class 0x%lx", static_cast<unsigned long>(object_class));
@@ -208,16 +228,26 @@ std::string ObjectClassName(CK_OBJECT_CLASS object_class) {
 
 std::string KeyTypeName(CK_KEY_TYPE key_type) {
   switch (key_type) {
-    case CKK_RSA: return "RSA";
-    case CKK_DSA: return "DSA";
-    case CKK_DH: return "DH";
-    case CKK_EC: return "EC";
-    case CKK_EC_EDWARDS: return "EC_EDWARDS";
-    case CKK_GENERIC_SECRET: return "GENERIC_SECRET";
-    case CKK_SHA256_HMAC: return "SHA256_HMAC";
-    case CKK_AES: return "AES";
-    case CKK_DES3: return "DES3";
-    default: break;
+    case CKK_RSA:
+      return "RSA";
+    case CKK_DSA:
+      return "DSA";
+    case CKK_DH:
+      return "DH";
+    case CKK_EC:
+      return "EC";
+    case CKK_EC_EDWARDS:
+      return "EC_EDWARDS";
+    case CKK_GENERIC_SECRET:
+      return "GENERIC_SECRET";
+    case CKK_SHA256_HMAC:
+      return "SHA256_HMAC";
+    case CKK_AES:
+      return "AES";
+    case CKK_DES3:
+      return "DES3";
+    default:
+      break;
   }
   char buf[32];
   std::snprintf(buf, sizeof(buf), "key type 0x%lx", static_cast<unsigned long>(key_type));
@@ -226,13 +256,14 @@ std::string KeyTypeName(CK_KEY_TYPE key_type) {
 
 StatusOr<ObjectAttributes> ReadObjectAttributes(SessionPool& pool, CK_OBJECT_HANDLE object) {
   CK_FUNCTION_LIST* f = pool.functions();
-  ObjectAttributes out;
+  std::optional<ObjectAttributes> result;
   // Codes that mean "this object has no such (readable) attribute".
   auto absent = [](CK_RV rv) {
     return rv == CKR_ATTRIBUTE_TYPE_INVALID || rv == CKR_ATTRIBUTE_SENSITIVE;
   };
   RETURN_IF_ERROR(pool.Run([&](CK_SESSION_HANDLE session) -> CallResult {
-    out = ObjectAttributes();
+    result.reset();
+    ObjectAttributes out;
     out.handle = object;
     CK_ULONG ulong_value = 0;
     CK_RV rv = ReadUlongOn(f, session, object, CKA_CLASS, &ulong_value);
@@ -275,9 +306,11 @@ StatusOr<ObjectAttributes> ReadObjectAttributes(SessionPool& pool, CK_OBJECT_HAN
         return {rv, "C_GetAttributeValue"};
       }
     }
+    result = std::move(out);
     return {};
   }));
-  return out;
+  if (!result.has_value()) return InternalError("object attributes were not read");
+  return *std::move(result);
 }
 
 StatusOr<std::vector<ObjectAttributes>> ReadAllObjects(SessionPool& pool) {
@@ -310,8 +343,9 @@ ObjectReport CheckObject(const ObjectAttributes& attributes, const AuditPolicy& 
       std::optional<bool> sensitive = attributes.Get(Flag::kSensitive);
       if (!sensitive.value_or(false)) {
         report.violations.push_back(
-            {"CKA_SENSITIVE", std::string(sensitive.has_value() ? "is false" : "is not reported") +
-                                  " on a key that is not part of the realm: its value is readable"});
+            {"CKA_SENSITIVE",
+             std::string(sensitive.has_value() ? "is false" : "is not reported") +
+                 " on a key that is not part of the realm: its value is readable"});
       }
     }
     NoteUnavailable(report);
@@ -364,17 +398,25 @@ StatusOr<std::optional<bool>> ProbeWrapEnforcement(SessionPool& pool, const Capa
     enforced.reset();
     // Session objects only (CKA_TOKEN false): nothing on the token changes.
     AttributeTemplate wrapping;
-    wrapping.Ulong(CKA_CLASS, CKO_SECRET_KEY).Ulong(CKA_KEY_TYPE, CKK_AES).Ulong(CKA_VALUE_LEN, 32)
-        .Bool(CKA_TOKEN, false).Bool(CKA_WRAP, true).Bool(CKA_ENCRYPT, true);
+    wrapping.Ulong(CKA_CLASS, CKO_SECRET_KEY)
+        .Ulong(CKA_KEY_TYPE, CKK_AES)
+        .Ulong(CKA_VALUE_LEN, 32)
+        .Bool(CKA_TOKEN, false)
+        .Bool(CKA_WRAP, true)
+        .Bool(CKA_ENCRYPT, true);
     AttributeTemplate target;
-    target.Ulong(CKA_CLASS, CKO_SECRET_KEY).Ulong(CKA_KEY_TYPE, CKK_AES).Ulong(CKA_VALUE_LEN, 32)
-        .Bool(CKA_TOKEN, false).Bool(CKA_SENSITIVE, true).Bool(CKA_EXTRACTABLE, false)
+    target.Ulong(CKA_CLASS, CKO_SECRET_KEY)
+        .Ulong(CKA_KEY_TYPE, CKK_AES)
+        .Ulong(CKA_VALUE_LEN, 32)
+        .Bool(CKA_TOKEN, false)
+        .Bool(CKA_SENSITIVE, true)
+        .Bool(CKA_EXTRACTABLE, false)
         .Bool(CKA_ENCRYPT, true);
     CK_MECHANISM generate{CKM_AES_KEY_GEN, nullptr, 0};
     CK_OBJECT_HANDLE wrapping_key = CK_INVALID_HANDLE;
     CK_OBJECT_HANDLE target_key = CK_INVALID_HANDLE;
-    CK_RV rv = f->C_GenerateKey(session, &generate, wrapping.data(), wrapping.size(),
-                                &wrapping_key);
+    CK_RV rv =
+        f->C_GenerateKey(session, &generate, wrapping.data(), wrapping.size(), &wrapping_key);
     if (rv != CKR_OK) return {rv, "C_GenerateKey"};
     rv = f->C_GenerateKey(session, &generate, target.data(), target.size(), &target_key);
     if (rv != CKR_OK) {
@@ -427,9 +469,10 @@ StatusOr<AuditReport> AuditToken(SessionPool& pool, const Capabilities& caps,
   auto require_present = [&](const std::string& label, CK_OBJECT_CLASS object_class,
                              const char* what) {
     if (realm_labels.count(label + "/" + ObjectClassName(object_class)) == 0) {
-      report.findings.push_back({label, {"presence", std::string("the ") + what +
-                                                         " is missing (run `pinvault-admin hsm "
-                                                         "init`)"}});
+      report.findings.push_back({label,
+                                 {"presence", std::string("the ") + what +
+                                                  " is missing (run `pinvault-admin hsm "
+                                                  "init`)"}});
     }
   };
   if (!have_sealing_key) {
@@ -444,11 +487,11 @@ StatusOr<AuditReport> AuditToken(SessionPool& pool, const Capabilities& caps,
 
   ASSIGN_OR_RETURN(report.wrap_enforced, ProbeWrapEnforcement(pool, caps));
   if (report.wrap_enforced.has_value() && !*report.wrap_enforced) {
-    report.findings.push_back(
-        {"module",
-         {"CKA_EXTRACTABLE", "is not enforced: C_WrapKey exported a key created with "
-                             "CKA_EXTRACTABLE=false, so no key on this token is protected by "
-                             "its attributes"}});
+    report.findings.push_back({"module",
+                               {"CKA_EXTRACTABLE",
+                                "is not enforced: C_WrapKey exported a key created with "
+                                "CKA_EXTRACTABLE=false, so no key on this token is protected by "
+                                "its attributes"}});
   }
   return report;
 }

@@ -115,7 +115,7 @@ struct ObjectReport {
   std::optional<RealmKeyRole> role;  // nullopt: not a realm object
   std::string description;           // "record-sealing key", "not a realm object"
   std::vector<Violation> violations;
-  std::vector<std::string> notes;    // e.g. "CKA_COPYABLE unavailable"
+  std::vector<std::string> notes;  // e.g. "CKA_COPYABLE unavailable"
   bool pass() const { return violations.empty(); }
 };
 

@@ -53,8 +53,8 @@ StatusOr<std::unique_ptr<TokenHsm>> TokenHsm::Open(std::string_view uri) {
 
 StatusOr<std::unique_ptr<TokenHsm>> TokenHsm::Open(std::string_view uri, Options options) {
   ASSIGN_OR_RETURN(TokenUri parsed, ParseTokenUri(uri));
-  std::string module_path = parsed.module_path.value_or(
-      parsed.module_name.value_or(std::string(kDefaultModulePath)));
+  std::string module_path =
+      parsed.module_path.value_or(parsed.module_name.value_or(std::string(kDefaultModulePath)));
   ASSIGN_OR_RETURN(std::unique_ptr<Module> module,
                    Module::Load(module_path, options.module_init_parameters));
   return Open(std::shared_ptr<Module>(std::move(module)), uri, std::move(options));
@@ -131,8 +131,7 @@ StatusOr<vault::SealedBlob> TokenHsm::Seal(uint32_t key_id, std::span<const uint
       return NotFoundError("no sealing key " + std::to_string(key_id) + " on the token");
     }
     // iv_sources_ only grows, under the exclusive lock; the shared lock is held here.
-    return AesGcmEncrypt(*pool_, it->second, *iv_sources_.at(key_id), plaintext,
-                         associated_data);
+    return AesGcmEncrypt(*pool_, it->second, *iv_sources_.at(key_id), plaintext, associated_data);
   });
   if (!sealed.ok()) return sealed.status();
   vault::SealedBlob blob;
@@ -154,9 +153,8 @@ StatusOr<SecretBytes> TokenHsm::Unseal(const vault::SealedBlob& blob, ByteView a
 
 StatusOr<vault::MacTag> TokenHsm::Mac(vault::MacKeyRole role, ByteView data) {
   return WithKeys([&](const RealmKeys& keys) {
-    return HmacSha256(*pool_,
-                      role == vault::MacKeyRole::kRecordId ? keys.record_id_mac : keys.anchor_mac,
-                      data);
+    return HmacSha256(
+        *pool_, role == vault::MacKeyRole::kRecordId ? keys.record_id_mac : keys.anchor_mac, data);
   });
 }
 
@@ -182,8 +180,7 @@ StatusOr<vault::SigningPublicKey> TokenHsm::AuditPublicKey() {
     std::lock_guard<std::mutex> lock(public_key_mu_);
     if (public_key_.has_value()) return *public_key_;
   }
-  ASSIGN_OR_RETURN(vault::SigningPublicKey key,
-                   WithKeys([&](const RealmKeys& keys) {
+  ASSIGN_OR_RETURN(vault::SigningPublicKey key, WithKeys([&](const RealmKeys& keys) {
                      return ExportPublicKey(*pool_, keys.audit_public, keys.audit_algorithm);
                    }));
   std::lock_guard<std::mutex> lock(public_key_mu_);
@@ -236,8 +233,8 @@ StatusOr<std::optional<Bytes>> TokenHsm::LoadAnchor() {
   for (const AnchorCarrier& c : carriers) {
     // Two holders with one sequence can only come from a repeated create; they must agree.
     if (&c != newest && c.sequence == newest->sequence && c.anchor != newest->anchor) {
-      return DataLossError("two anchor objects share sequence " +
-                           std::to_string(newest->sequence) + " but differ");
+      return DataLossError("two anchor objects share sequence " + std::to_string(newest->sequence) +
+                           " but differ");
     }
   }
   anchor_sequence_ = newest->sequence;
@@ -312,8 +309,7 @@ Status TokenHsm::StoreAnchor(ByteView anchor) {
   }
   if (anchor_sequence_ == UINT64_MAX) return ResourceExhaustedError("anchor sequence exhausted");
   uint64_t sequence = anchor_sequence_ + 1;
-  StatusOr<CK_OBJECT_HANDLE> created =
-      CreateAnchorCarrier(EncodeAnchorCarrier(sequence, anchor));
+  StatusOr<CK_OBJECT_HANDLE> created = CreateAnchorCarrier(EncodeAnchorCarrier(sequence, anchor));
   if (!created.ok()) {
     // We cannot tell whether the token kept the object; learn the state again next time.
     anchor_state_known_ = false;

@@ -141,8 +141,8 @@ class TokenHsm final : public vault::Hsm {
   const Capabilities caps_;
 
   mutable std::shared_mutex keys_mu_;
-  RealmKeys keys_;                                                    // guarded by keys_mu_
-  std::map<uint32_t, std::unique_ptr<GcmIvSource>> iv_sources_;       // guarded by keys_mu_
+  RealmKeys keys_;                                               // guarded by keys_mu_
+  std::map<uint32_t, std::unique_ptr<GcmIvSource>> iv_sources_;  // guarded by keys_mu_
 
   std::mutex public_key_mu_;
   std::optional<vault::SigningPublicKey> public_key_;  // guarded by public_key_mu_

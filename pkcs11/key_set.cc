@@ -27,12 +27,17 @@ constexpr RoleSpec kSpecs[] = {
 
 uint8_t RoleByte(RealmKeyRole role) {
   switch (role) {
-    case RealmKeyRole::kRecordSeal: return 0x01;
-    case RealmKeyRole::kRecordIdMac: return 0x02;
-    case RealmKeyRole::kAnchorMac: return 0x03;
+    case RealmKeyRole::kRecordSeal:
+      return 0x01;
+    case RealmKeyRole::kRecordIdMac:
+      return 0x02;
+    case RealmKeyRole::kAnchorMac:
+      return 0x03;
     case RealmKeyRole::kAuditSignPrivate:
-    case RealmKeyRole::kAuditSignPublic: return 0x04;
-    case RealmKeyRole::kAnchorHolder: return 0x05;
+    case RealmKeyRole::kAuditSignPublic:
+      return 0x04;
+    case RealmKeyRole::kAnchorHolder:
+      return 0x05;
   }
   return 0;
 }
@@ -66,12 +71,17 @@ void SecretKeyCommon(AttributeTemplate& t, CK_KEY_TYPE key_type, std::string_vie
 
 const char* LabelFor(RealmKeyRole role) {
   switch (role) {
-    case RealmKeyRole::kRecordIdMac: return kRecordIdMacLabel;
-    case RealmKeyRole::kAnchorMac: return kAnchorMacLabel;
+    case RealmKeyRole::kRecordIdMac:
+      return kRecordIdMacLabel;
+    case RealmKeyRole::kAnchorMac:
+      return kAnchorMacLabel;
     case RealmKeyRole::kAuditSignPrivate:
-    case RealmKeyRole::kAuditSignPublic: return kAuditSignLabel;
-    case RealmKeyRole::kAnchorHolder: return kAnchorLabel;
-    case RealmKeyRole::kRecordSeal: return kRecordSealLabelPrefix;
+    case RealmKeyRole::kAuditSignPublic:
+      return kAuditSignLabel;
+    case RealmKeyRole::kAnchorHolder:
+      return kAnchorLabel;
+    case RealmKeyRole::kRecordSeal:
+      return kRecordSealLabelPrefix;
   }
   return "";
 }
@@ -119,8 +129,8 @@ Status GenerateAuditKeyPair(SessionPool& pool, vault::SignatureAlgorithm algorit
   CK_OBJECT_HANDLE priv_handle = CK_INVALID_HANDLE;
   Status s = pool.Run([&](CK_SESSION_HANDLE session) {
     CK_MECHANISM mechanism{ed ? CKM_EC_EDWARDS_KEY_PAIR_GEN : CKM_EC_KEY_PAIR_GEN, nullptr, 0};
-    return CallResult{f->C_GenerateKeyPair(session, &mechanism, pub.data(), pub.size(),
-                                           priv.data(), priv.size(), &pub_handle, &priv_handle),
+    return CallResult{f->C_GenerateKeyPair(session, &mechanism, pub.data(), pub.size(), priv.data(),
+                                           priv.size(), &pub_handle, &priv_handle),
                       "C_GenerateKeyPair"};
   });
   return s.WithContext(std::string("generating '") + kAuditSignLabel + "'");
@@ -248,8 +258,8 @@ StatusOr<RealmKeys> FindRealmKeys(SessionPool& pool) {
   ASSIGN_OR_RETURN(keys.audit_public, FindOne(pool, kAuditSignLabel, CKO_PUBLIC_KEY));
   RETURN_IF_ERROR(CheckKeyType(pool, keys.record_id_mac, kRecordIdMacLabel,
                                {CKK_GENERIC_SECRET, CKK_SHA256_HMAC}));
-  RETURN_IF_ERROR(CheckKeyType(pool, keys.anchor_mac, kAnchorMacLabel,
-                               {CKK_GENERIC_SECRET, CKK_SHA256_HMAC}));
+  RETURN_IF_ERROR(
+      CheckKeyType(pool, keys.anchor_mac, kAnchorMacLabel, {CKK_GENERIC_SECRET, CKK_SHA256_HMAC}));
   ASSIGN_OR_RETURN(CK_ULONG audit_type, ReadUlong(pool, keys.audit_private, CKA_KEY_TYPE));
   if (audit_type == CKK_EC_EDWARDS) {
     keys.audit_algorithm = vault::SignatureAlgorithm::kEd25519;
@@ -295,12 +305,11 @@ StatusOr<std::vector<KeySetAction>> EnsureRealmKeys(SessionPool& pool, const Cap
       audit_private.size() != audit_public.size()) {
     return FailedPreconditionError(
         std::string("the audit key pair '") + kAuditSignLabel + "' is incomplete or duplicated (" +
-        std::to_string(audit_private.size()) + " private, " +
-        std::to_string(audit_public.size()) + " public); fix it by hand before init");
+        std::to_string(audit_private.size()) + " private, " + std::to_string(audit_public.size()) +
+        " public); fix it by hand before init");
   }
   bool need_audit = audit_private.empty();
-  vault::SignatureAlgorithm algorithm =
-      options.audit_algorithm.value_or(caps.PreferredSignature());
+  vault::SignatureAlgorithm algorithm = options.audit_algorithm.value_or(caps.PreferredSignature());
   if (sealing.keys.empty() && !(caps.aes_key_gen && caps.aes_gcm)) {
     return FailedPreconditionError("the token lacks CKM_AES_KEY_GEN or CKM_AES_GCM");
   }
@@ -336,9 +345,8 @@ StatusOr<std::vector<KeySetAction>> EnsureRealmKeys(SessionPool& pool, const Cap
     }
     actions.push_back({LabelFor(mac.role), "HMAC-SHA256 secret key (32 bytes)", !mac.exists});
   }
-  std::string pair_kind = algorithm == vault::SignatureAlgorithm::kEd25519
-                              ? "Ed25519 key pair"
-                              : "ECDSA P-256 key pair";
+  std::string pair_kind = algorithm == vault::SignatureAlgorithm::kEd25519 ? "Ed25519 key pair"
+                                                                           : "ECDSA P-256 key pair";
   if (need_audit) {
     RETURN_IF_ERROR(GenerateAuditKeyPair(pool, algorithm));
     actions.push_back({kAuditSignLabel, pair_kind, true});

@@ -107,9 +107,7 @@ struct RealmKeys {
   vault::SignatureAlgorithm audit_algorithm = vault::SignatureAlgorithm::kEd25519;
 
   // CurrentSealingKeyId is the highest sealing key id (0 if there is none).
-  uint32_t CurrentSealingKeyId() const {
-    return sealing.empty() ? 0 : sealing.rbegin()->first;
-  }
+  uint32_t CurrentSealingKeyId() const { return sealing.empty() ? 0 : sealing.rbegin()->first; }
 };
 
 // FindRealmKeys looks every realm key up by label. NOT_FOUND naming the first missing key

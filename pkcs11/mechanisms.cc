@@ -44,8 +44,8 @@ constexpr Wanted kWanted[] = {
     {CKM_EC_EDWARDS_KEY_PAIR_GEN, "generate the Ed25519 audit key", CKF_GENERATE_KEY_PAIR, false,
      0},
     {CKM_EDDSA, "sign audit records with Ed25519", CKF_SIGN, false, 0},
-    {CKM_EC_KEY_PAIR_GEN, "generate the P-256 audit key (fallback)", CKF_GENERATE_KEY_PAIR,
-     false, 0},
+    {CKM_EC_KEY_PAIR_GEN, "generate the P-256 audit key (fallback)", CKF_GENERATE_KEY_PAIR, false,
+     0},
     {CKM_ECDSA_SHA256, "sign audit records with ECDSA P-256 (fallback)", CKF_SIGN, false, 0},
     {CKM_ECDSA, "sign audit records with ECDSA P-256 over a token digest (fallback)", CKF_SIGN,
      false, 0},
@@ -93,8 +93,8 @@ StatusOr<Capabilities> DetectCapabilities(const Module& module, CK_SLOT_ID slot,
       if (!info.ok() && info.status().code() != StatusCode::kUnimplemented) return info.status();
       if (info.ok()) {
         check.info = *info;
-        check.present = (info->flags & wanted.flags) == wanted.flags &&
-                        KeySizeFits(*info, wanted.key_size);
+        check.present =
+            (info->flags & wanted.flags) == wanted.flags && KeySizeFits(*info, wanted.key_size);
       }
     }
     caps.checks.push_back(std::move(check));

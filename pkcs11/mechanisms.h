@@ -33,15 +33,15 @@ struct MechanismCheck {
 
 // Capabilities summarises DetectCapabilities.
 struct Capabilities {
-  bool aes_gcm = false;           // CKM_AES_GCM encrypt+decrypt with 32-byte keys
-  bool aes_key_gen = false;       // CKM_AES_KEY_GEN
-  bool hmac_sha256 = false;       // CKM_SHA256_HMAC sign+verify
+  bool aes_gcm = false;      // CKM_AES_GCM encrypt+decrypt with 32-byte keys
+  bool aes_key_gen = false;  // CKM_AES_KEY_GEN
+  bool hmac_sha256 = false;  // CKM_SHA256_HMAC sign+verify
   bool generic_secret_key_gen = false;
   bool aes_key_wrap_pad = false;  // CKM_AES_KEY_WRAP_PAD wrap+unwrap
   bool eddsa = false;             // CKM_EC_EDWARDS_KEY_PAIR_GEN and CKM_EDDSA sign
-  bool ecdsa = false;             // CKM_EC_KEY_PAIR_GEN and CKM_ECDSA_SHA256 or CKM_ECDSA+CKM_SHA256
-  bool ecdsa_sha256 = false;      // CKM_ECDSA_SHA256 (else the digest is computed with CKM_SHA256)
-  bool random = false;            // CKF_RNG in the token flags
+  bool ecdsa = false;         // CKM_EC_KEY_PAIR_GEN and CKM_ECDSA_SHA256 or CKM_ECDSA+CKM_SHA256
+  bool ecdsa_sha256 = false;  // CKM_ECDSA_SHA256 (else the digest is computed with CKM_SHA256)
+  bool random = false;        // CKF_RNG in the token flags
   std::vector<MechanismCheck> checks;
 
   // RealmKeysSupported is true if the realm key set can be created and used.

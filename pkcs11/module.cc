@@ -103,8 +103,7 @@ StatusOr<std::unique_ptr<Module>> Module::Load(std::string_view path_or_name,
   auto get_function_list =
       reinterpret_cast<CK_C_GetFunctionList>(::dlsym(library, "C_GetFunctionList"));
   if (get_function_list == nullptr) {
-    return FailedPreconditionError("'" + path +
-                                   "' is not a PKCS#11 module (no C_GetFunctionList)");
+    return FailedPreconditionError("'" + path + "' is not a PKCS#11 module (no C_GetFunctionList)");
   }
   CK_FUNCTION_LIST* functions = nullptr;
   CK_RV rv = get_function_list(&functions);
@@ -116,9 +115,10 @@ StatusOr<std::unique_ptr<Module>> Module::Load(std::string_view path_or_name,
   return Initialize(std::move(module), std::move(init_parameters));
 }
 
-StatusOr<std::unique_ptr<Module>> Module::CreateFromFunctionList(
-    CK_FUNCTION_LIST* functions, std::string init_parameters, std::shared_ptr<void> keep_alive,
-    std::string description) {
+StatusOr<std::unique_ptr<Module>> Module::CreateFromFunctionList(CK_FUNCTION_LIST* functions,
+                                                                 std::string init_parameters,
+                                                                 std::shared_ptr<void> keep_alive,
+                                                                 std::string description) {
   if (functions == nullptr) return InvalidArgumentError("null PKCS#11 function list");
   std::unique_ptr<Module> module(new Module());
   module->functions_ = functions;

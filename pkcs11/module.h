@@ -1,7 +1,8 @@
 // module.h: a loaded and initialised PKCS#11 module (RAII over dlopen + C_Initialize).
 //
-//   ASSIGN_OR_RETURN(std::unique_ptr<Module> module, Module::Load("/usr/lib/softhsm/libsofthsm2.so"));
-//   ASSIGN_OR_RETURN(TokenDescription token, module->FindToken(uri));
+//   ASSIGN_OR_RETURN(std::unique_ptr<Module> module,
+//   Module::Load("/usr/lib/softhsm/libsofthsm2.so")); ASSIGN_OR_RETURN(TokenDescription token,
+//   module->FindToken(uri));
 //
 // Load dlopens the library, calls C_GetFunctionList, then C_Initialize with
 // CKF_OS_LOCKING_OK (the module does its own locking with OS primitives, so every function

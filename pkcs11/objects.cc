@@ -4,12 +4,11 @@
 
 namespace pinvault::pkcs11 {
 
-AttributeTemplate& AttributeTemplate::Add(CK_ATTRIBUTE_TYPE type, const void* value,
-                                          size_t size) {
+AttributeTemplate& AttributeTemplate::Add(CK_ATTRIBUTE_TYPE type, const void* value, size_t size) {
   std::vector<uint8_t>& slot = storage_.emplace_back(size);
   if (size > 0) std::memcpy(slot.data(), value, size);
-  attributes_.push_back(CK_ATTRIBUTE{type, size > 0 ? slot.data() : nullptr,
-                                     static_cast<CK_ULONG>(size)});
+  attributes_.push_back(
+      CK_ATTRIBUTE{type, size > 0 ? slot.data() : nullptr, static_cast<CK_ULONG>(size)});
   return *this;
 }
 
@@ -30,8 +29,8 @@ AttributeTemplate& AttributeTemplate::String(CK_ATTRIBUTE_TYPE type, std::string
   return Add(type, value.data(), value.size());
 }
 
-CallResult FindObjectsOn(CK_FUNCTION_LIST* f, CK_SESSION_HANDLE session,
-                         AttributeTemplate& match, std::vector<CK_OBJECT_HANDLE>* out) {
+CallResult FindObjectsOn(CK_FUNCTION_LIST* f, CK_SESSION_HANDLE session, AttributeTemplate& match,
+                         std::vector<CK_OBJECT_HANDLE>* out) {
   CK_RV rv = f->C_FindObjectsInit(session, match.data(), match.size());
   if (rv != CKR_OK) return {rv, "C_FindObjectsInit"};
   CK_OBJECT_HANDLE batch[64];

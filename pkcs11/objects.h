@@ -44,8 +44,8 @@ class AttributeTemplate {
 
 // FindObjectsOn runs C_FindObjectsInit/C_FindObjects/C_FindObjectsFinal on `session` and
 // appends the handles to `out`. The search always finishes, even when C_FindObjects fails.
-CallResult FindObjectsOn(CK_FUNCTION_LIST* f, CK_SESSION_HANDLE session,
-                         AttributeTemplate& match, std::vector<CK_OBJECT_HANDLE>* out);
+CallResult FindObjectsOn(CK_FUNCTION_LIST* f, CK_SESSION_HANDLE session, AttributeTemplate& match,
+                         std::vector<CK_OBJECT_HANDLE>* out);
 
 // FindObjects returns every object matching `match` (an empty template matches all objects
 // the logged-in user can see).

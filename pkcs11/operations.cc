@@ -80,8 +80,8 @@ StatusOr<GcmSealed> AesGcmEncrypt(SessionPool& pool, CK_OBJECT_HANDLE key, GcmIv
     rv = f->C_EncryptInit(session, &mechanism, key);
     if (rv != CKR_OK) return {rv, "C_EncryptInit"};
     CK_ULONG length = out.ciphertext.size();
-    rv = f->C_Encrypt(session, Mutable(plaintext), plaintext.size(), out.ciphertext.data(),
-                      &length);
+    rv =
+        f->C_Encrypt(session, Mutable(plaintext), plaintext.size(), out.ciphertext.data(), &length);
     if (rv != CKR_OK) return {rv, "C_Encrypt"};
     if (length != out.ciphertext.size()) return {CKR_GENERAL_ERROR, "C_Encrypt (length)"};
     return {};
@@ -120,8 +120,8 @@ StatusOr<SecretBytes> AesGcmDecrypt(SessionPool& pool, CK_OBJECT_HANDLE key, con
                       buffer.RevealMutable().data(), &length);
     if (rv == CKR_BUFFER_TOO_SMALL) {
       // The operation is still active; a second call with the size asked for finishes it.
-      buffer = SecretBytes(std::min(std::max<size_t>(length, 1),
-                                    ciphertext.size() + kMaxDecryptSlack));
+      buffer =
+          SecretBytes(std::min(std::max<size_t>(length, 1), ciphertext.size() + kMaxDecryptSlack));
       length = buffer.size();
       rv = f->C_Decrypt(session, Mutable(ciphertext), ciphertext.size(),
                         buffer.RevealMutable().data(), &length);
@@ -216,8 +216,7 @@ StatusOr<CK_OBJECT_HANDLE> UnwrapKey(SessionPool& pool, CK_OBJECT_HANDLE unwrapp
 }
 
 StatusOr<Bytes> SignWith(SessionPool& pool, CK_OBJECT_HANDLE private_key,
-                         vault::SignatureAlgorithm algorithm, bool ecdsa_sha256,
-                         ByteView message) {
+                         vault::SignatureAlgorithm algorithm, bool ecdsa_sha256, ByteView message) {
   CK_FUNCTION_LIST* f = pool.functions();
   Bytes signature;
   RETURN_IF_ERROR(pool.Run([&](CK_SESSION_HANDLE session) -> CallResult {
@@ -264,8 +263,8 @@ StatusOr<Bytes> ParseEcPoint(ByteView value, vault::SignatureAlgorithm algorithm
     value = value.subspan(2);  // DER OCTET STRING wrapping
   }
   if (value.size() != point_size) {
-    return DataLossError("CKA_EC_POINT has " + std::to_string(value.size()) +
-                         " bytes, expected " + std::to_string(point_size));
+    return DataLossError("CKA_EC_POINT has " + std::to_string(value.size()) + " bytes, expected " +
+                         std::to_string(point_size));
   }
   if (algorithm == vault::SignatureAlgorithm::kEcdsaP256 && value[0] != 0x04) {
     return DataLossError("CKA_EC_POINT is not an uncompressed P-256 point");

@@ -50,8 +50,7 @@ class GcmIvSource {
   static constexpr size_t kMaxPrefixes = size_t{1} << 16;
 
   // `ivs_per_prefix` and `max_prefixes` exist so tests can reach the limits quickly.
-  explicit GcmIvSource(uint64_t ivs_per_prefix = kIvsPerPrefix,
-                       size_t max_prefixes = kMaxPrefixes);
+  explicit GcmIvSource(uint64_t ivs_per_prefix = kIvsPerPrefix, size_t max_prefixes = kMaxPrefixes);
 
   // Next writes a fresh IV to `iv`, drawing a new prefix with C_GenerateRandom on `session` when
   // needed, and returns CKR_OK; on failure it returns C_GenerateRandom's code. If the source may

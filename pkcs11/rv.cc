@@ -155,7 +155,7 @@ StatusCode CodeFor(CK_RV rv, RvContext context) {
     case CKR_GENERAL_ERROR:
     case CKR_FUNCTION_FAILED:
       return context == RvContext::kAuthenticatedDecrypt ? StatusCode::kDataLoss
-                                                          : StatusCode::kInternal;
+                                                         : StatusCode::kInternal;
 
     case CKR_SLOT_ID_INVALID:
     case CKR_KEY_HANDLE_INVALID:
@@ -245,8 +245,7 @@ Status RvToStatus(CK_RV rv, std::string_view function, RvContext context) {
   StatusCode code = CodeFor(rv, context);
   if (code == StatusCode::kOk) return OkStatus();
   std::string message = DescribeRv(rv, function);
-  if (code == StatusCode::kDataLoss &&
-      (rv == CKR_GENERAL_ERROR || rv == CKR_FUNCTION_FAILED)) {
+  if (code == StatusCode::kDataLoss && (rv == CKR_GENERAL_ERROR || rv == CKR_FUNCTION_FAILED)) {
     message += ", read as an authentication failure";
   }
   return Status(code, std::move(message));

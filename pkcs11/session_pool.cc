@@ -144,8 +144,8 @@ StatusOr<SessionPool::Lease> SessionPool::OpenSession() {
     slot = token_.slot;
   }
   CK_SESSION_HANDLE session = CK_INVALID_HANDLE;
-  CK_RV rv = functions_->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr,
-                                       nullptr, &session);
+  CK_RV rv = functions_->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr,
+                                       &session);
   if (rv != CKR_OK) {
     if (TokenGone(rv)) {
       std::lock_guard<std::mutex> lock(mu_);

@@ -73,17 +73,16 @@ class SessionPool {
   // URI names (pin-source file or pin-value). Errors: NOT_FOUND (no such token, or no PIN file),
   // FAILED_PRECONDITION (several tokens match, or the token needs a PIN and none was given),
   // PERMISSION_DENIED (wrong PIN, PIN locked), UNAVAILABLE (token not reachable).
-  static StatusOr<std::unique_ptr<SessionPool>> Open(std::shared_ptr<Module> module,
-                                                      TokenUri uri, Options options);
-  static StatusOr<std::unique_ptr<SessionPool>> Open(std::shared_ptr<Module> module,
-                                                      TokenUri uri);
+  static StatusOr<std::unique_ptr<SessionPool>> Open(std::shared_ptr<Module> module, TokenUri uri,
+                                                     Options options);
+  static StatusOr<std::unique_ptr<SessionPool>> Open(std::shared_ptr<Module> module, TokenUri uri);
 
   // OpenWithPin is Open with an explicit user PIN (the URI's PIN, if any, is ignored). An empty
   // optional means "do not log in" (only allowed if the token does not require login).
   static StatusOr<std::unique_ptr<SessionPool>> OpenWithPin(std::shared_ptr<Module> module,
-                                                             TokenUri uri,
-                                                             std::optional<SecretBytes> pin,
-                                                             Options options);
+                                                            TokenUri uri,
+                                                            std::optional<SecretBytes> pin,
+                                                            Options options);
 
   SessionPool(const SessionPool&) = delete;
   SessionPool& operator=(const SessionPool&) = delete;
@@ -197,8 +196,8 @@ Status SessionPool::Run(Fn&& fn) {
     RETURN_IF_ERROR(Recover(*lease, result.rv));
   }
   if (!last_status.ok()) {
-    return UnavailableError(last_status.message() + " (gave up after " +
-                            std::to_string(attempts) + " attempts)");
+    return UnavailableError(last_status.message() + " (gave up after " + std::to_string(attempts) +
+                            " attempts)");
   }
   return GiveUp(last, attempts);
 }

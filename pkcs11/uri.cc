@@ -22,8 +22,8 @@ int HexValue(char c) {
 }
 
 bool IsUnreserved(unsigned char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         c == '-' || c == '.' || c == '_' || c == '~';
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '.' || c == '_' || c == '~';
 }
 
 std::vector<std::string_view> Split(std::string_view s, char sep) {
@@ -122,8 +122,8 @@ StatusOr<TokenUri> ParseTokenUri(std::string_view uri) {
     if (attr.empty()) continue;
     size_t eq = attr.find('=');
     if (eq == std::string_view::npos) {
-      return InvalidArgumentError("PKCS#11 URI path attribute without '=': '" +
-                                  std::string(attr) + "'");
+      return InvalidArgumentError("PKCS#11 URI path attribute without '=': '" + std::string(attr) +
+                                  "'");
     }
     std::string_view name = attr.substr(0, eq);
     ASSIGN_OR_RETURN(std::string value, PercentDecode(attr.substr(eq + 1)));
@@ -158,8 +158,8 @@ StatusOr<TokenUri> ParseTokenUri(std::string_view uri) {
     } else if (name.substr(0, 2) == "x-") {
       continue;
     } else {
-      return InvalidArgumentError("PKCS#11 URI has unknown path attribute '" +
-                                  std::string(name) + "'");
+      return InvalidArgumentError("PKCS#11 URI has unknown path attribute '" + std::string(name) +
+                                  "'");
     }
   }
 
@@ -194,8 +194,8 @@ StatusOr<TokenUri> ParseTokenUri(std::string_view uri) {
         file = value;
       }
       if (file.empty() || file[0] != '/') {
-        return InvalidArgumentError(
-            "PKCS#11 URI pin-source must be file:/ABSOLUTE/PATH (got '" + value + "')");
+        return InvalidArgumentError("PKCS#11 URI pin-source must be file:/ABSOLUTE/PATH (got '" +
+                                    value + "')");
       }
       RETURN_IF_ERROR(SetOnce(out.pin_source, name, std::move(file)));
     } else if (name == "module-path") {
@@ -205,8 +205,8 @@ StatusOr<TokenUri> ParseTokenUri(std::string_view uri) {
     } else if (name.substr(0, 2) == "x-") {
       continue;
     } else {
-      return InvalidArgumentError("PKCS#11 URI has unknown query attribute '" +
-                                  std::string(name) + "'");
+      return InvalidArgumentError("PKCS#11 URI has unknown query attribute '" + std::string(name) +
+                                  "'");
     }
   }
   if (out.pin_source.has_value() && out.pin_value.has_value()) {
@@ -216,8 +216,7 @@ StatusOr<TokenUri> ParseTokenUri(std::string_view uri) {
 }
 
 bool TokenUri::HasTokenSelector() const {
-  return token.has_value() || serial.has_value() || manufacturer.has_value() ||
-         model.has_value();
+  return token.has_value() || serial.has_value() || manufacturer.has_value() || model.has_value();
 }
 
 std::string TokenUri::ToString() const {

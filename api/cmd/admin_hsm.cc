@@ -3,11 +3,10 @@
 #include <iomanip>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 #include <sstream>
-
-#include <nlohmann/json.hpp>
 
 #include "pkcs11/audit.h"
 #include "pkcs11/key_set.h"
@@ -345,12 +344,11 @@ int RunStatus(const HsmArgs& args, std::ostream& out, std::ostream& err) {
   StatusOr<TokenDescription> token = c->module->FindToken(c->uri);
   if (!token.ok()) return Fail(err, "status", token.status());
   out << "module:  " << c->module_path << "\n"
-      << "         " << Printable(info->manufacturer) << ", " << Printable(info->description)
-      << " " << info->library_version << ", Cryptoki " << info->cryptoki_version << "\n"
+      << "         " << Printable(info->manufacturer) << ", " << Printable(info->description) << " "
+      << info->library_version << ", Cryptoki " << info->cryptoki_version << "\n"
       << "token:   " << Describe(*token) << "\n"
-      << "         hardware " << token->hardware_version << ", firmware "
-      << token->firmware_version << ", slot \"" << Printable(token->slot_description)
-      << "\"\n"
+      << "         hardware " << token->hardware_version << ", firmware " << token->firmware_version
+      << ", slot \"" << Printable(token->slot_description) << "\"\n"
       << "flags:   " << FlagsText(token->flags) << "\n\n";
   StatusOr<Capabilities> caps = pkcs11::DetectCapabilities(*c->module, token->slot, token->flags);
   if (!caps.ok()) return Fail(err, "status", caps.status());
@@ -360,9 +358,9 @@ int RunStatus(const HsmArgs& args, std::ostream& out, std::ostream& err) {
         << (m.required ? "required  " : "optional  ") << m.purpose << "\n";
   }
   out << "\naudit signing key: "
-      << (caps->eddsa ? "Ed25519 (CKM_EDDSA)"
-                      : caps->ecdsa ? "ECDSA P-256 (this token has no CKM_EDDSA)"
-                                    : "NONE AVAILABLE")
+      << (caps->eddsa   ? "Ed25519 (CKM_EDDSA)"
+          : caps->ecdsa ? "ECDSA P-256 (this token has no CKM_EDDSA)"
+                        : "NONE AVAILABLE")
       << "\n";
   out << "realm key set supported: " << (caps->RealmKeysSupported() ? "yes" : "NO") << "\n";
   if (c->uri.pin_source.has_value() || c->uri.pin_value.has_value()) {

@@ -119,8 +119,8 @@ int Main(int argc, char** argv) {
 
   std::vector<uint8_t> message(kMessageSize);
   for (size_t i = 0; i < message.size(); ++i) message[i] = static_cast<uint8_t>(i * 13);
-  std::vector<uint8_t> aad = {'r', 'e', 'c', 'o', 'r', 'd', '-', '0', '0', '0', '1', '|', 'v', '0',
-                              '0', '7'};
+  std::vector<uint8_t> aad = {'r', 'e', 'c', 'o', 'r', 'd', '-', '0',
+                              '0', '0', '1', '|', 'v', '0', '0', '7'};
   std::vector<uint8_t> out(kMessageSize + 64);
   uint8_t iv[12] = {1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 0};
   uint32_t counter = 0;
@@ -246,9 +246,8 @@ int Main(int argc, char** argv) {
       return Fail(c.name, InternalError("an operation failed during warm-up"));
     }
   }
-  Clock::time_point deadline =
-      Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                         std::chrono::duration<double>(seconds));
+  Clock::time_point deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                                  std::chrono::duration<double>(seconds));
   int rounds = 0;
   while (Clock::now() < deadline || rounds < 3) {
     for (Comparison& c : comparisons) {

@@ -1,7 +1,7 @@
 // `pinvault-admin hsm` as a user runs it: the built binary against fresh tokens.
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -84,8 +84,9 @@ TEST_F(AdminCliTest, ExtractableKeyMadeWithPkcs11ToolFailsTheAudit) {
   Result audit = Admin({"hsm", "audit", "--token", token_->uri()});
   EXPECT_EQ(audit.exit_code, 1) << audit.output;
   EXPECT_TRUE(Contains(audit.output, "[FAIL] secret key AES \"rogue\"")) << audit.output;
-  EXPECT_TRUE(Contains(audit.output, "violation: CKA_EXTRACTABLE is true on a key that is not "
-                                     "part of the realm"))
+  EXPECT_TRUE(Contains(audit.output,
+                       "violation: CKA_EXTRACTABLE is true on a key that is not "
+                       "part of the realm"))
       << audit.output;
   EXPECT_TRUE(Contains(audit.output, "audit: FAIL")) << audit.output;
   EXPECT_TRUE(Contains(audit.output, "\"rogue\" CKA_EXTRACTABLE")) << audit.output;
@@ -132,8 +133,8 @@ TEST_F(AdminCliTest, StatusListsMechanisms) {
 }
 
 TEST_F(AdminCliTest, ClearErrorsForWrongModulePinAndToken) {
-  Result module = Admin({"hsm", "audit", "--module", "/nonexistent/libpkcs11.so", "--token",
-                       token_->uri()});
+  Result module =
+      Admin({"hsm", "audit", "--module", "/nonexistent/libpkcs11.so", "--token", token_->uri()});
   EXPECT_EQ(module.exit_code, 3);
   EXPECT_TRUE(Contains(module.output, "cannot load PKCS#11 module '/nonexistent/libpkcs11.so'"))
       << module.output;
@@ -141,14 +142,14 @@ TEST_F(AdminCliTest, ClearErrorsForWrongModulePinAndToken) {
   std::string bad_pin_file = token_->dir() + "/wrong-pin";
   ASSERT_TRUE(testing::WriteFile(bad_pin_file, "wrong-pin-4321\n", 0600).ok());
   Result pin = Admin({"hsm", "init", "--token",
-                    "pkcs11:token=" + token_->label() + "?pin-source=file:" + bad_pin_file});
+                      "pkcs11:token=" + token_->label() + "?pin-source=file:" + bad_pin_file});
   EXPECT_EQ(pin.exit_code, 3);
   EXPECT_TRUE(Contains(pin.output, "CKR_PIN_INCORRECT")) << pin.output;
   EXPECT_TRUE(Contains(pin.output, "wrong PIN"));
   EXPECT_FALSE(Contains(pin.output, "wrong-pin-4321"));
 
   Result token = Admin({"hsm", "audit", "--token",
-                      "pkcs11:token=no-such-token?pin-source=file:" + token_->pin_file()});
+                        "pkcs11:token=no-such-token?pin-source=file:" + token_->pin_file()});
   EXPECT_EQ(token.exit_code, 3);
   EXPECT_TRUE(Contains(token.output, "no token matches")) << token.output;
   EXPECT_TRUE(Contains(token.output, "'" + token_->label() + "'"));
@@ -158,7 +159,7 @@ TEST_F(AdminCliTest, ClearErrorsForWrongModulePinAndToken) {
   EXPECT_TRUE(Contains(uri.output, "not a PKCS#11 URI"));
 
   Result value = Admin({"hsm", "status", "--token",
-                      "pkcs11:token=" + token_->label() + "?pin-value=" + token_->user_pin()});
+                        "pkcs11:token=" + token_->label() + "?pin-value=" + token_->user_pin()});
   EXPECT_EQ(value.exit_code, 0) << value.output;
   EXPECT_TRUE(Contains(value.output, "warning: the PKCS#11 URI carries pin-value"));
 
@@ -170,8 +171,9 @@ TEST_F(AdminCliTest, ClearErrorsForWrongModulePinAndToken) {
 TEST(AdminCliNssTest, NssTokenInitWorksAndTheAuditSaysWhatNssLacks) {
   StatusOr<std::unique_ptr<NssToken>> token = NssToken::Create();
   ASSERT_TRUE(token.ok()) << token.status();
-  std::vector<std::string> module = {"--module", NssToken::ModulePath(), "--module-args",
-                                     (*token)->init_parameters(), "--token", (*token)->uri()};
+  std::vector<std::string> module = {"--module",      NssToken::ModulePath(),
+                                     "--module-args", (*token)->init_parameters(),
+                                     "--token",       (*token)->uri()};
   auto with = [&](std::vector<std::string> head) {
     head.insert(head.end(), module.begin(), module.end());
     return head;

@@ -20,7 +20,8 @@ using Finding = std::pair<std::string, std::string>;  // (label or subject, attr
 std::set<Finding> Violations(const AuditReport& report) {
   std::set<Finding> out;
   for (const ObjectReport& o : report.objects) {
-    for (const Violation& v : o.violations) out.insert({o.attributes.label.value_or(""), v.attribute});
+    for (const Violation& v : o.violations)
+      out.insert({o.attributes.label.value_or(""), v.attribute});
   }
   for (const TokenFinding& f : report.findings) out.insert({f.subject, f.violation.attribute});
   return out;
@@ -68,8 +69,7 @@ class AuditTest : public ::testing::TestWithParam<Backend> {
     CK_OBJECT_HANDLE handle = CK_INVALID_HANDLE;
     Status s = pool_->Run([&](CK_SESSION_HANDLE session) {
       CK_MECHANISM m{CKM_AES_KEY_GEN, nullptr, 0};
-      return CallResult{pool_->functions()->C_GenerateKey(session, &m, t.data(), t.size(),
-                                                          &handle),
+      return CallResult{pool_->functions()->C_GenerateKey(session, &m, t.data(), t.size(), &handle),
                         "C_GenerateKey"};
     });
     EXPECT_TRUE(s.ok()) << s;
@@ -148,9 +148,15 @@ TEST_P(AuditTest, FreshKeySetPassesTheAudit) {
 TEST_P(AuditTest, HandMadeExtractableKeyFailsTheAudit) {
   ASSERT_TRUE(EnsureRealmKeys(*pool_, caps_, {}).ok());
   AttributeTemplate rogue;
-  rogue.Ulong(CKA_CLASS, CKO_SECRET_KEY).Ulong(CKA_KEY_TYPE, CKK_AES).Ulong(CKA_VALUE_LEN, 32)
-      .Bool(CKA_TOKEN, true).Bool(CKA_PRIVATE, true).Bool(CKA_SENSITIVE, true)
-      .Bool(CKA_EXTRACTABLE, true).Bool(CKA_ENCRYPT, true).String(CKA_LABEL, "rogue");
+  rogue.Ulong(CKA_CLASS, CKO_SECRET_KEY)
+      .Ulong(CKA_KEY_TYPE, CKK_AES)
+      .Ulong(CKA_VALUE_LEN, 32)
+      .Bool(CKA_TOKEN, true)
+      .Bool(CKA_PRIVATE, true)
+      .Bool(CKA_SENSITIVE, true)
+      .Bool(CKA_EXTRACTABLE, true)
+      .Bool(CKA_ENCRYPT, true)
+      .String(CKA_LABEL, "rogue");
   GenerateAes(rogue);
   AuditReport report = Audit(/*require_local=*/GetParam() == Backend::kSoftHsm);
   EXPECT_FALSE(report.pass());
@@ -169,9 +175,15 @@ TEST_P(AuditTest, HandMadeExtractableKeyFailsTheAudit) {
 TEST_P(AuditTest, UnknownNonExtractableKeyIsListedAndPasses) {
   ASSERT_TRUE(EnsureRealmKeys(*pool_, caps_, {}).ok());
   AttributeTemplate other;
-  other.Ulong(CKA_CLASS, CKO_SECRET_KEY).Ulong(CKA_KEY_TYPE, CKK_AES).Ulong(CKA_VALUE_LEN, 16)
-      .Bool(CKA_TOKEN, true).Bool(CKA_PRIVATE, true).Bool(CKA_SENSITIVE, true)
-      .Bool(CKA_EXTRACTABLE, false).Bool(CKA_ENCRYPT, true).String(CKA_LABEL, "other-app");
+  other.Ulong(CKA_CLASS, CKO_SECRET_KEY)
+      .Ulong(CKA_KEY_TYPE, CKK_AES)
+      .Ulong(CKA_VALUE_LEN, 16)
+      .Bool(CKA_TOKEN, true)
+      .Bool(CKA_PRIVATE, true)
+      .Bool(CKA_SENSITIVE, true)
+      .Bool(CKA_EXTRACTABLE, false)
+      .Bool(CKA_ENCRYPT, true)
+      .String(CKA_LABEL, "other-app");
   GenerateAes(other);
   AuditReport report = Audit(/*require_local=*/GetParam() == Backend::kSoftHsm);
   EXPECT_EQ(Violations(report), ExpectedModuleFindings());
@@ -189,13 +201,23 @@ TEST_P(AuditTest, UnknownNonExtractableKeyIsListedAndPasses) {
 TEST_P(AuditTest, RealmLabelOnAKeyWithTooManyUsagesFails) {
   // A sealing key made by hand: modifiable, with wrap and sign on top of its role.
   AttributeTemplate t;
-  t.Ulong(CKA_CLASS, CKO_SECRET_KEY).Ulong(CKA_KEY_TYPE, CKK_AES).Ulong(CKA_VALUE_LEN, 32)
-      .Bool(CKA_TOKEN, true).Bool(CKA_PRIVATE, true).Bool(CKA_SENSITIVE, true)
-      .Bool(CKA_EXTRACTABLE, false).Bool(CKA_MODIFIABLE, true).Bool(CKA_ENCRYPT, true)
-      .Bool(CKA_DECRYPT, true).Bool(CKA_WRAP, true).Bool(CKA_SIGN, true)
+  t.Ulong(CKA_CLASS, CKO_SECRET_KEY)
+      .Ulong(CKA_KEY_TYPE, CKK_AES)
+      .Ulong(CKA_VALUE_LEN, 32)
+      .Bool(CKA_TOKEN, true)
+      .Bool(CKA_PRIVATE, true)
+      .Bool(CKA_SENSITIVE, true)
+      .Bool(CKA_EXTRACTABLE, false)
+      .Bool(CKA_MODIFIABLE, true)
+      .Bool(CKA_ENCRYPT, true)
+      .Bool(CKA_DECRYPT, true)
+      .Bool(CKA_WRAP, true)
+      .Bool(CKA_SIGN, true)
       // Usages left out of a template take the module's defaults (SoftHSM: verify and unwrap
       // true), which is why the realm templates name every usage; name them here too.
-      .Bool(CKA_VERIFY, false).Bool(CKA_UNWRAP, false).Bool(CKA_DERIVE, false)
+      .Bool(CKA_VERIFY, false)
+      .Bool(CKA_UNWRAP, false)
+      .Bool(CKA_DERIVE, false)
       .String(CKA_LABEL, SealingKeyLabel(1));
   GenerateAes(t);
   ASSERT_TRUE(EnsureRealmKeys(*pool_, caps_, {}).ok());  // creates the others, keeps this one
@@ -259,17 +281,17 @@ TEST(CheckObjectTest, PolicyRulesOneByOne) {
 
   // Each weakening is named by its attribute.
   for (auto [flag, value] : std::vector<std::pair<Flag, bool>>{{Flag::kSensitive, false},
-                                                              {Flag::kAlwaysSensitive, false},
-                                                              {Flag::kExtractable, true},
-                                                              {Flag::kNeverExtractable, false},
-                                                              {Flag::kLocal, false},
-                                                              {Flag::kModifiable, true},
-                                                              {Flag::kToken, false},
-                                                              {Flag::kPrivate, false},
-                                                              {Flag::kDerive, true},
-                                                              {Flag::kEncrypt, true},
-                                                              {Flag::kWrap, true},
-                                                              {Flag::kSign, false}}) {
+                                                               {Flag::kAlwaysSensitive, false},
+                                                               {Flag::kExtractable, true},
+                                                               {Flag::kNeverExtractable, false},
+                                                               {Flag::kLocal, false},
+                                                               {Flag::kModifiable, true},
+                                                               {Flag::kToken, false},
+                                                               {Flag::kPrivate, false},
+                                                               {Flag::kDerive, true},
+                                                               {Flag::kEncrypt, true},
+                                                               {Flag::kWrap, true},
+                                                               {Flag::kSign, false}}) {
     ObjectAttributes bad = mac;
     bad.Set(flag, value);
     ObjectReport report = CheckObject(bad, policy);

@@ -63,8 +63,7 @@ TEST_F(HsmFaultTest, HsmGoneIsUnavailableAndComesBackWithoutRestart) {
   fault_->Unplug();
   EXPECT_EQ(hsm_->Seal(1, Bytes(64, 7), aad).status().code(), StatusCode::kUnavailable);
   EXPECT_EQ(hsm_->Unseal(*before, aad).status().code(), StatusCode::kUnavailable);
-  EXPECT_EQ(hsm_->Mac(vault::MacKeyRole::kRecordId, aad).status().code(),
-            StatusCode::kUnavailable);
+  EXPECT_EQ(hsm_->Mac(vault::MacKeyRole::kRecordId, aad).status().code(), StatusCode::kUnavailable);
   EXPECT_EQ(hsm_->Sign(aad).status().code(), StatusCode::kUnavailable);
   EXPECT_EQ(hsm_->LoadAnchor().status().code(), StatusCode::kUnavailable);
   EXPECT_EQ(hsm_->StoreAnchor(ToBytes("anchor-2")).code(), StatusCode::kUnavailable);

@@ -3,9 +3,9 @@
 #include "pkcs11/hsm_keys.h"
 
 #include <gtest/gtest.h>
+#include <openssl/core_names.h>
 #include <openssl/ecdsa.h>
 #include <openssl/evp.h>
-#include <openssl/core_names.h>
 #include <openssl/param_build.h>
 #include <sodium.h>
 
@@ -54,10 +54,8 @@ bool VerifyP256(const Bytes& point, ByteView message, const Bytes& signature) {
   unsigned char* der = nullptr;
   int der_len = i2d_ECDSA_SIG(sig, &der);
   EVP_MD_CTX* md = EVP_MD_CTX_new();
-  ok = ok && der_len > 0 &&
-       EVP_DigestVerifyInit(md, nullptr, EVP_sha256(), nullptr, key) == 1 &&
-       EVP_DigestVerify(md, der, static_cast<size_t>(der_len), message.data(), message.size()) ==
-           1;
+  ok = ok && der_len > 0 && EVP_DigestVerifyInit(md, nullptr, EVP_sha256(), nullptr, key) == 1 &&
+       EVP_DigestVerify(md, der, static_cast<size_t>(der_len), message.data(), message.size()) == 1;
   EVP_MD_CTX_free(md);
   OPENSSL_free(der);
   ECDSA_SIG_free(sig);
@@ -175,8 +173,8 @@ TEST_P(TokenHsmTest, RealmKeysHaveThePolicyAttributes) {
   CK_FUNCTION_LIST* f = pool_->functions();
   StatusOr<SessionPool::Lease> lease = pool_->Acquire();
   ASSERT_TRUE(lease.ok());
-  for (CK_OBJECT_HANDLE key : {keys.sealing.at(1), keys.record_id_mac, keys.anchor_mac,
-                               keys.audit_private}) {
+  for (CK_OBJECT_HANDLE key :
+       {keys.sealing.at(1), keys.record_id_mac, keys.anchor_mac, keys.audit_private}) {
     for (auto [attribute, expected] :
          std::vector<std::pair<CK_ATTRIBUTE_TYPE, bool>>{{CKA_TOKEN, true},
                                                          {CKA_PRIVATE, true},
@@ -440,14 +438,22 @@ TEST_P(TokenHsmTest, AnchorLoadPicksTheHighestSequence) {
   CK_OBJECT_HANDLE handle;
   if (hsm_->anchor_storage() == TokenHsm::AnchorStorage::kDataObject) {
     AttributeTemplate t;
-    t.Ulong(CKA_CLASS, CKO_DATA).Bool(CKA_TOKEN, true).Bool(CKA_PRIVATE, true)
-        .String(CKA_LABEL, kAnchorLabel).Bytes(CKA_VALUE, stale);
+    t.Ulong(CKA_CLASS, CKO_DATA)
+        .Bool(CKA_TOKEN, true)
+        .Bool(CKA_PRIVATE, true)
+        .String(CKA_LABEL, kAnchorLabel)
+        .Bytes(CKA_VALUE, stale);
     ASSERT_EQ(f->C_CreateObject(lease->handle(), t.data(), t.size(), &handle), CKR_OK);
   } else {
     AttributeTemplate t;
-    t.Ulong(CKA_CLASS, CKO_SECRET_KEY).Ulong(CKA_KEY_TYPE, CKK_GENERIC_SECRET)
-        .Ulong(CKA_VALUE_LEN, 16).Bool(CKA_TOKEN, true).Bool(CKA_PRIVATE, true)
-        .Bool(CKA_SIGN, false).String(CKA_LABEL, kAnchorLabel).Bytes(CKA_ID, stale);
+    t.Ulong(CKA_CLASS, CKO_SECRET_KEY)
+        .Ulong(CKA_KEY_TYPE, CKK_GENERIC_SECRET)
+        .Ulong(CKA_VALUE_LEN, 16)
+        .Bool(CKA_TOKEN, true)
+        .Bool(CKA_PRIVATE, true)
+        .Bool(CKA_SIGN, false)
+        .String(CKA_LABEL, kAnchorLabel)
+        .Bytes(CKA_ID, stale);
     CK_MECHANISM m{CKM_GENERIC_SECRET_KEY_GEN, nullptr, 0};
     ASSERT_EQ(f->C_GenerateKey(lease->handle(), &m, t.data(), t.size(), &handle), CKR_OK);
   }
@@ -470,15 +476,22 @@ TEST_P(TokenHsmTest, MalformedAnchorHolderIsDataLoss) {
   CK_OBJECT_HANDLE handle;
   if (GetParam() == Backend::kSoftHsm) {
     AttributeTemplate t;
-    t.Ulong(CKA_CLASS, CKO_DATA).Bool(CKA_TOKEN, true).Bool(CKA_PRIVATE, true)
-        .String(CKA_LABEL, kAnchorLabel).String(CKA_VALUE, "garbage");
+    t.Ulong(CKA_CLASS, CKO_DATA)
+        .Bool(CKA_TOKEN, true)
+        .Bool(CKA_PRIVATE, true)
+        .String(CKA_LABEL, kAnchorLabel)
+        .String(CKA_VALUE, "garbage");
     ASSERT_EQ(f->C_CreateObject(lease->handle(), t.data(), t.size(), &handle), CKR_OK);
   } else {
     // NSS refuses token data objects; a key carrier with a bad CKA_ID stands in.
     AttributeTemplate t;
-    t.Ulong(CKA_CLASS, CKO_SECRET_KEY).Ulong(CKA_KEY_TYPE, CKK_GENERIC_SECRET)
-        .Ulong(CKA_VALUE_LEN, 16).Bool(CKA_TOKEN, true).Bool(CKA_PRIVATE, true)
-        .String(CKA_LABEL, kAnchorLabel).String(CKA_ID, "garbage");
+    t.Ulong(CKA_CLASS, CKO_SECRET_KEY)
+        .Ulong(CKA_KEY_TYPE, CKK_GENERIC_SECRET)
+        .Ulong(CKA_VALUE_LEN, 16)
+        .Bool(CKA_TOKEN, true)
+        .Bool(CKA_PRIVATE, true)
+        .String(CKA_LABEL, kAnchorLabel)
+        .String(CKA_ID, "garbage");
     CK_MECHANISM m{CKM_GENERIC_SECRET_KEY_GEN, nullptr, 0};
     ASSERT_EQ(f->C_GenerateKey(lease->handle(), &m, t.data(), t.size(), &handle), CKR_OK);
   }
@@ -488,7 +501,10 @@ TEST_P(TokenHsmTest, MalformedAnchorHolderIsDataLoss) {
 
 TEST(AnchorCarrierTest, EncodeDecode) {
   Bytes carrier = EncodeAnchorCarrier(0x0102030405060708, ToBytes("abc"));
-  EXPECT_EQ(HexEncode(carrier), "50564131" "0102030405060708" "616263");
+  EXPECT_EQ(HexEncode(carrier),
+            "50564131"
+            "0102030405060708"
+            "616263");
   StatusOr<std::pair<uint64_t, Bytes>> decoded = DecodeAnchorCarrier(carrier);
   ASSERT_TRUE(decoded.ok());
   EXPECT_EQ(decoded->first, 0x0102030405060708u);

@@ -62,9 +62,8 @@ StatusOr<CK_OBJECT_HANDLE> GenerateClonableKey(SessionPool& pool) {
   CK_OBJECT_HANDLE handle = CK_INVALID_HANDLE;
   RETURN_IF_ERROR(pool.Run([&](CK_SESSION_HANDLE session) {
     CK_MECHANISM m{CKM_AES_KEY_GEN, nullptr, 0};
-    return CallResult{
-        pool.functions()->C_GenerateKey(session, &m, t.data(), t.size(), &handle),
-        "C_GenerateKey"};
+    return CallResult{pool.functions()->C_GenerateKey(session, &m, t.data(), t.size(), &handle),
+                      "C_GenerateKey"};
   }));
   return handle;
 }
@@ -233,8 +232,8 @@ TEST_P(OperationsTest, RealmKeysCannotBeWrappedOutWhereTheModuleEnforcesIt) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Modules, OperationsTest, ::testing::Values(Backend::kSoftHsm, Backend::kNss),
-                         BackendName);
+INSTANTIATE_TEST_SUITE_P(Modules, OperationsTest,
+                         ::testing::Values(Backend::kSoftHsm, Backend::kNss), BackendName);
 
 }  // namespace
 }  // namespace pinvault::pkcs11

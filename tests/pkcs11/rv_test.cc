@@ -42,8 +42,7 @@ TEST(RvTest, GeneralErrorIsDataLossOnlyForAuthenticatedDecrypt) {
 }
 
 TEST(RvTest, OtherClasses) {
-  EXPECT_EQ(RvToStatus(CKR_MECHANISM_INVALID, "C_EncryptInit").code(),
-            StatusCode::kUnimplemented);
+  EXPECT_EQ(RvToStatus(CKR_MECHANISM_INVALID, "C_EncryptInit").code(), StatusCode::kUnimplemented);
   EXPECT_EQ(RvToStatus(CKR_KEY_HANDLE_INVALID, "C_EncryptInit").code(), StatusCode::kNotFound);
   EXPECT_EQ(RvToStatus(CKR_DATA_LEN_RANGE, "C_Encrypt").code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(RvToStatus(CKR_KEY_FUNCTION_NOT_PERMITTED, "C_SignInit").code(),

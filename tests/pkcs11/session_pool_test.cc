@@ -170,7 +170,8 @@ TEST_F(SoftHsmTest, AmbiguousSelectionIsRefused) {
 TEST_P(PoolTest, WrongPinIsPermissionDenied) {
   std::string bad = Dir() + "/bad-pin";
   ASSERT_TRUE(testing::WriteFile(bad, "not-the-pin\n", 0600).ok());
-  StatusOr<std::unique_ptr<SessionPool>> pool = SessionPool::Open(module_, Uri(UriWithPinFile(bad)));
+  StatusOr<std::unique_ptr<SessionPool>> pool =
+      SessionPool::Open(module_, Uri(UriWithPinFile(bad)));
   ASSERT_EQ(pool.status().code(), StatusCode::kPermissionDenied) << pool.status();
   EXPECT_NE(pool.status().message().find("CKR_PIN_INCORRECT"), std::string::npos);
   EXPECT_EQ(pool.status().message().find("not-the-pin"), std::string::npos);

@@ -46,8 +46,7 @@ TEST(UriTest, RefusesSlotIdUnknownAndRepeatedAttributes) {
   EXPECT_EQ(slot.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(slot.message().find("slot"), std::string::npos);
   EXPECT_EQ(ParseTokenUri("pkcs11:tokn=x").status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(ParseTokenUri("pkcs11:token=a;token=b").status().code(),
-            StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseTokenUri("pkcs11:token=a;token=b").status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(ParseTokenUri("pkcs11:?pin-soruce=x").status().code(), StatusCode::kInvalidArgument);
 }
 
@@ -83,8 +82,8 @@ TEST(UriTest, PinValueIsAcceptedAndRedacted) {
 }
 
 TEST(UriTest, ToStringRoundTrips) {
-  StatusOr<TokenUri> uri =
-      ParseTokenUri("pkcs11:token=My%20Realm;serial=42?pin-source=file:/tmp/a%20b&module-name=softhsm2");
+  StatusOr<TokenUri> uri = ParseTokenUri(
+      "pkcs11:token=My%20Realm;serial=42?pin-source=file:/tmp/a%20b&module-name=softhsm2");
   ASSERT_TRUE(uri.ok());
   StatusOr<TokenUri> again = ParseTokenUri(uri->ToString());
   ASSERT_TRUE(again.ok()) << again.status() << " for " << uri->ToString();

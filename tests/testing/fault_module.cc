@@ -110,15 +110,14 @@ StatusOr<std::shared_ptr<FaultModule>> FaultModule::Wrap(CK_FUNCTION_LIST* real)
   return Install(real, nullptr);
 }
 
-StatusOr<std::shared_ptr<FaultModule>> FaultModule::Install(CK_FUNCTION_LIST* real,
-                                                            void* library) {
+StatusOr<std::shared_ptr<FaultModule>> FaultModule::Install(CK_FUNCTION_LIST* real, void* library) {
   std::shared_ptr<FaultModule> fault(new FaultModule());
   fault->real_ = real;
   fault->library_ = library;
   fault->wrapper_.version = real->version;
-#define PINVAULT_P11_FILL(name)                                                         \
-  fault->wrapper_.name = &Trampoline<k_##name, &CK_FUNCTION_LIST::name,                 \
-                                     decltype(CK_FUNCTION_LIST::name)>::Call;
+#define PINVAULT_P11_FILL(name) \
+  fault->wrapper_.name =        \
+      &Trampoline<k_##name, &CK_FUNCTION_LIST::name, decltype(CK_FUNCTION_LIST::name)>::Call;
   PINVAULT_P11_FUNCTIONS(PINVAULT_P11_FILL)
 #undef PINVAULT_P11_FILL
   fault->wrapper_.C_GetFunctionList = &WrappedGetFunctionList;

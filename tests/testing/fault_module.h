@@ -3,8 +3,8 @@
 //
 //   auto token = SoftHsmToken::Create();                       // sets SOFTHSM2_CONF
 //   auto fault = FaultModule::Load(SoftHsmToken::kModulePath);  // dlopen, no C_Initialize
-//   std::shared_ptr<pkcs11::Module> module = *(*fault)->CreateModule();  // C_Initialize via wrapper
-//   auto hsm = pkcs11::TokenHsm::Open(module, (*token)->uri());
+//   std::shared_ptr<pkcs11::Module> module = *(*fault)->CreateModule();  // C_Initialize via
+//   wrapper auto hsm = pkcs11::TokenHsm::Open(module, (*token)->uri());
 //   (*fault)->Unplug();     // every call now fails (CKR_DEVICE_REMOVED / CKR_TOKEN_NOT_PRESENT)
 //   ... hsm->Seal(...) returns UNAVAILABLE ...
 //   (*fault)->Replug();     // the next call reconnects and succeeds

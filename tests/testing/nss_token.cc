@@ -7,9 +7,9 @@
 namespace pinvault::testing {
 
 std::string NssToken::ModulePath() {
-  for (const char* path : {"/usr/lib/x86_64-linux-gnu/libsoftokn3.so",
-                           "/usr/lib/aarch64-linux-gnu/libsoftokn3.so", "/usr/lib/libsoftokn3.so",
-                           "/usr/lib64/libsoftokn3.so"}) {
+  for (const char* path :
+       {"/usr/lib/x86_64-linux-gnu/libsoftokn3.so", "/usr/lib/aarch64-linux-gnu/libsoftokn3.so",
+        "/usr/lib/libsoftokn3.so", "/usr/lib64/libsoftokn3.so"}) {
     struct stat st {};
     if (::stat(path, &st) == 0) return path;
   }

@@ -134,8 +134,8 @@ std::string SoftHsmToken::UriFor(const std::string& label) const {
   std::string encoded;
   static constexpr char kHex[] = "0123456789ABCDEF";
   for (unsigned char c : label) {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-        c == '-' || c == '.' || c == '_' || c == '~') {
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+        c == '.' || c == '_' || c == '~') {
       encoded += static_cast<char>(c);
     } else {
       encoded += '%';
