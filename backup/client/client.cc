@@ -66,8 +66,8 @@ ClientError RealmFailure(ErrorKind kind, const Realm& realm, std::string_view st
   ClientError error;
   error.kind = kind;
   error.guesses_remaining = guesses_remaining;
-  error.message = "realm " + RealmIdHex(realm.id) + " " + std::string(step) + ": " +
-                  std::string(what);
+  error.message =
+      "realm " + RealmIdHex(realm.id) + " " + std::string(step) + ": " + std::string(what);
   return error;
 }
 
@@ -96,8 +96,7 @@ ClientError FromTransportError(const TransportError& error, const Realm& realm,
 ClientError UnexpectedResponse(const SecretsResponse& response, const Realm& realm,
                                std::string_view step) {
   return RealmFailure(ErrorKind::kAssertion, realm, step,
-                      "unexpected " + std::string(kResponseNames[response.index()]) +
-                          " response");
+                      "unexpected " + std::string(kResponseNames[response.index()]) + " response");
 }
 
 // LocalFailure reports a failure of the client's own computation (not a realm's fault).
@@ -127,8 +126,8 @@ class Errors {
   ClientError Report(size_t realms) const {
     ClientError error = *best_;
     if (count_ > 1) {
-      error.message += " (" + std::to_string(count_) + " of " + std::to_string(realms) +
-                       " realms failed)";
+      error.message +=
+          " (" + std::to_string(count_) + " of " + std::to_string(realms) + " realms failed)";
     }
     return error;
   }
@@ -182,8 +181,7 @@ StatusOr<std::vector<protocol::Register2Request>> BuildRegistration(
     request.oprf_signed_public_key = signing_key.SignOprfPublicKey(id, public_key);
     request.oprf_private_key = std::move(oprf_shares[i]);
     request.unlock_key_commitment = unlock.commitment;
-    ASSIGN_OR_RETURN(request.unlock_key_tag,
-                     protocol::ComputeUnlockKeyTag(unlock.unlock_key, id));
+    ASSIGN_OR_RETURN(request.unlock_key_tag, protocol::ComputeUnlockKeyTag(unlock.unlock_key, id));
     ASSIGN_OR_RETURN(request.encrypted_secret_commitment,
                      protocol::ComputeEncryptedSecretCommitment(
                          unlock.unlock_key, id, encryption_shares[i], encrypted_secret));
@@ -219,10 +217,11 @@ struct SecretGroup {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<Client>> Client::Create(
-    Configuration configuration, std::vector<Configuration> previous_configurations,
-    std::shared_ptr<Transport> transport, std::shared_ptr<AuthTokenProvider> tokens,
-    ClientOptions options) {
+StatusOr<std::unique_ptr<Client>> Client::Create(Configuration configuration,
+                                                 std::vector<Configuration> previous_configurations,
+                                                 std::shared_ptr<Transport> transport,
+                                                 std::shared_ptr<AuthTokenProvider> tokens,
+                                                 ClientOptions options) {
   if (transport == nullptr) return InvalidArgumentError("Client: transport is null");
   if (tokens == nullptr) return InvalidArgumentError("Client: auth token provider is null");
   auto reject_hardware = [](const Configuration& c, std::string_view which) -> Status {
@@ -238,8 +237,8 @@ StatusOr<std::unique_ptr<Client>> Client::Create(
   };
   RETURN_IF_ERROR(reject_hardware(configuration, "configuration"));
   for (size_t i = 0; i < previous_configurations.size(); ++i) {
-    RETURN_IF_ERROR(reject_hardware(previous_configurations[i],
-                                    "previous configuration " + std::to_string(i)));
+    RETURN_IF_ERROR(
+        reject_hardware(previous_configurations[i], "previous configuration " + std::to_string(i)));
   }
   if (options.retry.max_attempts < 1) options.retry.max_attempts = 1;
   return std::unique_ptr<Client>(new Client(std::move(configuration),
@@ -250,9 +249,8 @@ StatusOr<std::unique_ptr<Client>> Client::Create(
 RegisterResult Client::Register(const SecretBytes& pin, const SecretBytes& secret, ByteView info,
                                 uint16_t num_guesses) const {
   if (secret.size() > protocol::kMaxSecretSize) {
-    return InvalidArgument("secret is " + std::to_string(secret.size()) +
-                           " bytes; at most " + std::to_string(protocol::kMaxSecretSize) +
-                           " are allowed");
+    return InvalidArgument("secret is " + std::to_string(secret.size()) + " bytes; at most " +
+                           std::to_string(protocol::kMaxSecretSize) + " are allowed");
   }
   if (num_guesses == 0) return InvalidArgument("num_guesses must be at least 1");
 
@@ -280,8 +278,8 @@ RegisterResult Client::Register(const SecretBytes& pin, const SecretBytes& secre
         ++oks;
         continue;
       } else {
-        errors.Add(UnexpectedResponse(std::get<SecretsResponse>(arrival->result), realm,
-                                      "Register1"));
+        errors.Add(
+            UnexpectedResponse(std::get<SecretsResponse>(arrival->result), realm, "Register1"));
       }
       if (errors.count() > n - threshold) return errors.Report(n);
     }
@@ -332,9 +330,11 @@ namespace {
 //    realm sees them in order and a correct tag resets the guess it counted.
 class Recovery {
  public:
-  Recovery(const Configuration& c, std::shared_ptr<Transport> transport,
-           AuthTokenProvider& tokens, const RetryPolicy& retry)
-      : c_(c), t_(c.recover_threshold()), fan_(std::move(transport), tokens, retry),
+  Recovery(const Configuration& c, std::shared_ptr<Transport> transport, AuthTokenProvider& tokens,
+           const RetryPolicy& retry)
+      : c_(c),
+        t_(c.recover_threshold()),
+        fan_(std::move(transport), tokens, retry),
         realms_(c.size()) {}
 
   RecoverResult Run(const SecretBytes& pin, ByteView info) {
@@ -372,12 +372,12 @@ class Recovery {
     StatusOr<protocol::UnlockKey> unlock = protocol::DeriveUnlockKey(*oprf_output);
     if (!unlock.ok()) return LocalFailure("unlock key derivation", unlock.status());
     if (!protocol::UnlockKeyCommitmentEquals(unlock->commitment, oprf_.commitment)) {
-      ClientError error = Failure(
-          ErrorKind::kInvalidPin,
-          guesses_remaining == 0
-              ? "wrong PIN; no guesses remain, the secret is now locked"
-              : "wrong PIN; " + std::to_string(guesses_remaining) +
-                    (guesses_remaining == 1 ? " guess remains" : " guesses remain"));
+      ClientError error =
+          Failure(ErrorKind::kInvalidPin,
+                  guesses_remaining == 0
+                      ? "wrong PIN; no guesses remain, the secret is now locked"
+                      : "wrong PIN; " + std::to_string(guesses_remaining) +
+                            (guesses_remaining == 1 ? " guess remains" : " guesses remain"));
       error.guesses_remaining = guesses_remaining;
       return error;
     }
@@ -646,8 +646,8 @@ class Recovery {
                                   "answered VersionMismatch for the version it reported in "
                                   "Recover1"));
         } else if (r3->status == S3::kNotRegistered) {
-          errors.Add(RealmFailure(ErrorKind::kNotRegistered, realm, "Recover3",
-                                  "no secret registered"));
+          errors.Add(
+              RealmFailure(ErrorKind::kNotRegistered, realm, "Recover3", "no secret registered"));
         } else if (r3->status == S3::kNoGuesses) {
           errors.Add(RealmFailure(ErrorKind::kInvalidPin, realm, "Recover3",
                                   "no guesses remain; the secret is locked", 0));
@@ -659,9 +659,8 @@ class Recovery {
                                   "encryption key scalar share is not a canonical scalar"));
         } else {
           StatusOr<protocol::EncryptedSecretCommitment> expected =
-              protocol::ComputeEncryptedSecretCommitment(unlock_key_, realm.id,
-                                                         r3->encryption_key_scalar_share,
-                                                         r3->encrypted_secret);
+              protocol::ComputeEncryptedSecretCommitment(
+                  unlock_key_, realm.id, r3->encryption_key_scalar_share, r3->encrypted_secret);
           if (!expected.ok()) return LocalFailure("commitment check", expected.status());
           if (!protocol::EncryptedSecretCommitmentEquals(*expected,
                                                          r3->encrypted_secret_commitment)) {
@@ -693,7 +692,7 @@ class Recovery {
   const Configuration& c_;
   const size_t t_;
   FanOut fan_;
-  std::vector<Slot> slots_;  // by FanOut slot
+  std::vector<Slot> slots_;            // by FanOut slot
   std::vector<RealmProgress> realms_;  // by position in c_.realms()
   protocol::RegistrationVersion version_{};
   protocol::PointBytes blinded_input_{};
@@ -709,7 +708,6 @@ RecoverResult Client::RecoverWith(const Configuration& c, const SecretBytes& pin
   Recovery recovery(c, transport_, *tokens_, options_.retry);
   return recovery.Run(pin, info);
 }
-
 
 DeleteResult Client::Delete() const {
   const Configuration& c = configuration_;

@@ -1,10 +1,9 @@
 #include "backup/client/configuration.h"
 
 #include <algorithm>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <utility>
-
-#include <nlohmann/json.hpp>
 
 namespace pinvault::backup {
 namespace {
@@ -110,9 +109,8 @@ StatusOr<Configuration> Configuration::Create(std::vector<Realm> realms,
   const size_t n = realms.size();
   if (n == 0) return InvalidArgumentError("configuration: at least one realm is required");
   if (n > kMaxRealms) {
-    return InvalidArgumentError("configuration: " + std::to_string(n) +
-                                " realms given; at most " + std::to_string(kMaxRealms) +
-                                " are supported");
+    return InvalidArgumentError("configuration: " + std::to_string(n) + " realms given; at most " +
+                                std::to_string(kMaxRealms) + " are supported");
   }
   std::set<RealmId> seen;
   for (const Realm& realm : realms) {
@@ -121,8 +119,8 @@ StatusOr<Configuration> Configuration::Create(std::vector<Realm> realms,
                                   " appears more than once; realm ids must be unique");
     }
     if (!HasHttpScheme(realm.address)) {
-      return InvalidArgumentError("configuration: realm " + RealmIdHex(realm.id) +
-                                  " address \"" + realm.address.substr(0, 100) +
+      return InvalidArgumentError("configuration: realm " + RealmIdHex(realm.id) + " address \"" +
+                                  realm.address.substr(0, 100) +
                                   "\" is not an http:// or https:// URL");
     }
   }
@@ -143,8 +141,7 @@ StatusOr<Configuration> Configuration::Create(std::vector<Realm> realms,
   if (register_threshold < recover_threshold) {
     return InvalidArgumentError("configuration: register_threshold " +
                                 std::to_string(register_threshold) +
-                                " is below recover_threshold " +
-                                std::to_string(recover_threshold));
+                                " is below recover_threshold " + std::to_string(recover_threshold));
   }
   if (register_threshold > n) {
     return InvalidArgumentError("configuration: register_threshold " +

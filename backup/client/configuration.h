@@ -89,7 +89,7 @@ class Configuration {
         recover_threshold_(recover_threshold),
         pin_hashing_mode_(pin_hashing_mode) {}
 
-  std::vector<Realm> realms_;  // sorted by id
+  std::vector<Realm> realms_;                        // sorted by id
   std::vector<protocol::ShareIndex> share_indices_;  // parallel to realms_
   uint32_t register_threshold_ = 0;
   uint32_t recover_threshold_ = 0;

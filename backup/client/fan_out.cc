@@ -59,8 +59,7 @@ struct FanOut::Call {
   Clock::time_point retry_at{};
 };
 
-FanOut::FanOut(std::shared_ptr<Transport> transport, AuthTokenProvider& tokens,
-               RetryPolicy policy)
+FanOut::FanOut(std::shared_ptr<Transport> transport, AuthTokenProvider& tokens, RetryPolicy policy)
     : transport_(std::move(transport)),
       tokens_(tokens),
       policy_(policy),
@@ -72,8 +71,8 @@ FanOut::~FanOut() {
   // Scrub the tokens we held; results still in flight land in `shared_` and are freed with
   // it once the last callback has run.
   for (auto& call : calls_) {
-    SecureWipe(std::span<uint8_t>(reinterpret_cast<uint8_t*>(call->token.data()),
-                                  call->token.size()));
+    SecureWipe(
+        std::span<uint8_t>(reinterpret_cast<uint8_t*>(call->token.data()), call->token.size()));
   }
 }
 
@@ -88,9 +87,8 @@ size_t FanOut::Start(const Realm& realm, protocol::SecretsRequest request) {
   StatusOr<std::string> token = tokens_.GetToken(realm.id);
   if (!token.ok()) {
     std::lock_guard<std::mutex> lock(shared_->mu);
-    shared_->inbox.emplace_back(
-        slot, TransportError{TransportErrorKind::kInvalidAuth,
-                             "no auth token: " + token.status().message()});
+    shared_->inbox.emplace_back(slot, TransportError{TransportErrorKind::kInvalidAuth,
+                                                     "no auth token: " + token.status().message()});
     return slot;
   }
   calls_[slot]->token = std::move(token).value();
@@ -137,8 +135,8 @@ std::optional<FanOut::Arrival> FanOut::Next() {
       lock.unlock();
       Call& call = *calls_[slot];
       const auto* error = std::get_if<TransportError>(&result);
-      if (error != nullptr && error->kind == TransportErrorKind::kTransient &&
-          call.attempts > 0 && call.attempts < policy_.max_attempts) {
+      if (error != nullptr && error->kind == TransportErrorKind::kTransient && call.attempts > 0 &&
+          call.attempts < policy_.max_attempts) {
         call.state = Call::State::kRetryWaiting;
         call.retry_at = Clock::now() + policy_.delay;
         continue;

@@ -25,8 +25,8 @@ namespace pinvault::backup {
 
 // RetryPolicy bounds the retries of requests that failed with kTransient.
 struct RetryPolicy {
-  int max_attempts = 2;                   // attempts in total, at least 1
-  std::chrono::milliseconds delay{5};     // between an attempt's failure and the next
+  int max_attempts = 2;                // attempts in total, at least 1
+  std::chrono::milliseconds delay{5};  // between an attempt's failure and the next
 };
 
 // CloneRequest returns a deep copy of `request` (Register2's key shares are copied into new

@@ -1,6 +1,6 @@
 // FanOut: parallel requests, arrival order, bounded retry of transient failures,
 // abandonment of calls still in flight.
-#include "backup/client/fan_out.h"
+#include <gtest/gtest.h>
 
 #include <deque>
 #include <functional>
@@ -10,7 +10,7 @@
 #include <thread>
 #include <vector>
 
-#include <gtest/gtest.h>
+#include "backup/client/fan_out.h"
 
 namespace pinvault::backup {
 namespace {
@@ -44,8 +44,8 @@ class ScriptedTransport : public Transport {
         fail = it->second.front();
         it->second.pop_front();
       }
-      sent_.push_back(Sent{realm.id, auth_token,
-                           std::string(protocol::RequestKindName(request)), nullptr});
+      sent_.push_back(
+          Sent{realm.id, auth_token, std::string(protocol::RequestKindName(request)), nullptr});
       if (!fail) {
         sent_.back().done = std::move(done);
         return;
@@ -99,7 +99,8 @@ TEST(FanOutTest, AnswersComeBackInArrivalOrder) {
   auto transport = std::make_shared<ScriptedTransport>();
   Tokens tokens;
   FanOut fan(transport, tokens, RetryPolicy{});
-  for (uint8_t i = 0; i < 3; ++i) EXPECT_EQ(fan.Start(RealmNamed(i), protocol::Register1Request{}), i);
+  for (uint8_t i = 0; i < 3; ++i)
+    EXPECT_EQ(fan.Start(RealmNamed(i), protocol::Register1Request{}), i);
   ASSERT_EQ(transport->SentCount(), 3u);
   EXPECT_EQ(transport->SentAt(1).token, "token-1");
   EXPECT_EQ(transport->SentAt(1).kind, "Register1");

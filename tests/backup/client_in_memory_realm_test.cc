@@ -1,14 +1,13 @@
 // The in-memory test realm follows the realm-side rules of PROTOCOL-NOTES (f), so that the
 // client tests (and server tests that borrow it) exercise the real guess semantics.
-#include "tests/testing/in_memory_realm.h"
+#include <gtest/gtest.h>
 
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
-
+#include "tests/testing/in_memory_realm.h"
 #include "vault/protocol/oprf.h"
 
 namespace pinvault::testing {
@@ -41,8 +40,7 @@ protocol::Register2Request RecordedRegister2() {
       HexArray<32>(r["oprf_signed_public_key"]["public_key"]);
   request.oprf_signed_public_key.verifying_key =
       HexArray<32>(r["oprf_signed_public_key"]["verifying_key"]);
-  request.oprf_signed_public_key.signature =
-      HexArray<64>(r["oprf_signed_public_key"]["signature"]);
+  request.oprf_signed_public_key.signature = HexArray<64>(r["oprf_signed_public_key"]["signature"]);
   request.unlock_key_commitment = HexArray<32>(r["unlock_key_commitment"]);
   request.unlock_key_tag = HexArray<16>(r["unlock_key_tag"]);
   request.encryption_key_scalar_share =
@@ -88,7 +86,9 @@ class InMemoryRealmTest : public ::testing::Test {
     return std::get<Recover3Response>(Do(request));
   }
 
-  protocol::PointBytes Input() { return protocol::Blind(AsBytes("some access key"))->blinded_input; }
+  protocol::PointBytes Input() {
+    return protocol::Blind(AsBytes("some access key"))->blinded_input;
+  }
 
   protocol::UnlockKeyTag WrongTag() {
     protocol::UnlockKeyTag tag = registration_.unlock_key_tag;
@@ -103,11 +103,13 @@ class InMemoryRealmTest : public ::testing::Test {
 };
 
 TEST_F(InMemoryRealmTest, UnregisteredAnswers) {
-  EXPECT_TRUE(std::holds_alternative<protocol::Register1Response>(Do(protocol::Register1Request{})));
+  EXPECT_TRUE(
+      std::holds_alternative<protocol::Register1Response>(Do(protocol::Register1Request{})));
   EXPECT_EQ(std::get<Recover1Response>(Do(protocol::Recover1Request{})).status,
             Recover1Response::Status::kNotRegistered);
   EXPECT_EQ(Recover2(Input()).status, Recover2Response::Status::kNotRegistered);
-  EXPECT_EQ(Recover3(registration_.unlock_key_tag).status, Recover3Response::Status::kNotRegistered);
+  EXPECT_EQ(Recover3(registration_.unlock_key_tag).status,
+            Recover3Response::Status::kNotRegistered);
   EXPECT_TRUE(std::holds_alternative<protocol::DeleteResponse>(Do(protocol::DeleteRequest{})));
   EXPECT_EQ(realm_.State(Alice()), State::kNotRegistered);
 }
@@ -157,8 +159,8 @@ TEST_F(InMemoryRealmTest, BadInputsChangeNothing) {
   protocol::PointBytes noncanonical;
   noncanonical.fill(0xff);
   for (const protocol::PointBytes& bad : {identity, noncanonical}) {
-    StatusOr<SecretsResponse> response = realm_.Handle(
-        Alice(), protocol::Recover2Request{registration_.version, bad});
+    StatusOr<SecretsResponse> response =
+        realm_.Handle(Alice(), protocol::Recover2Request{registration_.version, bad});
     EXPECT_EQ(response.status().code(), StatusCode::kInvalidArgument);
   }
   EXPECT_EQ(realm_.GuessCount(Alice()), 0);

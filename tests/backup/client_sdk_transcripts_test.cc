@@ -2,16 +2,16 @@
 // real Juicebox SDK 0.3.7 sent (tests/data/juicebox/case*.json), and our client must
 // recover the recorded secret with the recorded PIN and count wrong guesses down exactly
 // as the SDK saw.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <fstream>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include "backup/client/client.h"
 #include "tests/testing/in_memory_realm.h"
@@ -145,7 +145,8 @@ TEST(SdkTranscriptTest, Case1WrongPinCountsDownAsTheSdkSaw) {
   TranscriptRealms realms(transcript);
 
   // recover_wrong_pin, then recover_correct_pin (which resets the count).
-  RecoverResult wrong = realms.Recover(transcript["recover_wrong_pin"]["pin_utf8"].get<std::string>());
+  RecoverResult wrong =
+      realms.Recover(transcript["recover_wrong_pin"]["pin_utf8"].get<std::string>());
   ASSERT_FALSE(wrong.ok());
   EXPECT_EQ(wrong.kind(), ErrorKind::kInvalidPin);
   EXPECT_EQ(wrong.error().guesses_remaining,
@@ -176,9 +177,9 @@ TEST(SdkTranscriptTest, Case1WrongPinCountsDownAsTheSdkSaw) {
   ASSERT_FALSE(after.ok());
   EXPECT_EQ(after.kind(), ErrorKind::kInvalidPin);
   EXPECT_EQ(after.error().guesses_remaining, 0);
-  EXPECT_EQ(realms.realm(0).State(
-                vault::RequestContext{std::string(InMemoryTransport::kTenant), kUser}),
-            InMemoryRealm::RecordState::kNoGuesses);
+  EXPECT_EQ(
+      realms.realm(0).State(vault::RequestContext{std::string(InMemoryTransport::kTenant), kUser}),
+      InMemoryRealm::RecordState::kNoGuesses);
 }
 
 TEST(SdkTranscriptTest, Case1DeleteThenNotRegistered) {

@@ -3,6 +3,9 @@
 // fallback to previous configurations.
 #include "backup/client/client.h"
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <atomic>
 #include <memory>
@@ -10,9 +13,6 @@
 #include <thread>
 #include <tuple>
 #include <vector>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "tests/testing/in_memory_realm.h"
 #include "vault/protocol/oprf.h"
@@ -23,8 +23,8 @@ namespace {
 using ::pinvault::testing::FixedTokenProvider;
 using ::pinvault::testing::InMemoryRealm;
 using ::pinvault::testing::InMemoryTransport;
-using ::testing::HasSubstr;
 using protocol::SecretsResponse;
+using ::testing::HasSubstr;
 
 SecretBytes Secret(std::string_view text) { return SecretBytes::CopyFrom(AsBytes(text)); }
 
@@ -85,8 +85,8 @@ class ClientTest : public ::testing::Test {
   // Registers "secret" under PIN "1234" with `num_guesses`.
   void RegisterOk(const Client& client, uint16_t num_guesses = 5,
                   std::string_view secret = "the secret") {
-    RegisterResult result = client.Register(Secret("1234"), Secret(secret), AsBytes("info"),
-                                            num_guesses);
+    RegisterResult result =
+        client.Register(Secret("1234"), Secret(secret), AsBytes("info"), num_guesses);
     ASSERT_TRUE(result.ok()) << result.error().ToString();
   }
 
@@ -145,8 +145,7 @@ TEST_P(ClientShapeTest, RegisterThenRecover) {
   }
   EXPECT_GE(recover2, shape.recover_threshold);
   // Another user of the same realms is not registered.
-  auto bob = MakeClient(Config(ids, shape.register_threshold, shape.recover_threshold), {},
-                        "bob");
+  auto bob = MakeClient(Config(ids, shape.register_threshold, shape.recover_threshold), {}, "bob");
   RecoverResult result = Recover(*bob);
   ASSERT_FALSE(result.ok());
   EXPECT_EQ(result.kind(), ErrorKind::kNotRegistered);
@@ -491,8 +490,8 @@ TEST_F(ClientTest, ConcurrentUsersOnWorkerThreads) {
   for (int u = 0; u < 4; ++u) {
     threads.emplace_back([&, u] {
       std::string user = "user-" + std::to_string(u);
-      auto client = *Client::Create(config, {}, transport_,
-                                    std::make_shared<FixedTokenProvider>(user));
+      auto client =
+          *Client::Create(config, {}, transport_, std::make_shared<FixedTokenProvider>(user));
       if (!client->Register(Secret("pin" + std::to_string(u)), Secret(user), {}, 3).ok()) return;
       for (int round = 0; round < 3; ++round) {
         RecoverResult wrong = client->Recover(Secret("nope"), {});
@@ -579,8 +578,8 @@ Mutator OnRecover3(std::function<void(protocol::Recover3Response&)> edit) {
 struct Tamper {
   const char* name;
   Mutator mutator;
-  ErrorKind alone;       // what a single tampering realm of a 1-realm setup gives
-  const char* message;   // part of the message
+  ErrorKind alone;      // what a single tampering realm of a 1-realm setup gives
+  const char* message;  // part of the message
 };
 
 std::vector<Tamper> Tampers() {
@@ -595,8 +594,7 @@ std::vector<Tamper> Tampers() {
        ErrorKind::kAssertion, "signature"},
       {"signature", OnRecover2([](auto& r) { r.oprf_signed_public_key.signature[7] ^= 1; }),
        ErrorKind::kAssertion, "signature"},
-      {"verifying_key",
-       OnRecover2([](auto& r) { r.oprf_signed_public_key.verifying_key[9] ^= 1; }),
+      {"verifying_key", OnRecover2([](auto& r) { r.oprf_signed_public_key.verifying_key[9] ^= 1; }),
        ErrorKind::kAssertion, "signature"},
       {"guess_count", OnRecover2([](auto& r) { r.guess_count = r.num_guesses + 1; }),
        ErrorKind::kAssertion, "guess_count"},
@@ -607,8 +605,7 @@ std::vector<Tamper> Tampers() {
       {"scalar_share",
        OnRecover3([](auto& r) { r.encryption_key_scalar_share.RevealMutable()[1] ^= 1; }),
        ErrorKind::kAssertion, "commitment check"},
-      {"scalar_share_noncanonical",
-       OnRecover3([](auto& r) {
+      {"scalar_share_noncanonical", OnRecover3([](auto& r) {
          for (uint8_t& b : r.encryption_key_scalar_share.RevealMutable()) b = 0xff;
        }),
        ErrorKind::kAssertion, "canonical"},
@@ -617,8 +614,8 @@ std::vector<Tamper> Tampers() {
       {"encrypted_secret_tag", OnRecover3([](auto& r) { r.encrypted_secret[144] ^= 1; }),
        ErrorKind::kAssertion, "commitment check"},
       {"encrypted_secret_commitment",
-       OnRecover3([](auto& r) { r.encrypted_secret_commitment[15] ^= 1; }),
-       ErrorKind::kAssertion, "commitment check"},
+       OnRecover3([](auto& r) { r.encrypted_secret_commitment[15] ^= 1; }), ErrorKind::kAssertion,
+       "commitment check"},
       {"wrong_response_type",
        [](SecretsResponse& response) {
          if (std::holds_alternative<protocol::Recover2Response>(response)) {

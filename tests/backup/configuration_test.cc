@@ -1,12 +1,12 @@
 #include "backup/client/configuration.h"
 
-#include <fstream>
-#include <sstream>
-#include <string>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
 
 namespace pinvault::backup {
 namespace {
@@ -255,10 +255,9 @@ TEST(ConfigurationTest, ListFromJson) {
 TEST(ConfigurationTest, CreateValidatesLikeFromJson) {
   Realm a{*ParseRealmId("0102030405060708090a0b0c0d0e0f10"), "https://a/", std::nullopt};
   EXPECT_TRUE(Configuration::Create({a}, 1, 1, protocol::PinHashingMode::kFastInsecure).ok());
-  EXPECT_EQ(Configuration::Create({a, a}, 2, 2, protocol::PinHashingMode::kFastInsecure)
-                .status()
-                .code(),
-            StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      Configuration::Create({a, a}, 2, 2, protocol::PinHashingMode::kFastInsecure).status().code(),
+      StatusCode::kInvalidArgument);
   Realm no_address = a;
   no_address.address = "";
   EXPECT_EQ(Configuration::Create({no_address}, 1, 1, protocol::PinHashingMode::kFastInsecure)
@@ -272,7 +271,7 @@ TEST(ConfigurationTest, ParseRealmId) {
   ASSERT_TRUE(id.ok());
   EXPECT_EQ((*id)[0], 0x01);
   EXPECT_EQ((*id)[15], 0x10);
-  EXPECT_FALSE(ParseRealmId("0102030405060708090a0b0c0d0e0f").ok());    // 15 bytes
+  EXPECT_FALSE(ParseRealmId("0102030405060708090a0b0c0d0e0f").ok());      // 15 bytes
   EXPECT_FALSE(ParseRealmId("0102030405060708090a0b0c0d0e0f1011").ok());  // 17 bytes
   EXPECT_FALSE(ParseRealmId("").ok());
   std::string long_input(1000, 'a');

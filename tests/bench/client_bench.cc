@@ -47,8 +47,9 @@ class TimedRealm : public vault::RealmService {
               vault::ResponseCallback done) override {
     std::optional<StatusOr<protocol::SecretsResponse>> answer;
     const auto start = Clock::now();
-    realm_->Submit(std::move(context), std::move(request),
-                   [&answer](StatusOr<protocol::SecretsResponse> r) { answer.emplace(std::move(r)); });
+    realm_->Submit(
+        std::move(context), std::move(request),
+        [&answer](StatusOr<protocol::SecretsResponse> r) { answer.emplace(std::move(r)); });
     *ns_ += std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count();
     done(std::move(*answer));
   }
@@ -71,8 +72,8 @@ Setup MakeSetup(int realms, uint32_t threshold, protocol::PinHashingMode mode) {
   for (int i = 0; i < realms; ++i) {
     RealmId id{};
     id[0] = static_cast<uint8_t>(0x10 + i);
-    transport->AddRealm(id, std::make_shared<TimedRealm>(std::make_shared<InMemoryRealm>(id),
-                                                         setup.realm_ns));
+    transport->AddRealm(
+        id, std::make_shared<TimedRealm>(std::make_shared<InMemoryRealm>(id), setup.realm_ns));
     list.push_back(Realm{id, "https://realm" + std::to_string(i) + ".example/", std::nullopt});
   }
   StatusOr<Configuration> configuration =
@@ -98,8 +99,8 @@ Timing Measure(const Setup& setup, int iterations, const std::function<void()>& 
   setup.realm_ns->store(0);
   const auto start = Clock::now();
   for (int i = 0; i < iterations; ++i) fn();
-  const double total_ns =
-      static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count());
+  const double total_ns = static_cast<double>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count());
   Timing t;
   t.total_us = total_ns / 1000.0 / iterations;
   t.realm_us = static_cast<double>(setup.realm_ns->load()) / 1000.0 / iterations;
@@ -109,7 +110,9 @@ Timing Measure(const Setup& setup, int iterations, const std::function<void()>& 
 double MeasureArgon2(protocol::PinHashingMode mode, int iterations) {
   const SecretBytes pin = SecretBytes::CopyFrom(AsBytes("1234"));
   const protocol::RegistrationVersion version{};
-  auto once = [&] { Check(protocol::HashPin(mode, pin, version, AsBytes("info")).ok(), "HashPin"); };
+  auto once = [&] {
+    Check(protocol::HashPin(mode, pin, version, AsBytes("info")).ok(), "HashPin");
+  };
   once();
   const auto start = Clock::now();
   for (int i = 0; i < iterations; ++i) once();
@@ -118,10 +121,11 @@ double MeasureArgon2(protocol::PinHashingMode mode, int iterations) {
 
 void Row(const char* mode, int realms, uint32_t t, const char* op, const Timing& timing,
          double argon2_us) {
-  std::printf("%-13s %d realms t=%u  %-8s  total %10.1f us  realms %8.1f us  client %10.1f us"
-              "  | Argon2 alone %10.1f us  client/Argon2 x%.2f\n",
-              mode, realms, t, op, timing.total_us, timing.realm_us, timing.client_us(),
-              argon2_us, timing.client_us() / argon2_us);
+  std::printf(
+      "%-13s %d realms t=%u  %-8s  total %10.1f us  realms %8.1f us  client %10.1f us"
+      "  | Argon2 alone %10.1f us  client/Argon2 x%.2f\n",
+      mode, realms, t, op, timing.total_us, timing.realm_us, timing.client_us(), argon2_us,
+      timing.client_us() / argon2_us);
 }
 
 void Bench(protocol::PinHashingMode mode, int realms, uint32_t t, int iterations,
@@ -149,14 +153,15 @@ int Run(bool quick) {
   const int fast_iterations = quick ? 20 : 400;
   const int slow_iterations = quick ? 1 : 5;
 
-  const double argon2_fast = MeasureArgon2(protocol::PinHashingMode::kFastInsecure,
-                                           quick ? 50 : 2000);
+  const double argon2_fast =
+      MeasureArgon2(protocol::PinHashingMode::kFastInsecure, quick ? 50 : 2000);
   const double argon2_standard =
       MeasureArgon2(protocol::PinHashingMode::kStandard2019, slow_iterations);
   std::printf("floor: Argon2 alone (HashPin) FastInsecure %10.1f us, Standard2019 %10.1f us\n",
               argon2_fast, argon2_standard);
-  std::printf("(one register and one recover each hash the PIN once; with Standard2019 the "
-              "client's cost should be ~x1 Argon2)\n");
+  std::printf(
+      "(one register and one recover each hash the PIN once; with Standard2019 the "
+      "client's cost should be ~x1 Argon2)\n");
 
   for (auto [realms, t] : {std::pair{1, 1u}, std::pair{3, 2u}, std::pair{5, 3u}}) {
     Bench(protocol::PinHashingMode::kFastInsecure, realms, t, fast_iterations, argon2_fast);

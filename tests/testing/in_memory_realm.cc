@@ -122,10 +122,10 @@ StatusOr<SecretsResponse> InMemoryRealm::Apply(const Key& key, SecretsRequest re
       response.status = S::kNoGuesses;
     } else {
       const protocol::Register2Request& reg = record->registration;
-      ASSIGN_OR_RETURN(protocol::OprfEvaluation evaluation,
-                       protocol::EvaluateWithProof(reg.oprf_private_key,
-                                                   reg.oprf_signed_public_key.public_key,
-                                                   r2->oprf_blinded_input));
+      ASSIGN_OR_RETURN(
+          protocol::OprfEvaluation evaluation,
+          protocol::EvaluateWithProof(reg.oprf_private_key, reg.oprf_signed_public_key.public_key,
+                                      r2->oprf_blinded_input));
       // The guess is counted before the evaluation leaves the realm.
       ++record->guess_count;
       response.status = S::kOk;
@@ -208,8 +208,8 @@ InMemoryTransport::~InMemoryTransport() {
   queue_cv_.notify_all();
   for (std::thread& worker : workers_) worker.join();
   for (Pending& pending : orphans) {
-    pending.done(backup::TransportError{backup::TransportErrorKind::kTransient,
-                                        "transport shut down"});
+    pending.done(
+        backup::TransportError{backup::TransportErrorKind::kTransient, "transport shut down"});
   }
 }
 
@@ -271,11 +271,9 @@ void InMemoryTransport::Handle(Pending pending) {
     return;
   }
   std::optional<StatusOr<SecretsResponse>> answer;
-  service->Submit(vault::RequestContext{std::string(kTenant), pending.token},
-                  std::move(pending.request),
-                  [&answer](StatusOr<SecretsResponse> response) {
-                    answer.emplace(std::move(response));
-                  });
+  service->Submit(
+      vault::RequestContext{std::string(kTenant), pending.token}, std::move(pending.request),
+      [&answer](StatusOr<SecretsResponse> response) { answer.emplace(std::move(response)); });
   if (!answer.has_value()) {
     // This transport only supports services that answer inline.
     pending.done(backup::TransportError{backup::TransportErrorKind::kTransient,
@@ -290,8 +288,7 @@ void InMemoryTransport::Handle(Pending pending) {
   }
   SecretsResponse response = std::move(*answer).value();
   if (auto* r1 = std::get_if<protocol::Recover1Response>(&response);
-      r1 != nullptr && reported_version &&
-      r1->status == protocol::Recover1Response::Status::kOk) {
+      r1 != nullptr && reported_version && r1->status == protocol::Recover1Response::Status::kOk) {
     r1->version = *reported_version;
   }
   if (mutator) mutator(response);

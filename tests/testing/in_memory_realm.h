@@ -84,7 +84,7 @@ class InMemoryRealm : public vault::RealmService {
   const protocol::RealmId id_;
   mutable std::mutex mu_;
   std::map<Key, std::shared_ptr<Record>> records_;  // guarded by mu_; absent = NotRegistered
-  bool unavailable_ = false;                         // guarded by mu_
+  bool unavailable_ = false;                        // guarded by mu_
 };
 
 // FixedTokenProvider hands every realm the same token, except realms told to fail.
@@ -103,7 +103,7 @@ class FixedTokenProvider : public backup::AuthTokenProvider {
 
  private:
   mutable std::mutex mu_;
-  std::string token_;                   // guarded by mu_
+  std::string token_;                    // guarded by mu_
   std::set<protocol::RealmId> failing_;  // guarded by mu_
 };
 
@@ -209,12 +209,12 @@ class InMemoryTransport : public backup::Transport {
 
   mutable std::mutex mu_;
   std::map<protocol::RealmId, RealmKnobs> realms_;  // guarded by mu_
-  std::set<std::string> rejected_tokens_;          // guarded by mu_
-  bool asynchronous_ = false;                      // guarded by mu_
-  std::deque<Pending> queue_;                      // guarded by mu_
-  bool stopping_ = false;                          // guarded by mu_
+  std::set<std::string> rejected_tokens_;           // guarded by mu_
+  bool asynchronous_ = false;                       // guarded by mu_
+  std::deque<Pending> queue_;                       // guarded by mu_
+  bool stopping_ = false;                           // guarded by mu_
   std::condition_variable queue_cv_;
-  std::vector<std::thread> workers_;               // started under mu_
+  std::vector<std::thread> workers_;  // started under mu_
 };
 
 }  // namespace pinvault::testing
