@@ -57,7 +57,7 @@ StatusOr<std::unique_ptr<TokenHsm>> TokenHsm::Open(std::string_view uri, Options
       parsed.module_path.value_or(parsed.module_name.value_or(std::string(kDefaultModulePath)));
   ASSIGN_OR_RETURN(std::unique_ptr<Module> module,
                    Module::Load(module_path, options.module_init_parameters));
-  return Open(std::shared_ptr<Module>(std::move(module)), uri, std::move(options));
+  return OpenParsed(std::shared_ptr<Module>(std::move(module)), std::move(parsed), options);
 }
 
 StatusOr<std::unique_ptr<TokenHsm>> TokenHsm::Open(std::shared_ptr<Module> module,
@@ -68,8 +68,13 @@ StatusOr<std::unique_ptr<TokenHsm>> TokenHsm::Open(std::shared_ptr<Module> modul
 StatusOr<std::unique_ptr<TokenHsm>> TokenHsm::Open(std::shared_ptr<Module> module,
                                                    std::string_view uri, Options options) {
   ASSIGN_OR_RETURN(TokenUri parsed, ParseTokenUri(uri));
+  return OpenParsed(std::move(module), std::move(parsed), options);
+}
+
+StatusOr<std::unique_ptr<TokenHsm>> TokenHsm::OpenParsed(std::shared_ptr<Module> module,
+                                                         TokenUri uri, const Options& options) {
   ASSIGN_OR_RETURN(std::unique_ptr<SessionPool> pool,
-                   SessionPool::Open(std::move(module), std::move(parsed), options.pool));
+                   SessionPool::Open(std::move(module), std::move(uri), options.pool));
   return Create(std::shared_ptr<SessionPool>(std::move(pool)));
 }
 

@@ -123,6 +123,8 @@ class TokenHsm final : public vault::Hsm {
 
  private:
   TokenHsm(std::shared_ptr<SessionPool> pool, Capabilities caps, RealmKeys keys);
+  static StatusOr<std::unique_ptr<TokenHsm>> OpenParsed(std::shared_ptr<Module> module,
+                                                        TokenUri uri, const Options& options);
 
   // WithKeys runs `op(keys)` under a shared lock of the cached handles; on NOT_FOUND (a handle
   // the module no longer knows) it reloads the keys and runs `op` once more.

@@ -499,6 +499,33 @@ TEST_P(TokenHsmTest, MalformedAnchorHolderIsDataLoss) {
   EXPECT_EQ(hsm_->StoreAnchor(ToBytes("x")).code(), StatusCode::kDataLoss);
 }
 
+TEST(TokenHsmOpenTest, OpensFromTheUriAlone) {
+  StatusOr<std::unique_ptr<testing::SoftHsmToken>> token = testing::SoftHsmToken::Create();
+  ASSERT_TRUE(token.ok()) << token.status();
+  {
+    StatusOr<std::unique_ptr<Module>> module = Module::Load(testing::SoftHsmToken::kModulePath);
+    ASSERT_TRUE(module.ok());
+    std::shared_ptr<Module> shared = *std::move(module);
+    StatusOr<std::unique_ptr<SessionPool>> pool =
+        SessionPool::Open(shared, MustParseUri((*token)->uri()));
+    ASSERT_TRUE(pool.ok());
+    TokenDescription d = (*pool)->token();
+    StatusOr<Capabilities> caps = DetectCapabilities(*shared, d.slot, d.flags);
+    ASSERT_TRUE(caps.ok());
+    ASSERT_TRUE(EnsureRealmKeys(**pool, *caps, {}).ok());
+  }
+  for (std::string module :
+       {"&module-path=/usr/lib/softhsm/libsofthsm2.so", "&module-name=softhsm2", ""}) {
+    StatusOr<std::unique_ptr<TokenHsm>> hsm = TokenHsm::Open((*token)->uri() + module);
+    ASSERT_TRUE(hsm.ok()) << hsm.status() << " with '" << module << "'";
+    StatusOr<vault::SealedBlob> blob = (*hsm)->Seal(1, Seq(3), {});
+    ASSERT_TRUE(blob.ok());
+    EXPECT_TRUE((*hsm)->Unseal(*blob, {}).ok());
+  }
+  EXPECT_EQ(TokenHsm::Open((*token)->uri() + "&module-path=/nonexistent.so").status().code(),
+            StatusCode::kNotFound);
+}
+
 TEST(AnchorCarrierTest, EncodeDecode) {
   Bytes carrier = EncodeAnchorCarrier(0x0102030405060708, ToBytes("abc"));
   EXPECT_EQ(HexEncode(carrier),
