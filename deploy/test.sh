@@ -9,4 +9,7 @@ bash deploy/install-deps.sh
 build=${PINVAULT_BUILD_DIR:-build}
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" -j"$(nproc)"
+if [[ ! -f tests/interop/node_modules/juicebox-sdk/package.json ]]; then
+  (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
+fi
 ctest --test-dir "$build" --output-on-failure -j"$(nproc)" ${PINVAULT_CTEST_ARGS:-}
