@@ -1,0 +1,11 @@
+# Smoke run of pinvault-bench (api/cmd/pinvault-bench.cmake) so that the load generator cannot
+# rot: a realm embedded in the benchmark process (fresh SoftHSM2 token, SQLite, the HTTP server
+# on 127.0.0.1) gets a few seconds of full recover and register flows, closed and open loop,
+# with the floor measured alongside. The test passes only if flows completed and no request or
+# check failed (pinvault-bench exits 1 otherwise); the figures themselves are not judged here.
+if(TARGET pinvault-bench)
+  add_test(NAME bench_realm_load_smoke
+           COMMAND pinvault-bench --embedded 1 --smoke --seconds 1 --warmup 0.3
+                   --flow recover,register --open-fractions 0.5)
+  set_tests_properties(bench_realm_load_smoke PROPERTIES TIMEOUT 120)
+endif()
