@@ -235,6 +235,20 @@ TEST_F(ServerTest, KeepAliveAndRealmAnsweringOnAnotherThread) {
   EXPECT_EQ(realm_->submits(), 20);
 }
 
+TEST_F(ServerTest, BodyArrivingInPiecesIsAssembled) {
+  StartServer({});
+  TestClient client(server_->port());
+  client.WriteRaw("POST /req HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + Token("pieces") +
+                  "\r\nX-Juicebox-Version: 0.3.7\r\nContent-Length: 9\r\n\r\n\x68Rec");
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  client.WriteRaw("ov");
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  client.WriteRaw("er1");
+  TestResponse r = client.Read();
+  EXPECT_EQ(r.status, 200) << r.text();
+  EXPECT_EQ(HexEncode(r.body), "a1685265636f766572316d4e6f7452656769737465726564");
+}
+
 TEST_F(ServerTest, ShutdownDrainsInFlightRequests) {
   StartServer({});
   realm_->SetHold(true);
