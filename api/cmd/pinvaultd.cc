@@ -318,7 +318,7 @@ int Run(int argc, char** argv) {
   auto router = Router::Create(config->ToRouterOptions(), std::move(deps));
   if (!router.ok()) return Fail(router.status());
   auto server = HttpServer::Create(config->ToServerOptions(),
-                                   std::shared_ptr<Router>(std::move(*router)), metrics);
+                                   std::shared_ptr<Router>(std::move(*router)), metrics, logger);
   if (!server.ok()) return Fail(server.status());
   (*server)->Start();
   Event("listening", {{"address", config->listen_address},

@@ -279,9 +279,9 @@ void Router::HandleUnsafe(HttpRequest& request, HttpResponder& respond) {
   }
 
   if (path == "/livez" || path == "/readyz" || path == "/metrics") {
-    if (method != "GET" && method != "HEAD") {
+    if (method != "GET") {
       HttpResponse r = TextResponse(405, "method not allowed; use GET");
-      r.headers.emplace_back("Allow", "GET, HEAD");
+      r.headers.emplace_back("Allow", "GET");
       simple(std::move(r));
       return;
     }

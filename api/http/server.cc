@@ -66,6 +66,7 @@ struct HttpServer::Impl {
   ServerOptions options;
   std::shared_ptr<HttpHandler> handler;
   std::shared_ptr<Metrics> metrics;
+  std::shared_ptr<RequestLogger> logger;
   std::optional<ssl::context> tls_context;
   std::shared_ptr<Liveness> liveness = std::make_shared<Liveness>();
 
@@ -158,6 +159,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Derived>
       return;
     }
     state_ = State::kReadingHeader;
+    path_.clear();
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(server_->options.max_header_bytes));
     // The parser checks Content-Length against its body limit while parsing the header;
@@ -193,6 +195,8 @@ class Session : public SessionBase, public std::enable_shared_from_this<Derived>
 
     std::string_view target(parser_->get().target().data(), parser_->get().target().size());
     std::string_view path = target.substr(0, target.find('?'));
+    path_ = std::string(path.substr(0, 100));
+    started_ = std::chrono::steady_clock::now();
     const size_t limit = server_->handler->BodyLimit(path);
     if (auto length = parser_->content_length(); length && *length > limit) {
       WriteDirect(413, "request body is " + std::to_string(*length) + " bytes; the limit is " +
@@ -205,6 +209,25 @@ class Session : public SessionBase, public std::enable_shared_from_this<Derived>
       Dispatch();
       return;
     }
+    // A client that asked to be told before sending its body (curl does for bodies over
+    // 1 KiB) is told now, since the size was acceptable.
+    if (beast::iequals(parser_->get()[http::field::expect], "100-continue")) {
+      continue_ = std::make_unique<http::response<http::empty_body>>(http::status::continue_, 11);
+      http::async_write(Self().stream(), *continue_,
+                        [self = this->shared_from_this()](beast::error_code ec, size_t) {
+                          self->continue_.reset();
+                          if (ec) {
+                            self->Close();
+                            return;
+                          }
+                          self->ReadBody();
+                        });
+      return;
+    }
+    ReadBody();
+  }
+
+  void ReadBody() {
     http::async_read(
         Self().stream(), buffer_, *parser_,
         [self = this->shared_from_this()](beast::error_code ec, size_t) { self->OnBody(ec); });
@@ -275,6 +298,16 @@ class Session : public SessionBase, public std::enable_shared_from_this<Derived>
   // WriteDirect answers without the handler (413, 431, 400 at the HTTP layer) and closes.
   void WriteDirect(int status, const std::string& text) {
     if (server_->metrics) server_->metrics->RecordHttpStatus(status);
+    if (server_->logger) {
+      RequestLogEntry entry;
+      entry.endpoint = path_.empty() ? std::string_view("-") : std::string_view(path_);
+      entry.outcome = status == 413 ? "too_large" : status == 431 ? "header_too_large" : "bad_http";
+      entry.http_status = status;
+      entry.latency =
+          path_.empty() ? std::chrono::nanoseconds(0) : std::chrono::steady_clock::now() - started_;
+      entry.error = text;
+      server_->logger->Log(entry);
+    }
     HttpResponse r;
     r.status = status;
     r.headers.emplace_back("Content-Type", "text/plain; charset=utf-8");
@@ -360,6 +393,9 @@ class Session : public SessionBase, public std::enable_shared_from_this<Derived>
   bool keep_alive_ = false;
   bool first_request_ = true;
   bool counted_ = false;  // a request was started and not yet ended
+  std::unique_ptr<http::response<http::empty_body>> continue_;  // "100 Continue" being sent
+  std::string path_;  // of the current request (bounded), for the log
+  std::chrono::steady_clock::time_point started_;
 };
 
 class PlainSession : public Session<PlainSession> {
@@ -483,7 +519,8 @@ void HttpServer::Impl::RunThread() {
 
 StatusOr<std::unique_ptr<HttpServer>> HttpServer::Create(ServerOptions options,
                                                          std::shared_ptr<HttpHandler> handler,
-                                                         std::shared_ptr<Metrics> metrics) {
+                                                         std::shared_ptr<Metrics> metrics,
+                                                         std::shared_ptr<RequestLogger> logger) {
   if (!handler) return InvalidArgumentError("server needs a handler");
   if (options.threads < 1 || options.threads > 256) {
     return InvalidArgumentError("threads must be between 1 and 256");
@@ -505,6 +542,7 @@ StatusOr<std::unique_ptr<HttpServer>> HttpServer::Create(ServerOptions options,
     }
 
     auto impl = std::make_shared<Impl>(options, std::move(handler), std::move(metrics));
+    impl->logger = std::move(logger);
     if (options.tls) {
       for (const auto& file : {options.tls->certificate_chain, options.tls->private_key}) {
         std::error_code fec;

@@ -27,6 +27,7 @@
 #include <string>
 
 #include "api/http/metrics.h"
+#include "api/http/request_log.h"
 #include "api/http/routes.h"
 #include "vault/status.h"
 
@@ -56,10 +57,11 @@ class HttpServer {
   // bad address or option, FAILED_PRECONDITION for plain HTTP on a non-loopback address
   // without allow_insecure_plain_http, UNAVAILABLE if the port cannot be bound, NOT_FOUND /
   // INVALID_ARGUMENT if the TLS files cannot be loaded. `handler` is required; `metrics`
-  // may be null.
-  static StatusOr<std::unique_ptr<HttpServer>> Create(ServerOptions options,
-                                                      std::shared_ptr<HttpHandler> handler,
-                                                      std::shared_ptr<Metrics> metrics);
+  // and `logger` may be null (the logger gets a line for each request the server itself
+  // rejects: 413, 431, malformed HTTP; the handler logs the rest).
+  static StatusOr<std::unique_ptr<HttpServer>> Create(
+      ServerOptions options, std::shared_ptr<HttpHandler> handler, std::shared_ptr<Metrics> metrics,
+      std::shared_ptr<RequestLogger> logger = nullptr);
 
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;

@@ -197,6 +197,65 @@ TEST_F(BadInputTest, BodiesOverTheLimit) {
   ExpectVictimUnchanged("victim");
 }
 
+TEST_F(BadInputTest, ExpectContinueIsAnsweredOnlyForAcceptableSizes) {
+  StartServer({});
+  RegisterVictim("victim");
+  const std::string head =
+      "POST /req HTTP/1.1\r\nHost: x\r\nX-Juicebox-Version: 0.3.7\r\n"
+      "Authorization: Bearer " +
+      Token("victim") + "\r\nExpect: 100-continue\r\n";
+  {
+    TestClient client(server_->port());
+    client.WriteRaw(head + "Content-Length: 9\r\n\r\n");
+    TestResponse interim = client.Read();
+    EXPECT_EQ(interim.status, 100);
+    client.WriteRaw(std::string(kRecover1.begin(), kRecover1.end()));
+    TestResponse r = client.Read();
+    EXPECT_EQ(r.status, 200) << r.text();
+    submits_before_ = realm_->submits();
+  }
+  {
+    // Too large: 413 at once, no 100, and the body is never read.
+    TestClient client(server_->port());
+    client.WriteRaw(head + "Content-Length: 5000\r\n\r\n");
+    TestResponse r = client.Read();
+    ExpectRejected(r, 413, "request body is 5000 bytes; the limit is 2048");
+  }
+  ExpectVictimUnchanged("victim");
+}
+
+TEST_F(BadInputTest, ConnectionsBeyondTheLimitAreClosed) {
+  StartServer({.max_connections = 2});
+  TestClient a(server_->port());
+  TestClient b(server_->port());
+  ASSERT_EQ(a.Send("GET", "/livez", {}, {}).status, 200);
+  ASSERT_EQ(b.Send("GET", "/livez", {}, {}).status, 200);
+  TestClient c(server_->port());
+  c.WriteRaw("GET /livez HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::string received;
+  EXPECT_TRUE(c.WaitForClose(std::chrono::seconds(10), &received));
+  EXPECT_EQ(received, "");
+  // The open ones still work.
+  EXPECT_EQ(a.Send("GET", "/livez", {}, {}).status, 200);
+}
+
+TEST_F(BadInputTest, RejectionsByTheHttpLayerAreLogged) {
+  StartServer({});
+  {
+    TestClient client(server_->port());
+    Bytes big(kMaxJuiceboxBodySize + 1, 0x41);
+    EXPECT_EQ(client.Send("POST", "/req", JuiceboxHeaders(Token("victim")), big).status, 413);
+  }
+  std::istringstream in(log_stream_->str());
+  std::string line;
+  ASSERT_TRUE(std::getline(in, line));
+  json entry = json::parse(line);
+  EXPECT_EQ(entry["endpoint"], "/req");
+  EXPECT_EQ(entry["status"], 413);
+  EXPECT_EQ(entry["outcome"], "too_large");
+  EXPECT_EQ(metrics_->HttpStatusCount(413), 1u);
+}
+
 TEST_F(BadInputTest, SlowClientIsDisconnectedAfterTheTimeout) {
   StartServer({.request_timeout = std::chrono::milliseconds(300),
                .idle_timeout = std::chrono::milliseconds(300)});

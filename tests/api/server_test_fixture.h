@@ -303,8 +303,8 @@ class ServerFixture : public ::testing::Test {
     server_options.request_timeout = setup.request_timeout;
     server_options.idle_timeout = setup.idle_timeout;
     server_options.max_connections = setup.max_connections;
-    auto server =
-        HttpServer::Create(server_options, std::shared_ptr<Router>(std::move(*router)), metrics_);
+    auto server = HttpServer::Create(server_options, std::shared_ptr<Router>(std::move(*router)),
+                                     metrics_, logger_);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
     server_->Start();
