@@ -19,6 +19,8 @@
 // loop: flows arrive at --rate per second (Poisson); a flow that finds no idle connection
 // waits, and its latency counts from its arrival, not from when it was sent.
 #include <sodium.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -30,6 +32,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/read.hpp>
+#include <boost/asio/read.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/vector_body.hpp>
 #include <chrono>
@@ -395,6 +398,50 @@ class TokenMinter {
   int64_t lifetime_;
 };
 
+// RealmMetrics: a realm's Prometheus samples ("name{labels}" -> value), from GET /metrics.
+using RealmMetrics = std::map<std::string, double>;
+
+// ScrapeMetrics fetches and parses `target`'s /metrics with a blocking request (2 s timeouts);
+// nullopt if the realm does not serve it.
+std::optional<RealmMetrics> ScrapeMetrics(const Target& target) {
+  asio::io_context io;
+  tcp::socket socket(io);
+  boost::system::error_code ec;
+  socket.connect(target.endpoint, ec);
+  if (ec) return std::nullopt;
+  timeval timeout{2, 0};
+  ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
+  std::string path = target.request_target.substr(0, target.request_target.rfind('/') + 1);
+  std::string request = "GET " + path + "metrics HTTP/1.1\r\nHost: " + target.host_header +
+                        "\r\nConnection: close\r\n\r\n";
+  asio::write(socket, asio::buffer(request), ec);
+  if (ec) return std::nullopt;
+  beast::flat_buffer buffer;
+  http::response_parser<http::vector_body<uint8_t>> parser;
+  parser.body_limit(8 * 1024 * 1024);
+  http::read(socket, buffer, parser, ec);
+  if (ec || parser.get().result_int() != 200) return std::nullopt;
+  const std::vector<uint8_t>& body = parser.get().body();
+  RealmMetrics metrics;
+  std::istringstream lines(std::string(body.begin(), body.end()));
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    size_t space = line.rfind(' ');
+    if (space == std::string::npos) continue;
+    metrics[line.substr(0, space)] = std::strtod(line.c_str() + space + 1, nullptr);
+  }
+  return metrics;
+}
+
+// MetricDelta returns end[key] - start[key] (0 where absent).
+double MetricDelta(const RealmMetrics& start, const RealmMetrics& end, const std::string& key) {
+  auto a = start.find(key);
+  auto b = end.find(key);
+  return (b == end.end() ? 0 : b->second) - (a == start.end() ? 0 : a->second);
+}
+
 // ---------------------------------------------------------------------------------------
 // Embedded realms (development and the smoke test)
 
@@ -475,6 +522,12 @@ struct ProcessWindow {
   ProcessSample start, end;
 };
 
+// MetricsWindow: a realm's /metrics at the window's edges.
+struct MetricsWindow {
+  size_t realm = 0;
+  std::optional<RealmMetrics> start, end;
+};
+
 // PhaseResult: what one phase measured.
 struct PhaseResult {
   PhaseSpec spec;
@@ -493,6 +546,7 @@ struct PhaseResult {
   double generator_cpu_seconds = 0;
   std::optional<double> machine_busy_seconds;
   std::vector<ProcessWindow> realms;
+  std::vector<MetricsWindow> metrics;
   std::array<double, 3> load_start{}, load_end{};
   double wall_seconds = 0;  // whole phase including warm-up and drain
 
@@ -565,7 +619,7 @@ class Connection {
 class Slot {
  public:
   Slot(Engine& engine, asio::io_context& io, const std::vector<Target>& targets, int index)
-      : engine_(engine), index_(index) {
+      : pause(io), engine_(engine), index_(index) {
     for (size_t r = 0; r < targets.size(); ++r) {
       connections_.push_back(std::make_unique<Connection>(io, targets[r], *this, r));
     }
@@ -588,6 +642,7 @@ class Slot {
   }
   int index() const { return index_; }
   uint64_t closed_loop_counter = 0;  // the engine's per-slot user cursor
+  asio::steady_timer pause;          // the engine's back-off after a failed flow
 
  private:
   void SendStep();
@@ -651,10 +706,16 @@ class Engine {
  private:
   bool InWindow(Clock::time_point t) const { return t >= window_start_ && t < window_end_; }
   void StartNext(Slot& slot, Clock::time_point arrival);
+  void Continue(Slot& slot, Clock::time_point now);
   void ScheduleArrivals();
   void Tick();
   void MaybeFinish();
   std::vector<ProcessSample> SampleRealms() const;
+  std::vector<std::optional<RealmMetrics>> ScrapeRealms() const {
+    std::vector<std::optional<RealmMetrics>> all;
+    for (const Target& t : targets_) all.push_back(ScrapeMetrics(t));
+    return all;
+  }
   std::string UserName(uint64_t user) const { return "u" + std::to_string(user); }
 
   const Options& options_;
@@ -864,7 +925,13 @@ void Slot::OnAnswer(size_t realm, Answer answer) {
   if (!answer.error.empty()) {
     error = answer.error;
   } else if (answer.status != 200) {
-    error = "HTTP " + std::to_string(answer.status);
+    // The realm's plain-text reason (never a secret: e.g. "jwt: token expired"), shortened.
+    std::string reason(answer.body.begin(),
+                       answer.body.begin() + std::min<size_t>(answer.body.size(), 60));
+    for (char& c : reason) {
+      if (c < 0x20 || c > 0x7e) c = '?';
+    }
+    error = "HTTP " + std::to_string(answer.status) + (reason.empty() ? "" : ": " + reason);
   } else {
     StatusOr<protocol::SecretsResponse> decoded = DecodeResponseCbor(answer.body);
     if (!decoded.ok()) {
@@ -920,14 +987,15 @@ void Slot::StepDone() {
 
 void Engine::RecordRequest(Op op, Clock::time_point sent, Clock::time_point now, bool ok,
                            const std::string& error) {
-  if (!ok) {
+  if (ok) {
+    ++tick_requests_;
+  } else {
     ++result_.errors[error];
     ++tick_errors_;
   }
   if (!InWindow(sent) && !spec_.populate) return;
   if (ok) {
     ++result_.requests_ok;
-    ++tick_requests_;
     result_.ops[op].Record(static_cast<uint64_t>((now - sent).count()));
   } else {
     ++result_.requests_failed;
@@ -937,22 +1005,36 @@ void Engine::RecordRequest(Op op, Clock::time_point sent, Clock::time_point now,
 void Engine::FlowDone(Slot& slot, bool ok, Clock::time_point arrival, const std::string& error) {
   Clock::time_point now = Clock::now();
   (void)error;  // counted per request already
-  if (ok) ++result_.flows_total_ok;
-  if (spec_.populate || InWindow(arrival)) {
-    if (ok) {
-      result_.flow.Record(static_cast<uint64_t>((now - arrival).count()));
-      tick_latency_.Record(static_cast<uint64_t>((now - arrival).count()));
-    }
+  if (ok) {
+    ++result_.flows_total_ok;
+    ++tick_flows_;
+    tick_latency_.Record(static_cast<uint64_t>((now - arrival).count()));
+  }
+  if ((spec_.populate || InWindow(arrival)) && ok) {
+    result_.flow.Record(static_cast<uint64_t>((now - arrival).count()));
   }
   if (spec_.populate || InWindow(now)) {
     if (ok) {
       ++result_.flows_ok;
-      ++tick_flows_;
     } else {
       ++result_.flows_failed;
     }
   }
   --busy_slots_;
+  if (!ok && !spec_.open && !finished_) {
+    // A closed loop would retry a failing realm as fast as it answers; pause this client.
+    ++busy_slots_;
+    slot.pause.expires_after(std::chrono::milliseconds(20));
+    slot.pause.async_wait([this, &slot](const boost::system::error_code&) {
+      --busy_slots_;
+      Continue(slot, Clock::now());
+    });
+    return;
+  }
+  Continue(slot, now);
+}
+
+void Engine::Continue(Slot& slot, Clock::time_point now) {
   if (spec_.populate) {
     if (next_populate_user_ < spec_.end_user) {
       StartNext(slot, now);
@@ -1127,6 +1209,7 @@ PhaseResult Engine::RunPhase(const PhaseSpec& spec) {
 
   result_.load_start = LoadAverage();
   std::vector<ProcessSample> realms_start = SampleRealms();
+  std::vector<std::optional<RealmMetrics>> metrics_start = ScrapeRealms();
   double cpu_start = SelfCpuSeconds();
   std::optional<double> busy_start = MachineBusySeconds();
   tick_cpu_ = cpu_start;
@@ -1154,11 +1237,13 @@ PhaseResult Engine::RunPhase(const PhaseSpec& spec) {
     window_timer.async_wait([&](const boost::system::error_code& ec) {
       if (ec) return;
       realms_window_start = SampleRealms();
+      metrics_start = ScrapeRealms();
       cpu_window_start = SelfCpuSeconds();
       busy_window_start = MachineBusySeconds();
     });
   }
   std::vector<ProcessSample> realms_window_end;
+  std::vector<std::optional<RealmMetrics>> metrics_end;
   double cpu_window_end = 0;
   std::optional<double> busy_window_end;
   asio::steady_timer end_timer(io_);
@@ -1170,6 +1255,7 @@ PhaseResult Engine::RunPhase(const PhaseSpec& spec) {
       cpu_window_end = SelfCpuSeconds();
       busy_window_end = MachineBusySeconds();
       result_.load_end = LoadAverage();
+      metrics_end = ScrapeRealms();
       MaybeFinish();
     });
   }
@@ -1203,6 +1289,7 @@ PhaseResult Engine::RunPhase(const PhaseSpec& spec) {
 
   Clock::time_point phase_end = Clock::now();
   result_.wall_seconds = std::chrono::duration<double>(phase_end - phase_start_).count();
+  if (metrics_end.empty()) metrics_end = ScrapeRealms();
   if (spec.populate) {
     result_.measured_seconds = result_.wall_seconds;
     realms_window_end = SampleRealms();
@@ -1221,6 +1308,9 @@ PhaseResult Engine::RunPhase(const PhaseSpec& spec) {
   result_.generator_cpu_seconds = cpu_window_end - cpu_window_start;
   if (busy_window_start && busy_window_end) {
     result_.machine_busy_seconds = *busy_window_end - *busy_window_start;
+  }
+  for (size_t r = 0; r < targets_.size(); ++r) {
+    result_.metrics.push_back(MetricsWindow{r, metrics_start[r], metrics_end[r]});
   }
   for (size_t r = 0; r < targets_.size(); ++r) {
     if (!targets_[r].pid) continue;
@@ -1322,6 +1412,34 @@ void PrintPhase(std::ostream& out, const PhaseResult& p, const FloorReport& floo
     }
     out << "\n";
   }
+  for (const MetricsWindow& m : p.metrics) {
+    if (!m.start || !m.end) continue;
+    out << "realm " << m.realm << " /metrics over the window:";
+    for (int op = 0; op < kOpCount; ++op) {
+      std::string labels = std::string("{endpoint=\"/req\",operation=\"") + kOpNames[op] + "\"}";
+      double count = MetricDelta(*m.start, *m.end, "pinvault_request_duration_seconds_count" + labels);
+      if (count <= 0) continue;
+      double sum = MetricDelta(*m.start, *m.end, "pinvault_request_duration_seconds_sum" + labels);
+      out << " " << kOpNames[op] << " " << Fixed(sum / count * 1e3, 2) << " ms in realm;";
+    }
+    out << "\n  HSM calls per flow (mean us):";
+    for (const char* call : {"mac", "seal", "unseal", "store_anchor", "load_anchor", "sign"}) {
+      std::string labels = std::string("{call=\"") + call + "\"}";
+      double count = MetricDelta(*m.start, *m.end, "pinvault_hsm_call_duration_seconds_count" + labels);
+      if (count <= 0) continue;
+      double sum = MetricDelta(*m.start, *m.end, "pinvault_hsm_call_duration_seconds_sum" + labels);
+      double flows = std::max<double>(1, p.spec.populate ? p.flows_total_ok : p.flows_ok);
+      out << " " << call << " " << Fixed(count / flows, 2) << " x " << Fixed(sum / count * 1e6, 1)
+          << ";";
+    }
+    double commits = MetricDelta(*m.start, *m.end,
+                                 "pinvault_hsm_call_duration_seconds_count{call=\"store_anchor\"}");
+    if (commits > 0) {
+      out << "\n  group commits (anchor writes): " << Fixed(commits / p.measured_seconds, 0)
+          << "/s";
+    }
+    out << "\n";
+  }
   if (const FloorResult* f = FloorFor(floor, s.kind); f && !s.populate && !s.open) {
     double realm_ops = p.flows_per_second() * realm_count;
     double ratio = realm_ops / f->operations_per_second;
@@ -1387,6 +1505,31 @@ Json PhaseJson(const PhaseResult& p, const FloorReport& floor, size_t realm_coun
       r["threads"] = w.end.threads;
     }
     j["realms"].push_back(r);
+  }
+  j["realm_metrics"] = Json::array();
+  for (const MetricsWindow& m : p.metrics) {
+    Json r;
+    r["realm"] = m.realm;
+    if (m.start && m.end) {
+      for (int op = 0; op < kOpCount; ++op) {
+        std::string labels =
+            std::string("{endpoint=\"/req\",operation=\"") + kOpNames[op] + "\"}";
+        double count =
+            MetricDelta(*m.start, *m.end, "pinvault_request_duration_seconds_count" + labels);
+        if (count <= 0) continue;
+        double sum = MetricDelta(*m.start, *m.end, "pinvault_request_duration_seconds_sum" + labels);
+        r["in_realm_mean_ms"][kOpNames[op]] = sum / count * 1e3;
+      }
+      for (const char* call : {"mac", "seal", "unseal", "store_anchor", "load_anchor", "sign"}) {
+        std::string labels = std::string("{call=\"") + call + "\"}";
+        double count =
+            MetricDelta(*m.start, *m.end, "pinvault_hsm_call_duration_seconds_count" + labels);
+        if (count <= 0) continue;
+        double sum = MetricDelta(*m.start, *m.end, "pinvault_hsm_call_duration_seconds_sum" + labels);
+        r["hsm_calls"][call] = {{"count", count}, {"mean_us", sum / count * 1e6}};
+      }
+    }
+    j["realm_metrics"].push_back(r);
   }
   j["load_average_start"] = p.load_start;
   j["load_average_end"] = p.load_end;

@@ -9,3 +9,14 @@ if(TARGET pinvault-bench)
                    --flow recover,register --open-fractions 0.5)
   set_tests_properties(bench_realm_load_smoke PROPERTIES TIMEOUT 120)
 endif()
+
+# The same against separate pinvaultd processes (the path deploy/BENCHMARKS.md's figures take):
+# three realms, each with its own SoftHSM2 token and SQLite store, threshold 2 of 3, started by
+# deploy/bench-realms.sh on free ports of 127.0.0.1.
+if(TARGET pinvault-bench AND TARGET pinvaultd AND TARGET pinvault-admin)
+  add_test(NAME bench_realm_load_pinvaultd_smoke
+           COMMAND bash ${PROJECT_SOURCE_DIR}/deploy/bench-realms.sh --build ${PROJECT_BINARY_DIR}
+                   --realms 3 --base-port auto
+                   -- --smoke --seconds 1 --warmup 0.3 --floor-seconds 0 --flow recover,register)
+  set_tests_properties(bench_realm_load_pinvaultd_smoke PROPERTIES TIMEOUT 180)
+endif()
