@@ -15,9 +15,12 @@
 #                      "auto" picks a random free range (used by the test suite)
 #   --threads T        HTTP threads of each pinvaultd (default 2)
 #   --workers W        core worker threads of each pinvaultd (default 0: the number of CPUs)
+#   --tokens-dir DIR   put the realms' SoftHSM2 token directories under DIR instead of the
+#                      state directory (e.g. a tmpfs, to see the realm without the token's
+#                      file writes; not a durable setup -- for diagnosis only)
 #   --request-log      keep pinvaultd's per-request log on (default off, written to a file)
 #   --profile S        record a CPU profile of realm 1 for S seconds with perf (cpu-clock
-#                      sampling, self time), starting 5 s into the run; the top entries are
+#                      sampling, DWARF call graphs), starting 5 s into the run; the top entries are
 #                      printed at the end and the data kept in the state directory
 #   --build-first      build the three binaries (Release) before starting
 # Everything after `--` goes to pinvault-bench, e.g.
@@ -40,6 +43,7 @@ workers=0
 request_log=false
 profile=0
 build_first=false
+tokens_dir=
 while [[ $# -gt 0 ]]; do
   case $1 in
     --build) build=$2; shift 2 ;;
@@ -49,6 +53,7 @@ while [[ $# -gt 0 ]]; do
     --threads) threads=$2; shift 2 ;;
     --workers) workers=$2; shift 2 ;;
     --request-log) request_log=true; shift ;;
+    --tokens-dir) tokens_dir=$2; shift 2 ;;
     --profile) profile=$2; shift 2 ;;
     --build-first) build_first=true; shift ;;
     --) shift; break ;;
@@ -117,9 +122,14 @@ for ((i = 1; i <= realms; i++)); do
   dir=$state/realm-$i
   mkdir -p "$dir"
   label=pinvault-bench-$i
-  bash "$root/deploy/softhsm-token.sh" "$dir/softhsm" "$label" >/dev/null 2>&1
-  conf=$dir/softhsm/softhsm2.conf
-  uri="pkcs11:token=$label?pin-source=file:$dir/softhsm/user-pin"
+  token_dir=$dir/softhsm
+  if [[ -n $tokens_dir ]]; then
+    mkdir -p "$tokens_dir"
+    token_dir=$(cd "$tokens_dir" && pwd)/realm-$i
+  fi
+  bash "$root/deploy/softhsm-token.sh" "$token_dir" "$label" >/dev/null 2>&1
+  conf=$token_dir/softhsm2.conf
+  uri="pkcs11:token=$label?pin-source=file:$token_dir/user-pin"
   SOFTHSM2_CONF=$conf "$build/api/pinvault-admin" hsm init --token "$uri" >/dev/null
   if [[ ! -s $dir/realm-id ]]; then
     od -An -tx1 -N16 /dev/urandom | tr -d ' \n' >"$dir/realm-id.tmp"
@@ -176,7 +186,8 @@ echo "bench-realms: $realms realm(s) ready (pids ${pids[*]}), state in $state" >
 
 if [[ $profile -gt 0 ]]; then
   command -v perf >/dev/null || { echo "bench-realms: perf not found" >&2; exit 2; }
-  (sleep 5; exec perf record -e cpu-clock -F 999 -p "${pids[0]}" -o "$state/perf.data" \
+  (sleep 5; exec perf record -e cpu-clock -F 499 --call-graph dwarf,16384 -p "${pids[0]}" \
+      -o "$state/perf.data" \
       -- sleep "$profile") >"$state/perf.log" 2>&1 &
   perf_pid=$!
 fi
@@ -190,13 +201,19 @@ if [[ -n $perf_pid ]]; then
   perf_pid=
   if [[ -s $state/perf.data ]]; then
     echo
-    echo "== profile of realm 1 (pid ${pids[0]}), self time, top entries"
-    perf report -i "$state/perf.data" --stdio --sort dso,symbol 2>/dev/null |
-      grep -E '^ +[0-9]' | sed -E 's/ +- +- *$//; s/ +$//' | head -40 || true
+    echo "== profile of realm 1 (pid ${pids[0]}): self time, top entries"
+    perf report -i "$state/perf.data" --stdio --no-children --sort dso,symbol -g none \
+      2>/dev/null | grep -E '^ +[0-9]' | sed -E 's/ +- +- *$//; s/ +$//' | cut -c1-150 |
+      head -40 || true
     echo
-    echo "== by shared object"
-    perf report -i "$state/perf.data" --stdio --sort dso 2>/dev/null |
+    echo "== by shared object (self time)"
+    perf report -i "$state/perf.data" --stdio --no-children --sort dso -g none 2>/dev/null |
       grep -E '^ +[0-9]' | sed -E 's/ +$//' | head -15 || true
+    echo
+    echo "== inclusive time of pinvault, SQLite and PKCS#11 entry points (children included)"
+    perf report -i "$state/perf.data" --stdio --children --sort symbol -g none 2>/dev/null |
+      grep -E '^ +[0-9]' | grep -E 'pinvault::|sqlite3_(step|exec)|\] C_[A-Z]' |
+      sed -E 's/ +- +- *$//; s/ +$//' | cut -c1-150 | head -45 || true
     if $cleanup_state; then
       cp "$state/perf.data" "${TMPDIR:-/tmp}/pinvault-bench-perf.data"
       echo "(perf data copied to ${TMPDIR:-/tmp}/pinvault-bench-perf.data)"

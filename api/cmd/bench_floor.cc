@@ -390,6 +390,8 @@ StatusOr<FloorCosts> MeasureFloorCosts(vault::Hsm& hsm, const std::filesystem::p
   });
   costs.hsm_unseal_us =
       MicrosPerCall(3000, [&] { check(hsm.Unseal(p.sealed, p.associated_data).status()); });
+  Bytes anchor(96, 0x5a);
+  costs.hsm_anchor_write_us = MicrosPerCall(20, [&] { check(hsm.StoreAnchor(anchor)); });
   RETURN_IF_ERROR(failure);
   std::filesystem::path path = dir / "floor-costs.sqlite";
   {

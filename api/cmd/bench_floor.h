@@ -65,6 +65,9 @@ struct FloorCosts {
   double hsm_unseal_us = 0;
   double sqlite_row_in_batch_us = 0;  // one row of a 64-row durable transaction
   double sqlite_commit_us = 0;        // the durable commit of that transaction alone
+  // An anchor write (Hsm::StoreAnchor: a token object created, the previous one destroyed),
+  // which the realm does once per group commit. Not part of the floor operations above.
+  double hsm_anchor_write_us = 0;
 };
 
 // FloorResult: what a floor run measured.
