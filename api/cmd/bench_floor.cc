@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "api/cmd/bench_stats.h"
 #include "pkcs11/hsm_keys.h"
 #include "pkcs11/key_set.h"
 #include "pkcs11/mechanisms.h"
@@ -152,6 +153,7 @@ class Pipeline {
     start_ = Clock::now() + warmup;
     end_ = start_ + std::chrono::microseconds(static_cast<int64_t>(seconds * 1e6));
     std::vector<std::thread> threads;
+    double cpu_start = SelfCpuSeconds();
     for (int i = 0; i < workers; ++i) threads.emplace_back([this] { WorkerLoop(); });
     threads.emplace_back([this] { WriterLoop(); });
     {
@@ -168,12 +170,14 @@ class Pipeline {
     work_cv_.notify_all();
     write_cv_.notify_all();
     for (std::thread& t : threads) t.join();
+    double cpu = SelfCpuSeconds() - cpu_start;
     if (!failure_.ok()) return failure_;
     FloorResult result;
     result.operations = counted_;
     result.seconds = std::chrono::duration<double>(end_ - start_).count();
     result.operations_per_second = counted_ / result.seconds;
     result.average_batch = batches_ == 0 ? 0 : static_cast<double>(rows_written_) / batches_;
+    result.cpu_us_per_operation = finished_ == 0 ? 0 : cpu * 1e6 / static_cast<double>(finished_);
     return result;
   }
 
@@ -219,6 +223,7 @@ class Pipeline {
   void FinishLocked(int c) {
     Clock::time_point now = Clock::now();
     if (now >= start_ && now < end_) ++counted_;
+    ++finished_;
     steps_[c] = 0;
     if (now < end_) {
       ready_.push_back(c);
@@ -309,6 +314,7 @@ class Pipeline {
   bool stop_ = false;
   Status failure_;
   uint64_t counted_ = 0;
+  uint64_t finished_ = 0;  // every operation, warm-up and drain included
   uint64_t batches_ = 0;
   uint64_t rows_written_ = 0;
 };

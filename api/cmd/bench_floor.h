@@ -76,6 +76,9 @@ struct FloorResult {
   double average_batch = 0;  // rows per SQLite transaction
   uint64_t operations = 0;
   double seconds = 0;
+  // CPU time of this process per operation over the whole run (warm-up included), which
+  // other load on the machine disturbs less than the throughput.
+  double cpu_us_per_operation = 0;
 };
 
 // MeasureFloorCosts times each piece alone on one thread (`hsm` must hold realm keys; the

@@ -1447,6 +1447,18 @@ void PrintPhase(std::ostream& out, const PhaseResult& p, const FloorReport& floo
         << " ops/s; realm " << Fixed(realm_ops, 0) << " " << FlowName(s.kind)
         << " ops/s (flows x realms) -> realm/floor " << Fixed(ratio, 2)
         << (ratio >= 0.6 ? " (>= 0.60: PASS)" : " (< 0.60: FAIL)") << "\n";
+    double realm_cpu = 0;
+    bool all_read = !p.realms.empty();
+    for (const ProcessWindow& w : p.realms) {
+      if (!w.end.ok) all_read = false;
+      realm_cpu += w.end.cpu_seconds - w.start.cpu_seconds;
+    }
+    if (all_read && p.flows_ok > 0 && f->cpu_us_per_operation > 0) {
+      double per_op = realm_cpu * 1e6 / (static_cast<double>(p.flows_ok) * realm_count);
+      out << "CPU per " << FlowName(s.kind) << " op: realm " << Fixed(per_op, 0) << " us, floor "
+          << Fixed(f->cpu_us_per_operation, 0) << " us (floor/realm "
+          << Fixed(f->cpu_us_per_operation / per_op, 2) << ")\n";
+    }
   }
 }
 
@@ -1536,6 +1548,16 @@ Json PhaseJson(const PhaseResult& p, const FloorReport& floor, size_t realm_coun
   if (const FloorResult* f = FloorFor(floor, p.spec.kind);
       f && !p.spec.populate && !p.spec.open) {
     j["realm_over_floor"] = p.flows_per_second() * realm_count / f->operations_per_second;
+    double realm_cpu = 0;
+    bool all_read = !p.realms.empty();
+    for (const ProcessWindow& w : p.realms) {
+      if (!w.end.ok) all_read = false;
+      realm_cpu += w.end.cpu_seconds - w.start.cpu_seconds;
+    }
+    if (all_read && p.flows_ok > 0) {
+      j["realm_cpu_us_per_op"] = realm_cpu * 1e6 / (static_cast<double>(p.flows_ok) * realm_count);
+      j["floor_cpu_us_per_op"] = f->cpu_us_per_operation;
+    }
   }
   return j;
 }
@@ -1808,12 +1830,14 @@ int Run(const Options& o) {
       if (floor.recovery) {
         text << "  recovery floor (3 HMAC, unseal, EvaluateWithProof, 2 seals, 2 durable rows): "
              << Fixed(floor.recovery->operations_per_second, 0) << " ops/s (avg "
-             << Fixed(floor.recovery->average_batch, 1) << " rows/commit)\n";
+             << Fixed(floor.recovery->average_batch, 1) << " rows/commit), "
+             << Fixed(floor.recovery->cpu_us_per_operation, 0) << " us CPU per op\n";
       }
       if (floor.registration) {
         text << "  registration floor (HMAC, seal, 1 durable row): "
              << Fixed(floor.registration->operations_per_second, 0) << " ops/s (avg "
-             << Fixed(floor.registration->average_batch, 1) << " rows/commit)\n";
+             << Fixed(floor.registration->average_batch, 1) << " rows/commit), "
+             << Fixed(floor.registration->cpu_us_per_operation, 0) << " us CPU per op\n";
       }
       Json fj;
       fj["hsm"] = floor.hsm;
@@ -1827,9 +1851,13 @@ int Run(const Options& o) {
       fj["sqlite_row_in_batch_us"] = floor.costs.sqlite_row_in_batch_us;
       fj["sqlite_commit_us"] = floor.costs.sqlite_commit_us;
       fj["hsm_anchor_write_us"] = floor.costs.hsm_anchor_write_us;
-      if (floor.recovery) fj["recovery_ops_per_second"] = floor.recovery->operations_per_second;
+      if (floor.recovery) {
+        fj["recovery_ops_per_second"] = floor.recovery->operations_per_second;
+        fj["recovery_cpu_us_per_op"] = floor.recovery->cpu_us_per_operation;
+      }
       if (floor.registration) {
         fj["registration_ops_per_second"] = floor.registration->operations_per_second;
+        fj["registration_cpu_us_per_op"] = floor.registration->cpu_us_per_operation;
       }
       report["floor"] = fj;
     }
