@@ -398,6 +398,13 @@ StatusOr<FloorCosts> MeasureFloorCosts(vault::Hsm& hsm, const std::filesystem::p
       MicrosPerCall(3000, [&] { check(hsm.Unseal(p.sealed, p.associated_data).status()); });
   Bytes anchor(96, 0x5a);
   costs.hsm_anchor_write_us = MicrosPerCall(20, [&] { check(hsm.StoreAnchor(anchor)); });
+  double after_us = 0;
+  for (int i = 0; i < 20; ++i) {
+    check(hsm.StoreAnchor(anchor));
+    after_us += MicrosPerCall(
+        1, [&] { check(hsm.Mac(vault::MacKeyRole::kRecordId, p.user).status()); });
+  }
+  costs.hsm_hmac_after_anchor_write_us = after_us / 20;
   RETURN_IF_ERROR(failure);
   std::filesystem::path path = dir / "floor-costs.sqlite";
   {

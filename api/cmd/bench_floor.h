@@ -68,6 +68,9 @@ struct FloorCosts {
   // An anchor write (Hsm::StoreAnchor: a token object created, the previous one destroyed),
   // which the realm does once per group commit. Not part of the floor operations above.
   double hsm_anchor_write_us = 0;
+  // The first HSM HMAC after an anchor write (SoftHSM2 re-reads the token's objects when the
+  // token changed), to compare with hsm_hmac_us.
+  double hsm_hmac_after_anchor_write_us = 0;
 };
 
 // FloorResult: what a floor run measured.
