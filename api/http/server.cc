@@ -267,21 +267,21 @@ class Session : public SessionBase, public std::enable_shared_from_this<Derived>
       std::lock_guard<std::mutex> lock(server_->mu);
       server_->processing[this] = this->shared_from_this();
     }
+    // The responder may outlive the server (a realm answering after shutdown), so it holds
+    // nothing that belongs to the io_context (not even the strand executor): only a weak
+    // reference to this connection and the server's liveness flag.
     std::weak_ptr<Derived> weak = this->shared_from_this();
-    auto executor = Self().stream().get_executor();
     std::shared_ptr<Liveness> liveness = server_->liveness;
-    HttpResponder respond = [weak, executor, liveness](HttpResponse response) {
+    HttpResponder respond = [weak, liveness](HttpResponse response) {
       std::lock_guard<std::mutex> lock(liveness->mu);
-      if (!liveness->alive) {
+      std::shared_ptr<Derived> self = liveness->alive ? weak.lock() : nullptr;
+      if (!self) {
         if (response.sensitive_body) SecureWipe(response.body);
         return;
       }
-      net::post(executor, [weak, r = std::make_shared<HttpResponse>(std::move(response))] {
-        if (auto self = weak.lock()) {
-          self->Write(std::move(*r));
-        } else if (r->sensitive_body) {
-          SecureWipe(r->body);
-        }
+      auto executor = self->Self().stream().get_executor();
+      net::post(executor, [self, r = std::make_shared<HttpResponse>(std::move(response))] {
+        self->Write(std::move(*r));
       });
     };
     try {
