@@ -32,6 +32,9 @@
 # Exit status: pinvault-bench's (0 ok, 1 errors during the run, 2 setup failure), or 3 if a
 # realm failed to start.
 set -euo pipefail
+# The whole script is one compound command, read before it runs: editing the file while a long
+# run is in progress cannot change what that run does.
+{
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 build=${PINVAULT_BUILD_DIR:-$root/build-bench}
@@ -57,7 +60,7 @@ while [[ $# -gt 0 ]]; do
     --profile) profile=$2; shift 2 ;;
     --build-first) build_first=true; shift ;;
     --) shift; break ;;
-    -h|--help) sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,/^set -e/p' "${BASH_SOURCE[0]}" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench-realms: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -221,3 +224,4 @@ if [[ -n $perf_pid ]]; then
   fi
 fi
 exit $status
+}
