@@ -14,9 +14,11 @@
 // D = bucket_bits (16 by default): the core keeps every node at depths 0..D in memory
 // (2^(D+1) values of 33 bytes, 4.3 MB at D = 16) and nothing below. The subtree under a
 // frontier node ("bucket": all ids sharing the first D bits, ~15 rows at 1M records) is
-// rebuilt from storage on every read: ScanBucket returns every (id, record_hash) in the
+// rebuilt from storage when it is read: ScanBucket returns every (id, record_hash) in the
 // bucket, the core rehashes them (~30 BLAKE2b calls) and compares with its in-memory
-// frontier value. That comparison is the inclusion or absence proof: a changed, replayed,
+// frontier value (the realm keeps recently verified buckets' leaves next to the value they
+// hash to, vault/record_cache.h BucketCache, and while that value is unchanged reads only
+// the record's own row and checks it against its leaf). That comparison is the inclusion or absence proof: a changed, replayed,
 // swapped, dropped or injected row in the bucket changes the rebuilt value. The frontier
 // values are also persisted (tree_nodes), so start-up reads 2^D small rows and rehashes
 // the upper tree (tens of milliseconds) instead of every record, and writes touch one

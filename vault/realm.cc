@@ -234,7 +234,11 @@ class Realm::WorkerPool {
 };
 
 Realm::Realm(Hsm& hsm, RecordStore& store, RealmOptions options)
-    : hsm_(hsm), store_(store), options_(options), cache_(options.record_cache_size) {}
+    : hsm_(hsm),
+      store_(store),
+      options_(options),
+      cache_(options.record_cache_size),
+      buckets_(options.bucket_cache_size) {}
 
 StatusOr<std::unique_ptr<Realm>> Realm::Create(Hsm& hsm, RecordStore& store, RealmOptions options) {
   if (options.worker_threads <= 0) {
@@ -398,6 +402,27 @@ void Realm::ReleaseRecord(const RecordId& id) {
 StatusOr<Realm::ReadResult> Realm::ReadVerified(const RecordId& id) {
   ReadResult result;
   BucketScan scan;
+  // Fast path: the bucket's leaves are known for the value the tree holds now, so only this
+  // record's row is needed. The record is held by the caller, so its row cannot change
+  // until the caller is done; commits of other records in the bucket do not matter here
+  // (the committer rescans a bucket whose value moved since a write's read).
+  {
+    NodeValue current;
+    {
+      std::shared_lock lock(tree_mu_);
+      if (!tree_) return UnavailableError("realm has no verified state");
+      result.bucket = tree_->BucketOf(id);
+      current = tree_->Bucket(result.bucket);
+    }
+    if (std::optional<std::vector<BucketEntry>> leaves = buckets_.Lookup(result.bucket, current)) {
+      ASSIGN_OR_RETURN(std::optional<StoredRecord> row, store_.ReadRecord(id));
+      if (row && row->id != id) return DataLossError("storage returned a foreign record");
+      scan.entries = std::move(*leaves);
+      scan.target = std::move(row);
+      result.value = current;
+      return FinishRead(id, std::move(scan), std::move(result));
+    }
+  }
   // Storage is read outside the tree lock, so a commit may land between the read and the
   // check. The generation tells a race (retry) from tampering: if no batch started or
   // finished meanwhile, storage can only be in the committed or in-flight state, and a
@@ -425,6 +450,7 @@ StatusOr<Realm::ReadResult> Realm::ReadVerified(const RecordId& id) {
     }
     if (verified) {
       result.value = *value;
+      buckets_.Put(result.bucket, *value, scan.entries);
       break;
     }
     if (generation == tree_generation_) {
@@ -436,6 +462,11 @@ StatusOr<Realm::ReadResult> Realm::ReadVerified(const RecordId& id) {
       return UnavailableError("record reads keep racing with commits; retry later");
     }
   }
+  return FinishRead(id, std::move(scan), std::move(result));
+}
+
+StatusOr<Realm::ReadResult> Realm::FinishRead(const RecordId& id, BucketScan scan,
+                                              ReadResult result) {
   auto entry =
       std::lower_bound(scan.entries.begin(), scan.entries.end(), id,
                        [](const BucketEntry& e, const RecordId& key) { return e.id < key; });
@@ -447,6 +478,7 @@ StatusOr<Realm::ReadResult> Realm::ReadVerified(const RecordId& id) {
     return result;
   }
   if (!scan.target || scan.target->version == 0 ||
+      scan.target->record_hash != entry->record_hash ||
       RecordHash(scan.target->version, scan.target->sealed) != entry->record_hash) {
     return DataLossError("stored record does not match its Merkle leaf");
   }
@@ -586,6 +618,7 @@ Status Realm::RunStartupCheck() {
     in_flight_.reset();
     ++tree_generation_;
   }
+  buckets_.Clear();
   std::lock_guard lock(mode_mu_);
   mode_ = OkStatus();
   needs_resync_ = false;
@@ -610,6 +643,7 @@ void Realm::CommitBatch(std::vector<PendingWrite> batch) {
   for (size_t i = 0; i < batch.size(); ++i) by_bucket[batch[i].bucket].push_back(i);
 
   std::map<uint32_t, NodeValue> new_buckets;
+  std::map<uint32_t, std::vector<BucketEntry>> new_entries;  // the leaves of new_buckets
   for (const auto& [bucket, writes] : by_bucket) {
     const NodeValue& current = tree.Bucket(bucket);
     std::vector<BucketEntry> entries;
@@ -647,6 +681,7 @@ void Realm::CommitBatch(std::vector<PendingWrite> batch) {
     StatusOr<NodeValue> value = tree.ComputeBucket(bucket, entries);
     if (!value.ok()) return FailWrites(batch, value.status());
     new_buckets[bucket] = *value;
+    new_entries[bucket] = std::move(entries);
   }
 
   auto update = std::make_shared<const MerkleTree::Update>(tree.Prepare(new_buckets));
@@ -696,6 +731,9 @@ void Realm::CommitBatch(std::vector<PendingWrite> batch) {
     certificate_ = next;
     in_flight_.reset();
     ++tree_generation_;
+  }
+  for (auto& [bucket, entries] : new_entries) {
+    buckets_.Put(bucket, new_buckets[bucket], std::move(entries));
   }
   batches_.fetch_add(1);
   writes_.fetch_add(batch.size());

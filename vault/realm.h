@@ -30,10 +30,15 @@
 // batch's responses released and its records unlocked.
 //
 // Every record read is checked against the Merkle tree before it is unsealed
-// (vault/merkle.h); a mismatch answers DATA_LOSS and nothing is served from the row (nor
-// from the rest of its bucket, ~15 records at 1M, until storage is repaired). A read that
-// races a commit is retried, not reported. Verified plaintexts of recently used rows are
-// cached (vault/record_cache.h), but every request computes its record id in the HSM.
+// (vault/merkle.h); a mismatch answers DATA_LOSS and nothing is served from the row. A read
+// rebuilds its whole bucket from storage (so a tampered row also makes its bucket
+// neighbours, ~15 records at 1M, answer DATA_LOSS until storage is repaired), unless the
+// bucket's verified leaves are cached for the bucket value the tree holds now
+// (BucketCache): then only the record's own row is read and it must match its own leaf
+// (record hash recomputed from the row, hash column equal, present iff the leaf is). A read
+// that races a commit is retried, not reported. Verified plaintexts of recently used rows
+// are cached (vault/record_cache.h), but every request reads and checks its row in storage
+// and computes its record id in the HSM.
 //
 // Response callbacks run on a worker or the committer thread and must not block; Handle()
 // and Inspect() must not be called from inside one.
@@ -98,6 +103,10 @@ struct RealmOptions {
   // record_cache_size: recently used records kept in plaintext (vault/record_cache.h) so
   // that the three requests of a recovery unseal once; 0 disables the cache.
   size_t record_cache_size = 4096;
+  // bucket_cache_size: recently used Merkle buckets kept with their verified leaves
+  // (vault/record_cache.h BucketCache), so that a read fetches and checks only its own row
+  // while its bucket is unchanged; 0 disables it (every read rehashes its whole bucket).
+  size_t bucket_cache_size = 4096;
 };
 
 // RecordSummary describes a record without any secret (for tests and operator tools).
@@ -198,6 +207,9 @@ class Realm final : public RealmService {
   bool AcquireOrPark(Task& task);
   void ReleaseRecord(const RecordId& id);
   StatusOr<ReadResult> ReadVerified(const RecordId& id);
+  // FinishRead checks the record's row in `scan` against its leaf in the (authenticated)
+  // `scan.entries` and unseals it (or takes it from the record cache).
+  StatusOr<ReadResult> FinishRead(const RecordId& id, BucketScan scan, ReadResult result);
   void Finish(Task& task, StatusOr<protocol::SecretsResponse> result);
 
   // Committer thread.
@@ -213,6 +225,7 @@ class Realm final : public RealmService {
   RecordStore& store_;
   const RealmOptions options_;
   RecordCache cache_;
+  BucketCache buckets_;
 
   // Serving mode.
   mutable std::mutex mode_mu_;

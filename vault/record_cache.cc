@@ -42,4 +42,34 @@ size_t RecordCache::size() const {
   return entries_.size();
 }
 
+std::optional<std::vector<BucketEntry>> BucketCache::Lookup(uint32_t bucket,
+                                                            const NodeValue& value) {
+  std::lock_guard lock(mu_);
+  auto it = entries_.find(bucket);
+  if (it == entries_.end() || !(it->second.value == value)) return std::nullopt;
+  return it->second.entries;
+}
+
+void BucketCache::Put(uint32_t bucket, const NodeValue& value, std::vector<BucketEntry> entries) {
+  if (capacity_ == 0) return;
+  std::lock_guard lock(mu_);
+  auto it = entries_.find(bucket);
+  if (it != entries_.end()) {
+    it->second = Entry{value, std::move(entries)};
+    return;
+  }
+  while (entries_.size() >= capacity_ && !order_.empty()) {
+    entries_.erase(order_.front());
+    order_.pop_front();
+  }
+  entries_.emplace(bucket, Entry{value, std::move(entries)});
+  order_.push_back(bucket);
+}
+
+void BucketCache::Clear() {
+  std::lock_guard lock(mu_);
+  entries_.clear();
+  order_.clear();
+}
+
 }  // namespace pinvault::vault

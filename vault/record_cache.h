@@ -19,6 +19,9 @@
 #include <optional>
 #include <unordered_map>
 
+#include <vector>
+
+#include "vault/merkle.h"
 #include "vault/record.h"
 #include "vault/record_store.h"
 
@@ -59,6 +62,44 @@ class RecordCache {
   mutable std::mutex mu_;
   std::unordered_map<RecordId, Entry, IdHash> entries_;  // guarded by mu_
   std::deque<RecordId> order_;                           // insertion order, guarded by mu_
+};
+
+// BucketCache: the verified contents of recently used Merkle buckets, so that a read of one
+// record need not fetch and rehash every other row of its bucket.
+//
+// An entry is a bucket's (id, record_hash) list together with the bucket value it hashes to
+// (MerkleTree::ComputeBucket, or built by the committer from such a list). Lookup hands it
+// out only for the bucket value the caller currently trusts (the in-memory tree), and the
+// value is a binding commitment to the list, so the list is exactly the authenticated set
+// of leaves: a reader then only needs its own row and checks it against its own leaf. Rows
+// of other records are not vouched for by a hit; each is checked when it is itself read.
+//
+// Thread-safety: all methods are thread-safe.
+class BucketCache {
+ public:
+  // BucketCache holds at most `capacity` buckets (0 disables it). Oldest-inserted go first.
+  explicit BucketCache(size_t capacity) : capacity_(capacity) {}
+
+  // Lookup returns a copy of the entries cached for `bucket` if they were verified against
+  // (or built for) exactly `value`.
+  std::optional<std::vector<BucketEntry>> Lookup(uint32_t bucket, const NodeValue& value);
+
+  // Put caches `entries` of `bucket`; the caller guarantees they hash to `value`.
+  void Put(uint32_t bucket, const NodeValue& value, std::vector<BucketEntry> entries);
+
+  // Clear drops every entry.
+  void Clear();
+
+ private:
+  struct Entry {
+    NodeValue value;
+    std::vector<BucketEntry> entries;
+  };
+
+  const size_t capacity_;
+  std::mutex mu_;
+  std::unordered_map<uint32_t, Entry> entries_;  // guarded by mu_
+  std::deque<uint32_t> order_;                   // insertion order, guarded by mu_
 };
 
 }  // namespace pinvault::vault
