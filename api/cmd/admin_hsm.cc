@@ -8,6 +8,7 @@
 #include <set>
 #include <sstream>
 
+#include "api/cmd/cli_args.h"
 #include "pkcs11/audit.h"
 #include "pkcs11/key_set.h"
 #include "pkcs11/mechanisms.h"
@@ -49,40 +50,18 @@ struct HsmArgs {
 };
 
 StatusOr<HsmArgs> ParseArgs(const std::vector<std::string>& args) {
+  ASSIGN_OR_RETURN(cli::ParsedArgs parsed,
+                   cli::ParseArgs(args, {"token", "module", "module-args", "audit-key"},
+                                  {"json", "no-require-local"}));
+  if (parsed.positional.size() != 1) return InvalidArgumentError("expected one command");
   HsmArgs out;
-  const std::set<std::string> valued = {"token", "module", "module-args", "audit-key"};
-  const std::set<std::string> booleans = {"json", "no-require-local"};
-  std::vector<std::string> positional;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (a.rfind("--", 0) != 0) {
-      positional.push_back(a);
-      continue;
-    }
-    std::string name = a.substr(2);
-    std::optional<std::string> value;
-    if (size_t eq = name.find('='); eq != std::string::npos) {
-      value = name.substr(eq + 1);
-      name = name.substr(0, eq);
-    }
-    if (booleans.count(name) != 0) {
-      if (value.has_value()) return InvalidArgumentError("--" + name + " takes no value");
-      if (name == "json") out.json = true;
-      if (name == "no-require-local") out.require_local = false;
-      continue;
-    }
-    if (valued.count(name) == 0) return InvalidArgumentError("unknown option --" + name);
-    if (!value.has_value()) {
-      if (i + 1 >= args.size()) return InvalidArgumentError("--" + name + " needs a value");
-      value = args[++i];
-    }
-    if (name == "token") out.token_uri = *value;
-    if (name == "module") out.module = *value;
-    if (name == "module-args") out.module_args = *value;
-    if (name == "audit-key") out.audit_key = *value;
-  }
-  if (positional.size() != 1) return InvalidArgumentError("expected one command");
-  out.command = positional[0];
+  out.command = parsed.positional[0];
+  if (const std::string* v = parsed.Get("token")) out.token_uri = *v;
+  if (const std::string* v = parsed.Get("module")) out.module = *v;
+  if (const std::string* v = parsed.Get("module-args")) out.module_args = *v;
+  if (const std::string* v = parsed.Get("audit-key")) out.audit_key = *v;
+  out.json = parsed.switches.contains("json");
+  out.require_local = !parsed.switches.contains("no-require-local");
   if (out.token_uri.empty()) return InvalidArgumentError("--token URI is required");
   return out;
 }

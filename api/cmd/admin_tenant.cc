@@ -11,6 +11,7 @@
 #include <set>
 #include <string_view>
 
+#include "api/cmd/cli_args.h"
 #include "api/http/jwt.h"
 #include "api/http/jwt_mint.h"
 #include "api/http/tenant_keys.h"
@@ -37,46 +38,8 @@ constexpr char kTokenUsage[] =
     "                                 [--ttl SECONDS] [--scope SCOPE] [--keys-file PATH]\n"
     "Prints a JWT for testing (default lifetime 600 s, scope \"user\").\n";
 
-// ParsedArgs: positional words and --flags (with a value, or boolean).
-struct ParsedArgs {
-  std::vector<std::string> positional;
-  std::map<std::string, std::string> values;
-  std::set<std::string> switches;
-};
-
-// ParseArgs accepts `--name value`, `--name=value` and the boolean flags in `booleans`;
-// anything else starting with "--" that is not in `valued` is an error.
-StatusOr<ParsedArgs> ParseArgs(const std::vector<std::string>& args,
-                               const std::set<std::string>& valued,
-                               const std::set<std::string>& booleans) {
-  ParsedArgs out;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (a.size() < 2 || a.compare(0, 2, "--") != 0) {
-      out.positional.push_back(a);
-      continue;
-    }
-    std::string name = a.substr(2);
-    std::optional<std::string> value;
-    if (size_t eq = name.find('='); eq != std::string::npos) {
-      value = name.substr(eq + 1);
-      name = name.substr(0, eq);
-    }
-    if (booleans.contains(name)) {
-      if (value) return InvalidArgumentError("--" + name + " takes no value");
-      out.switches.insert(name);
-      continue;
-    }
-    if (!valued.contains(name)) return InvalidArgumentError("unknown option --" + name);
-    if (!value) {
-      if (i + 1 >= args.size()) return InvalidArgumentError("--" + name + " needs a value");
-      value = args[++i];
-    }
-    if (out.values.contains(name)) return InvalidArgumentError("--" + name + " given twice");
-    out.values[name] = *value;
-  }
-  return out;
-}
+using cli::ParseArgs;
+using cli::ParsedArgs;
 
 template <typename Int>
 StatusOr<Int> ParseInt(const std::string& flag, const std::string& text) {

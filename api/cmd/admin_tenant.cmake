@@ -3,7 +3,7 @@
 # pinvault-admin links it with: target_link_libraries(pinvault-admin PRIVATE pinvault_admin_tenant)
 add_library(pinvault_admin_tenant STATIC ${CMAKE_CURRENT_LIST_DIR}/admin_tenant.cc)
 target_compile_options(pinvault_admin_tenant PRIVATE ${PINVAULT_WARNINGS})
-target_link_libraries(pinvault_admin_tenant PUBLIC pinvault_api_http)
+target_link_libraries(pinvault_admin_tenant PUBLIC pinvault_api_http pinvault_cli_args)
 
 # tests/api/tenant_admin_test.cc exercises these commands; its target is declared later (in
 # tests/), so link it once every directory has been processed.

@@ -3,7 +3,7 @@ add_executable(pinvault-admin ${CMAKE_CURRENT_LIST_DIR}/pinvault_admin.cc
   ${CMAKE_CURRENT_LIST_DIR}/admin_hsm.cc)
 target_compile_options(pinvault-admin PRIVATE ${PINVAULT_WARNINGS})
 target_include_directories(pinvault-admin PRIVATE ${PROJECT_SOURCE_DIR})
-target_link_libraries(pinvault-admin PRIVATE pinvault_pkcs11 pinvault_admin_tenant
+target_link_libraries(pinvault-admin PRIVATE pinvault_pkcs11 pinvault_admin_tenant pinvault_cli_args
   nlohmann_json::nlohmann_json)
 
 # tests/pkcs11/admin_cli_test.cc runs the built binary (PINVAULT_BINARY_DIR/api/pinvault-admin);

@@ -28,6 +28,7 @@
 #include <string_view>
 #include <vector>
 
+#include "api/cmd/cli_args.h"
 #include "api/cmd/demo.h"
 #include "api/http/http_transport.h"
 #include "api/http/jwt_mint.h"
@@ -143,15 +144,9 @@ Outcome UsageError(std::string message) {
 // ---------------------------------------------------------------------------------------
 // Arguments.
 
-struct Args {
+// Args: the parsed command line; `command` is the one positional word allowed.
+struct Args : cli::ParsedArgs {
   std::string command;
-  std::map<std::string, std::string> values;
-  std::set<std::string> switches;
-
-  const std::string* Get(const std::string& name) const {
-    auto it = values.find(name);
-    return it == values.end() ? nullptr : &it->second;
-  }
 };
 
 const std::set<std::string> kValued = {
@@ -175,46 +170,22 @@ const std::map<std::string, std::set<std::string>> kCommandOptions = {
 };
 
 StatusOr<Args> ParseArgs(const std::vector<std::string>& argv) {
+  auto refuse_secrets = [](std::string_view name) -> Status {
+    if (name != "pin" && name != "secret") return OkStatus();
+    std::string n(name);
+    return InvalidArgumentError("--" + n + " is not accepted: a " + n +
+                                " on the command line would be visible to other users "
+                                "and kept in shell history; use --" + n +
+                                "-file FILE or the prompt");
+  };
+  ASSIGN_OR_RETURN(cli::ParsedArgs parsed, cli::ParseArgs(argv, kValued, kSwitches, refuse_secrets));
   Args out;
-  for (size_t i = 0; i < argv.size(); ++i) {
-    const std::string& a = argv[i];
-    if (a == "-h") {
-      out.switches.insert("help");
-      continue;
-    }
-    if (a.size() < 2 || a.compare(0, 2, "--") != 0) {
-      if (!out.command.empty()) {
-        // Not quoted: a stray word might be a PIN typed in the wrong place.
-        return InvalidArgumentError("unexpected extra argument after \"" + out.command +
-                                    "\" (options start with --)");
-      }
-      out.command = a;
-      continue;
-    }
-    std::string name = a.substr(2);
-    std::optional<std::string> value;
-    if (size_t eq = name.find('='); eq != std::string::npos) {
-      value = name.substr(eq + 1);
-      name = name.substr(0, eq);
-    }
-    if (name == "pin" || name == "secret") {
-      return InvalidArgumentError("--" + name + " is not accepted: a " + name +
-                                  " on the command line would be visible to other users "
-                                  "and kept in shell history; use --" +
-                                  name + "-file FILE or the prompt");
-    }
-    if (kSwitches.contains(name)) {
-      if (value) return InvalidArgumentError("--" + name + " takes no value");
-      out.switches.insert(name);
-      continue;
-    }
-    if (!kValued.contains(name)) return InvalidArgumentError("unknown option --" + name);
-    if (!value) {
-      if (i + 1 >= argv.size()) return InvalidArgumentError("--" + name + " needs a value");
-      value = argv[++i];
-    }
-    if (out.values.contains(name)) return InvalidArgumentError("--" + name + " given twice");
-    out.values[name] = *value;
+  static_cast<cli::ParsedArgs&>(out) = std::move(parsed);
+  if (!out.positional.empty()) out.command = out.positional[0];
+  if (out.positional.size() > 1) {
+    // Not quoted: a stray word might be a PIN typed in the wrong place.
+    return InvalidArgumentError("unexpected extra argument after \"" + out.command +
+                                "\" (options start with --)");
   }
   return out;
 }

@@ -3,7 +3,7 @@
 add_executable(pinvault ${CMAKE_CURRENT_LIST_DIR}/pinvault.cc ${CMAKE_CURRENT_LIST_DIR}/demo.cc)
 target_compile_options(pinvault PRIVATE ${PINVAULT_WARNINGS})
 target_include_directories(pinvault PRIVATE ${PROJECT_SOURCE_DIR})
-target_link_libraries(pinvault PRIVATE pinvault_api_http pinvault_backup_client
+target_link_libraries(pinvault PRIVATE pinvault_cli_args pinvault_api_http pinvault_backup_client
   pinvault_backup_store pinvault_pkcs11 pinvault_vault)
 
 # tests/api/pinvault_cli*_test.cc run the built binary (PINVAULT_BINARY_DIR/api/pinvault);
