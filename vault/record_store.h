@@ -116,8 +116,9 @@ class RecordStore {
   virtual StatusOr<BucketScan> ScanBucket(const RecordId& lo, const RecordId& hi,
                                           const RecordId& target) = 0;
 
-  // ReadRecord returns the row with `id`, or nullopt. For tools and tests; the core reads
-  // through ScanBucket so that every row comes with its proof.
+  // ReadRecord returns the row with `id`, or nullopt. The core uses it only when it already
+  // holds the bucket's verified (id, record_hash) list for the current tree (the bucket
+  // cache); otherwise it reads through ScanBucket so that the row comes with its proof.
   virtual StatusOr<std::optional<StoredRecord>> ReadRecord(const RecordId& id) = 0;
 
   // Commit applies `batch` atomically and durably: when it returns OK every part is on
