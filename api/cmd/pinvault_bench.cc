@@ -1349,6 +1349,19 @@ const FloorResult* FloorFor(const FloorReport& floor, FlowKind kind) {
   return r ? &*r : nullptr;
 }
 
+// OtherCpuSeconds is the CPU time the machine spent on neither the generator nor the realms
+// during the window (other people's work on a shared machine), when every realm was readable
+// and is not this process.
+std::optional<double> OtherCpuSeconds(const PhaseResult& p) {
+  if (!p.machine_busy_seconds) return std::nullopt;
+  double ours = p.generator_cpu_seconds;
+  for (const ProcessWindow& w : p.realms) {
+    if (!w.end.ok || w.pid == getpid()) return std::nullopt;
+    ours += w.end.cpu_seconds - w.start.cpu_seconds;
+  }
+  return std::max(0.0, *p.machine_busy_seconds - ours);
+}
+
 void PrintPhase(std::ostream& out, const PhaseResult& p, const FloorReport& floor,
                 size_t realm_count, int connections) {
   const PhaseSpec& s = p.spec;
@@ -1395,6 +1408,9 @@ void PrintPhase(std::ostream& out, const PhaseResult& p, const FloorReport& floo
       << Fixed(100 * p.generator_cpu_seconds / seconds / cpus, 1) << "% of the machine)";
   if (p.machine_busy_seconds) {
     out << "; machine busy " << Fixed(100 * *p.machine_busy_seconds / seconds / cpus, 1) << "%";
+    if (std::optional<double> others = OtherCpuSeconds(p)) {
+      out << "; other processes " << Fixed(*others / seconds, 2) << " cores";
+    }
   }
   out << "\n";
   for (const ProcessWindow& w : p.realms) {
@@ -1505,6 +1521,9 @@ Json PhaseJson(const PhaseResult& p, const FloorReport& floor, size_t realm_coun
   j["generator_cpu_share"] = p.generator_cpu_seconds / p.measured_seconds / cpus;
   if (p.machine_busy_seconds) {
     j["machine_busy_share"] = *p.machine_busy_seconds / p.measured_seconds / cpus;
+    if (std::optional<double> others = OtherCpuSeconds(p)) {
+      j["other_processes_cpu_cores"] = *others / p.measured_seconds;
+    }
   }
   j["realms"] = Json::array();
   for (const ProcessWindow& w : p.realms) {
