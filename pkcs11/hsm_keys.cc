@@ -10,15 +10,8 @@ namespace pinvault::pkcs11 {
 namespace {
 
 constexpr uint8_t kAnchorMagic[4] = {'P', 'V', 'A', '1'};
-constexpr char kAnchorApplication[] = "pinvault";
 // Key length of the generic secret that carries the anchor in CKA_ID (its value is unused).
 constexpr CK_ULONG kAnchorKeyCarrierSize = 16;
-
-// Codes with which a token refuses a token data object template.
-bool RefusesDataObject(CK_RV rv) {
-  return rv == CKR_ATTRIBUTE_VALUE_INVALID || rv == CKR_TEMPLATE_INCONSISTENT ||
-         rv == CKR_ATTRIBUTE_TYPE_INVALID || rv == CKR_FUNCTION_NOT_SUPPORTED;
-}
 
 }  // namespace
 
@@ -215,8 +208,29 @@ StatusOr<std::vector<TokenHsm::AnchorCarrier>> TokenHsm::ReadAnchorCarriers() {
                                      kAnchorLabel + "'");
     }
     ASSIGN_OR_RETURN(Bytes raw, ReadBytes(*pool_, handle, holder));
-    ASSIGN_OR_RETURN(auto decoded, DecodeAnchorCarrier(raw));
-    carriers.push_back({handle, decoded.first, std::move(decoded.second)});
+    StatusOr<std::pair<uint64_t, Bytes>> decoded = DecodeAnchorCarrier(raw);
+    // Key carriers are rewritten in place (CKA_ID) when they are modifiable; data objects (the
+    // holder of earlier versions) never are: tokens disagree on whether a data object's
+    // CKA_VALUE may change, and SoftHSM2 refuses it.
+    bool modifiable = false;
+    if (object_class == CKO_SECRET_KEY) {
+      StatusOr<Bytes> flag = ReadBytes(*pool_, handle, CKA_MODIFIABLE);
+      modifiable = flag.ok() && flag->size() == sizeof(CK_BBOOL) && (*flag)[0] == CK_TRUE;
+    }
+    if (decoded.ok()) {
+      carriers.push_back({handle, decoded->first, std::move(decoded->second), modifiable, false});
+    } else {
+      carriers.push_back({handle, 0, Bytes(), modifiable, true});
+    }
+  }
+  // A damaged holder next to an intact one is what a torn in-place write leaves (the write
+  // was never acknowledged: the intact holder has the anchor); it is ignored and rewritten
+  // or destroyed by the next store. With no intact holder at all, the anchor is lost.
+  bool any_intact = false;
+  for (const AnchorCarrier& c : carriers) any_intact = any_intact || !c.damaged;
+  if (!carriers.empty() && !any_intact) {
+    return DataLossError(std::string("anchor object on the token is malformed ('") + kAnchorLabel +
+                         "')");
   }
   return carriers;
 }
@@ -224,20 +238,23 @@ StatusOr<std::vector<TokenHsm::AnchorCarrier>> TokenHsm::ReadAnchorCarriers() {
 StatusOr<std::optional<Bytes>> TokenHsm::LoadAnchor() {
   std::lock_guard<std::mutex> lock(anchor_mu_);
   ASSIGN_OR_RETURN(std::vector<AnchorCarrier> carriers, ReadAnchorCarriers());
-  anchor_handles_.clear();
-  for (const AnchorCarrier& c : carriers) anchor_handles_.push_back(c.handle);
+  anchor_slots_.clear();
+  for (const AnchorCarrier& c : carriers) {
+    anchor_slots_.push_back({c.handle, c.sequence, c.modifiable});
+  }
   anchor_state_known_ = true;
-  if (carriers.empty()) {
+  const AnchorCarrier* newest = nullptr;
+  for (const AnchorCarrier& c : carriers) {
+    if (!c.damaged && (newest == nullptr || c.sequence > newest->sequence)) newest = &c;
+  }
+  if (newest == nullptr) {
     anchor_sequence_ = 0;
     return std::optional<Bytes>();
   }
-  const AnchorCarrier* newest = &carriers.front();
-  for (const AnchorCarrier& c : carriers) {
-    if (c.sequence > newest->sequence) newest = &c;
-  }
   for (const AnchorCarrier& c : carriers) {
     // Two holders with one sequence can only come from a repeated create; they must agree.
-    if (&c != newest && c.sequence == newest->sequence && c.anchor != newest->anchor) {
+    if (&c != newest && !c.damaged && c.sequence == newest->sequence &&
+        c.anchor != newest->anchor) {
       return DataLossError("two anchor objects share sequence " + std::to_string(newest->sequence) +
                            " but differ");
     }
@@ -249,31 +266,6 @@ StatusOr<std::optional<Bytes>> TokenHsm::LoadAnchor() {
 StatusOr<CK_OBJECT_HANDLE> TokenHsm::CreateAnchorCarrier(ByteView carrier) {
   CK_FUNCTION_LIST* f = pool_->functions();
   CK_OBJECT_HANDLE handle = CK_INVALID_HANDLE;
-  if (anchor_storage_.load() != AnchorStorage::kSecretKeyId) {
-    AttributeTemplate data;
-    data.Ulong(CKA_CLASS, CKO_DATA)
-        .Bool(CKA_TOKEN, true)
-        .Bool(CKA_PRIVATE, true)
-        .Bool(CKA_MODIFIABLE, false)
-        .String(CKA_LABEL, kAnchorLabel)
-        .String(CKA_APPLICATION, kAnchorApplication)
-        .Bytes(CKA_VALUE, carrier);
-    CK_RV refused = CKR_OK;
-    Status s = pool_->Run([&](CK_SESSION_HANDLE session) -> CallResult {
-      CK_RV rv = f->C_CreateObject(session, data.data(), data.size(), &handle);
-      if (RefusesDataObject(rv)) {
-        refused = rv;
-        return {};
-      }
-      return {rv, "C_CreateObject"};
-    });
-    RETURN_IF_ERROR(s);
-    if (refused == CKR_OK) {
-      anchor_storage_.store(AnchorStorage::kDataObject);
-      return handle;
-    }
-    anchor_storage_.store(AnchorStorage::kSecretKeyId);
-  }
   AttributeTemplate key;
   key.Ulong(CKA_CLASS, CKO_SECRET_KEY)
       .Ulong(CKA_KEY_TYPE, CKK_GENERIC_SECRET)
@@ -282,7 +274,7 @@ StatusOr<CK_OBJECT_HANDLE> TokenHsm::CreateAnchorCarrier(ByteView carrier) {
       .Bool(CKA_PRIVATE, true)
       .Bool(CKA_SENSITIVE, true)
       .Bool(CKA_EXTRACTABLE, false)
-      .Bool(CKA_MODIFIABLE, false)
+      .Bool(CKA_MODIFIABLE, true)  // CKA_ID is rewritten by later stores
       .String(CKA_LABEL, kAnchorLabel)
       .Bytes(CKA_ID, carrier)
       .Bool(CKA_ENCRYPT, false)
@@ -297,6 +289,7 @@ StatusOr<CK_OBJECT_HANDLE> TokenHsm::CreateAnchorCarrier(ByteView carrier) {
     return {f->C_GenerateKey(session, &mechanism, key.data(), key.size(), &handle),
             "C_GenerateKey"};
   }));
+  anchor_storage_.store(AnchorStorage::kSecretKeyId);
   return handle;
 }
 
@@ -305,30 +298,80 @@ Status TokenHsm::StoreAnchor(ByteView anchor) {
   if (!anchor_state_known_) {
     ASSIGN_OR_RETURN(std::vector<AnchorCarrier> carriers, ReadAnchorCarriers());
     anchor_sequence_ = 0;
-    anchor_handles_.clear();
+    anchor_slots_.clear();
     for (const AnchorCarrier& c : carriers) {
-      anchor_handles_.push_back(c.handle);
+      anchor_slots_.push_back({c.handle, c.sequence, c.modifiable});
       anchor_sequence_ = std::max(anchor_sequence_, c.sequence);
     }
     anchor_state_known_ = true;
   }
   if (anchor_sequence_ == UINT64_MAX) return ResourceExhaustedError("anchor sequence exhausted");
-  uint64_t sequence = anchor_sequence_ + 1;
-  StatusOr<CK_OBJECT_HANDLE> created = CreateAnchorCarrier(EncodeAnchorCarrier(sequence, anchor));
-  if (!created.ok()) {
-    // We cannot tell whether the token kept the object; learn the state again next time.
-    anchor_state_known_ = false;
-    return created.status().WithContext("storing the anchor");
+  const uint64_t sequence = anchor_sequence_ + 1;
+  const Bytes carrier = EncodeAnchorCarrier(sequence, anchor);
+
+  // The holder of the newest anchor is never touched. Another modifiable holder (the one with
+  // the lowest sequence) is overwritten in place; otherwise a new holder is created.
+  auto newest = std::max_element(
+      anchor_slots_.begin(), anchor_slots_.end(),
+      [](const AnchorSlot& a, const AnchorSlot& b) { return a.sequence < b.sequence; });
+  auto target = anchor_slots_.end();
+  for (auto it = anchor_slots_.begin(); it != anchor_slots_.end(); ++it) {
+    if (it == newest || !it->modifiable) continue;
+    if (target == anchor_slots_.end() || it->sequence < target->sequence) target = it;
   }
-  // The new anchor is durable; now remove the older ones. A failure here is harmless (the newest
-  // sequence wins on load); the survivors are retried on the next store.
-  std::vector<CK_OBJECT_HANDLE> survivors;
-  for (CK_OBJECT_HANDLE old : anchor_handles_) {
-    Status destroyed = DestroyObject(*pool_, old);
-    if (!destroyed.ok() && destroyed.code() != StatusCode::kNotFound) survivors.push_back(old);
+  const CK_OBJECT_HANDLE previous =
+      newest == anchor_slots_.end() ? CK_INVALID_HANDLE : newest->handle;
+  CK_OBJECT_HANDLE written = CK_INVALID_HANDLE;
+  if (target != anchor_slots_.end()) {
+    AttributeTemplate value;
+    value.Bytes(CKA_ID, carrier);
+    CK_FUNCTION_LIST* f = pool_->functions();
+    const CK_OBJECT_HANDLE handle = target->handle;
+    bool read_only = false;
+    Status s = pool_->Run([&](CK_SESSION_HANDLE session) -> CallResult {
+      CK_RV rv = f->C_SetAttributeValue(session, handle, value.data(), value.size());
+      if (rv == CKR_ATTRIBUTE_READ_ONLY || rv == CKR_ACTION_PROHIBITED) {
+        read_only = true;  // nothing was written; a new holder is created below
+        return {};
+      }
+      return {rv, "C_SetAttributeValue"};
+    });
+    if (!s.ok()) {
+      // The holder may be half written; the newest one is intact. Learn the state again.
+      anchor_state_known_ = false;
+      return s.WithContext("storing the anchor");
+    }
+    if (read_only) {
+      target->modifiable = false;
+    } else {
+      written = handle;
+    }
   }
-  survivors.push_back(*created);
-  anchor_handles_ = std::move(survivors);
+  if (written == CK_INVALID_HANDLE) {
+    StatusOr<CK_OBJECT_HANDLE> created = CreateAnchorCarrier(carrier);
+    if (!created.ok()) {
+      // We cannot tell whether the token kept the object; learn the state again next time.
+      anchor_state_known_ = false;
+      return created.status().WithContext("storing the anchor");
+    }
+    written = *created;
+  }
+  // The new anchor is durable. Two holders are kept: the new one and the previous newest, so
+  // that a torn in-place write never takes the only copy. Destroying the rest (holders of
+  // earlier versions, duplicates) may fail harmlessly, since the highest sequence wins on
+  // load; survivors are retried on the next store.
+  std::vector<AnchorSlot> slots;
+  for (const AnchorSlot& slot : anchor_slots_) {
+    if (slot.handle == written) continue;
+    if (slot.handle == previous) {
+      slots.push_back(slot);
+      continue;
+    }
+    Status destroyed = DestroyObject(*pool_, slot.handle);
+    if (!destroyed.ok() && destroyed.code() != StatusCode::kNotFound) slots.push_back(slot);
+  }
+  slots.push_back({written, sequence, /*modifiable=*/true});
+  anchor_slots_ = std::move(slots);
   anchor_sequence_ = sequence;
   return OkStatus();
 }

@@ -26,21 +26,23 @@
 // or, where the token has no EdDSA (NSS softokn), ECDSA P-256 over SHA-256, r||s.
 //
 // The rollback anchor. The core authenticates the anchor bytes itself (anchor MAC key), so the
-// token only has to keep bytes durably and hand back the newest. Each StoreAnchor creates a new
-// object labelled "pinvault-anchor" holding
+// token only has to keep bytes durably and hand back the newest. A holder keeps
 //     "PVA1" || be64(sequence) || anchor
-// and only then destroys the older ones; LoadAnchor picks the highest sequence, so a crash
-// between the two steps leaves a readable anchor. The holder is:
-//   - on tokens with token data objects (SoftHSM2): a CKO_DATA object, CKA_PRIVATE true (readable
-//     only after login), CKA_MODIFIABLE false, the bytes in CKA_VALUE;
-//   - on tokens that refuse token data objects (NSS softokn rejects CKO_DATA with CKA_TOKEN, and
-//     forces every token secret key to be sensitive, so a key's CKA_VALUE cannot be read back): a
-//     CKO_SECRET_KEY of type CKK_GENERIC_SECRET generated on the token, sensitive,
-//     non-extractable, non-modifiable and with every usage false, whose CKA_ID holds the bytes
-//     (CKA_ID is readable on any object). Its key value is never used.
-// The kind is chosen on the first StoreAnchor by trying a data object and falling back when the
-// token refuses the template; LoadAnchor reads either kind. `pinvault-admin hsm audit` knows the
-// holder and checks it has no usages.
+// in the CKA_ID of a CKO_SECRET_KEY labelled "pinvault-anchor": type CKK_GENERIC_SECRET,
+// generated on the token, private, sensitive, non-extractable, with every usage false (its key
+// value is never used; `pinvault-admin hsm audit` checks it stays usage-less). CKA_ID because it
+// is readable and, on a modifiable key, rewritable on every token: NSS softokn has no token data
+// objects, and SoftHSM2 refuses to change a data object's CKA_VALUE.
+// Two holders exist. StoreAnchor rewrites the one with the older sequence in place
+// (C_SetAttributeValue) and never touches the one with the newest, so a write torn by a crash
+// leaves the last acknowledged anchor intact; LoadAnchor takes the highest sequence among the
+// holders that decode and ignores a damaged one beside an intact one (DATA_LOSS if none
+// decodes). Rewriting in place, rather than creating and destroying objects, matters on
+// SoftHSM2: a created or destroyed object changes the token's generation, after which the next
+// operation with every key re-reads that key's file (measured: anchor write 275 us -> 42 us,
+// and no slowdown of the calls after it). The first two stores create the holders; holders of
+// earlier versions (CKO_DATA objects with the bytes in CKA_VALUE, or non-modifiable keys) are
+// still read and are replaced by the next stores.
 //
 // Errors follow vault/hsm.h: UNAVAILABLE while the token is unreachable (the pool reconnects by
 // itself when it is back), DATA_LOSS on failed authentication, NOT_FOUND for an unknown key id.
@@ -116,8 +118,9 @@ class TokenHsm final : public vault::Hsm {
   const Capabilities& capabilities() const { return caps_; }
   SessionPool& pool() const { return *pool_; }
 
-  // AnchorStorage is the kind of anchor holder this token uses (kUnknown until the first
-  // LoadAnchor finds one or StoreAnchor creates one).
+  // AnchorStorage is the kind of anchor holder last seen on the token (kUnknown until the
+  // first LoadAnchor finds one or StoreAnchor writes one): kSecretKeyId for the holders this
+  // version writes, kDataObject while a data-object holder of an earlier version is read.
   enum class AnchorStorage { kUnknown, kDataObject, kSecretKeyId };
   AnchorStorage anchor_storage() const { return anchor_storage_.load(); }
 
@@ -135,6 +138,13 @@ class TokenHsm final : public vault::Hsm {
     CK_OBJECT_HANDLE handle = CK_INVALID_HANDLE;
     uint64_t sequence = 0;
     Bytes anchor;
+    bool modifiable = false;  // a key carrier that may be rewritten in place
+    bool damaged = false;     // the holder did not decode (sequence 0, no anchor)
+  };
+  struct AnchorSlot {
+    CK_OBJECT_HANDLE handle = CK_INVALID_HANDLE;
+    uint64_t sequence = 0;
+    bool modifiable = false;
   };
   StatusOr<std::vector<AnchorCarrier>> ReadAnchorCarriers();
   StatusOr<CK_OBJECT_HANDLE> CreateAnchorCarrier(ByteView carrier);
@@ -152,7 +162,7 @@ class TokenHsm final : public vault::Hsm {
   std::mutex anchor_mu_;  // serialises LoadAnchor/StoreAnchor
   bool anchor_state_known_ = false;
   uint64_t anchor_sequence_ = 0;
-  std::vector<CK_OBJECT_HANDLE> anchor_handles_;
+  std::vector<AnchorSlot> anchor_slots_;
   std::atomic<AnchorStorage> anchor_storage_{AnchorStorage::kUnknown};
 };
 

@@ -238,6 +238,7 @@ Realm::Realm(Hsm& hsm, RecordStore& store, RealmOptions options)
       store_(store),
       options_(options),
       cache_(options.record_cache_size),
+      ids_(options.record_id_cache_size),
       buckets_(options.bucket_cache_size) {}
 
 StatusOr<std::unique_ptr<Realm>> Realm::Create(Hsm& hsm, RecordStore& store, RealmOptions options) {
@@ -273,6 +274,22 @@ Status Realm::ServingStatus() const {
 }
 
 Status Realm::Ready() const { return ServingStatus(); }
+
+void Realm::NoteUnreachable(const Status& status) {
+  if (status.code() != StatusCode::kUnavailable) return;
+  {
+    std::lock_guard lock(mode_mu_);
+    if (!mode_.ok()) return;  // already out of service (or refusing for good)
+    mode_ = UnavailableError("realm not serving: the HSM or storage is unreachable (" +
+                             status.message() + "); re-checking");
+    needs_resync_ = true;
+  }
+  {
+    std::lock_guard lock(commit_mu_);
+    resync_requested_ = true;
+  }
+  commit_cv_.notify_one();
+}
 
 RealmStats Realm::Stats() const {
   RealmStats stats;
@@ -368,9 +385,17 @@ void Realm::Process(Task task) {
     Status valid = ValidateRequest(*task.request);
     if (!valid.ok()) return Finish(task, valid);
   }
-  StatusOr<RecordId> id = ComputeRecordId(hsm_, task.context.tenant, task.context.user);
-  if (!id.ok()) return Finish(task, id.status());
-  task.id = *id;
+  if (std::optional<RecordId> cached = ids_.Lookup(task.context.tenant, task.context.user)) {
+    task.id = *cached;
+  } else {
+    StatusOr<RecordId> id = ComputeRecordId(hsm_, task.context.tenant, task.context.user);
+    if (!id.ok()) {
+      NoteUnreachable(id.status());
+      return Finish(task, id.status());
+    }
+    task.id = *id;
+    ids_.Put(task.context.tenant, task.context.user, *id);
+  }
   if (!AcquireOrPark(task)) return;
   RunLocked(std::move(task));
 }
@@ -459,7 +484,7 @@ StatusOr<Realm::ReadResult> Realm::ReadVerified(const RecordId& id) {
                            ": rows were altered, replayed, swapped, dropped or injected");
     }
     if (attempt >= kMaxReadAttempts) {
-      return UnavailableError("record reads keep racing with commits; retry later");
+      return ResourceExhaustedError("record reads keep racing with commits; retry later");
     }
   }
   return FinishRead(id, std::move(scan), std::move(result));
@@ -498,6 +523,7 @@ StatusOr<Realm::ReadResult> Realm::FinishRead(const RecordId& id, BucketScan sca
 void Realm::RunLocked(Task task) {
   const RecordId id = task.id;
   auto fail = [&](const Status& status) {
+    NoteUnreachable(status);
     Finish(task, status);
     ReleaseRecord(id);
   };

@@ -36,14 +36,18 @@
 // bucket's verified leaves are cached for the bucket value the tree holds now
 // (BucketCache): then only the record's own row is read and it must match its own leaf
 // (record hash recomputed from the row, hash column equal, present iff the leaf is). A read
-// that races a commit is retried, not reported. Verified plaintexts of recently used rows
-// are cached (vault/record_cache.h), but every request reads and checks its row in storage
-// and computes its record id in the HSM.
+// that races a commit is retried, not reported. Every request reads and checks its row in
+// storage. Verified plaintexts of recently used rows and recently computed record ids are
+// cached (vault/record_cache.h), so the three requests of a recovery make one record-id MAC
+// and at most one unseal; a Recover1 of a record in both caches makes no HSM call.
 //
 // Response callbacks run on a worker or the committer thread and must not block; Handle()
 // and Inspect() must not be called from inside one.
 //
-// Failure handling: if the HSM or storage is unreachable, requests fail UNAVAILABLE. If a
+// Failure handling: if the HSM or storage is unreachable, requests fail UNAVAILABLE, and
+// the first request that meets it takes the realm out of service: Ready() and every later
+// request answer UNAVAILABLE (even those the caches could serve) until a re-run of the
+// start-up check, retried every `resync_interval`, finds both back. If a
 // commit fails after storage may have been written, the realm stops serving (UNAVAILABLE)
 // until a re-run of the start-up check settles which state is durable; the committer
 // retries that every `resync_interval` and the realm resumes on its own once the HSM and
@@ -103,6 +107,9 @@ struct RealmOptions {
   // record_cache_size: recently used records kept in plaintext (vault/record_cache.h) so
   // that the three requests of a recovery unseal once; 0 disables the cache.
   size_t record_cache_size = 4096;
+  // record_id_cache_size: recently computed record ids (vault/record_cache.h RecordIdCache),
+  // so that the requests of one recovery make one HSM MAC; 0 disables it.
+  size_t record_id_cache_size = 16384;
   // bucket_cache_size: recently used Merkle buckets kept with their verified leaves
   // (vault/record_cache.h BucketCache), so that a read fetches and checks only its own row
   // while its bucket is unchanged; 0 disables it (every read rehashes its whole bucket).
@@ -219,12 +226,16 @@ class Realm final : public RealmService {
   Status RunStartupCheck();  // committer thread (or before it starts)
 
   Status ServingStatus() const;
+  // NoteUnreachable takes a serving realm out of service after a request met an
+  // UNAVAILABLE HSM or store (`status`), and has the committer re-run the start-up check.
+  void NoteUnreachable(const Status& status);
   void TaskDone();
 
   Hsm& hsm_;
   RecordStore& store_;
   const RealmOptions options_;
   RecordCache cache_;
+  RecordIdCache ids_;
   BucketCache buckets_;
 
   // Serving mode.

@@ -1,8 +1,60 @@
 #include "vault/record_cache.h"
 
+#include <sodium.h>
+
 #include <utility>
 
+#include "vault/protocol/sodium_init.h"
+
 namespace pinvault::vault {
+
+RecordIdCache::RecordIdCache(size_t capacity) : capacity_(capacity) {
+  protocol::internal::EnsureSodiumInitialized();
+  randombytes_buf(mac_key_.data(), mac_key_.size());
+}
+
+RecordIdCache::Key RecordIdCache::KeyOf(std::string_view tenant, std::string_view user) const {
+  crypto_generichash_state state;
+  crypto_generichash_init(&state, mac_key_.data(), mac_key_.size(), 32);
+  auto absorb = [&](std::string_view part) {
+    uint8_t length[8];
+    uint64_t n = part.size();
+    for (int i = 7; i >= 0; --i, n >>= 8) length[i] = static_cast<uint8_t>(n);
+    crypto_generichash_update(&state, length, sizeof(length));
+    crypto_generichash_update(&state, reinterpret_cast<const uint8_t*>(part.data()), part.size());
+  };
+  absorb(tenant);
+  absorb(user);
+  Key key;
+  crypto_generichash_final(&state, key.data(), key.size());
+  return key;
+}
+
+std::optional<RecordId> RecordIdCache::Lookup(std::string_view tenant, std::string_view user) {
+  if (capacity_ == 0) return std::nullopt;
+  Key key = KeyOf(tenant, user);
+  std::lock_guard lock(mu_);
+  auto it = entries_.find(key);
+  if (it == entries_.end()) return std::nullopt;
+  return it->second;
+}
+
+void RecordIdCache::Put(std::string_view tenant, std::string_view user, const RecordId& id) {
+  if (capacity_ == 0) return;
+  Key key = KeyOf(tenant, user);
+  std::lock_guard lock(mu_);
+  if (!entries_.emplace(key, id).second) return;
+  order_.push_back(key);
+  while (entries_.size() > capacity_) {
+    entries_.erase(order_.front());
+    order_.pop_front();
+  }
+}
+
+size_t RecordIdCache::size() const {
+  std::lock_guard lock(mu_);
+  return entries_.size();
+}
 
 std::optional<Record> RecordCache::Lookup(const RecordId& id, const Digest& row_hash,
                                           uint32_t& key_id) {

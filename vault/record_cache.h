@@ -4,21 +4,21 @@
 // An entry is keyed by record id and tagged with the hash of the sealed row it came from
 // (the value the Merkle tree authenticates). Lookup hands it out only for a row with that
 // same hash, i.e. the same ciphertext, so a cached record is exactly what unsealing the
-// verified row would give; a changed, replayed or tampered row never matches. Every request
-// still computes its record id in the HSM, so no request completes while the HSM is gone.
-// Plaintexts stay in SecretBytes (wiped on eviction); capacity bounds how many are held.
+// verified row would give; a changed, replayed or tampered row never matches. Plaintexts
+// stay in SecretBytes (wiped on eviction); capacity bounds how many are held.
 //
 // Thread-safety: all methods are thread-safe.
 #ifndef PINVAULT_VAULT_RECORD_CACHE_H_
 #define PINVAULT_VAULT_RECORD_CACHE_H_
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <mutex>
 #include <optional>
+#include <string_view>
 #include <unordered_map>
-
 #include <vector>
 
 #include "vault/merkle.h"
@@ -62,6 +62,44 @@ class RecordCache {
   mutable std::mutex mu_;
   std::unordered_map<RecordId, Entry, IdHash> entries_;  // guarded by mu_
   std::deque<RecordId> order_;                           // insertion order, guarded by mu_
+};
+
+// RecordIdCache: recently computed record ids, so that the requests of one recovery do not
+// each pay an HSM MAC for the same (tenant, user).
+//
+// The id is a deterministic function of (tenant, user) under the HSM's record-id key, so a
+// cached id is exactly what the HSM would return. Entries are keyed by a BLAKE2b-256 MAC of
+// the length-prefixed (tenant, user) under a random key drawn when the cache is made and
+// never stored, so the cache holds no user names. Capacity bounds the entries
+// (oldest-inserted go first).
+//
+// Thread-safety: all methods are thread-safe.
+class RecordIdCache {
+ public:
+  // RecordIdCache holds at most `capacity` ids (0 disables it).
+  explicit RecordIdCache(size_t capacity);
+
+  std::optional<RecordId> Lookup(std::string_view tenant, std::string_view user);
+  void Put(std::string_view tenant, std::string_view user, const RecordId& id);
+
+  size_t size() const;
+
+ private:
+  using Key = std::array<uint8_t, 32>;
+  struct KeyHash {
+    size_t operator()(const Key& k) const noexcept {
+      size_t h = 0;
+      for (size_t i = 0; i < sizeof(h); ++i) h = h << 8 | k[i];
+      return h;  // MAC outputs: any 8 bytes are uniformly distributed
+    }
+  };
+  Key KeyOf(std::string_view tenant, std::string_view user) const;
+
+  const size_t capacity_;
+  std::array<uint8_t, 32> mac_key_{};
+  mutable std::mutex mu_;
+  std::unordered_map<Key, RecordId, KeyHash> entries_;  // guarded by mu_
+  std::deque<Key> order_;                               // insertion order, guarded by mu_
 };
 
 // BucketCache: the verified contents of recently used Merkle buckets, so that a read of one

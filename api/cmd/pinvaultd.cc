@@ -103,6 +103,7 @@ StatusOr<std::unique_ptr<RealmStack>> OpenRealm(const PinvaultdConfig& config,
   vault::RealmOptions options;
   options.worker_threads = config.realm_worker_threads;
   options.record_cache_size = config.realm_record_cache_size;
+  options.record_id_cache_size = config.realm_record_id_cache_size;
   ASSIGN_OR_RETURN(std::unique_ptr<vault::Realm> realm,
                    vault::Realm::Create(*stack->hsm, *stack->store, options));
   stack->realm = std::move(realm);

@@ -24,6 +24,7 @@
 //   rate_limits.{max_tenants,max_users}                           10000, 200000
 //   realm.worker_threads                                          0 (number of CPUs)
 //   realm.record_cache_size                                       4096
+//   realm.record_id_cache_size                                    16384
 //   request_log                   PINVAULT_REQUEST_LOG            true
 //
 // Relative paths are taken relative to the working directory. Unknown keys are rejected
@@ -69,6 +70,7 @@ struct PinvaultdConfig {
   RateLimiterConfig rate_limits;
   int realm_worker_threads = 0;
   size_t realm_record_cache_size = 4096;
+  size_t realm_record_id_cache_size = 16384;
   bool request_log = true;
 
   // ServerOptions / RouterOptions derived from the above.

@@ -19,7 +19,8 @@
 //
 // Flags: --seconds=S (per measurement, default 3), --clients=N (default 96), --users=U
 // (default 4000), --workers=W (default: CPUs), --smoke (short run, not enforced),
-// --software-hsm, --million, --records=N (with --million), --data-dir=DIR, --keep.
+// --software-hsm, --million, --records=N (with --million), --data-dir=DIR, --keep,
+// --only=floor|recover2|full (measure that figure alone, e.g. under a profiler; no verdict).
 #include <fcntl.h>
 #include <sodium.h>
 #include <sqlite3.h>
@@ -79,6 +80,7 @@ struct Flags {
   std::string data_dir;
   std::string token_dir;
   bool keep = false;
+  std::string only;  // --only=floor|recover2|full: measure one figure (for profiling)
 };
 
 bool ParseFlag(const std::string& arg, const std::string& name, std::string* value) {
@@ -116,6 +118,8 @@ Flags ParseFlags(int argc, char** argv) {
       f.data_dir = v;
     } else if (ParseFlag(a, "token-dir", &v)) {
       f.token_dir = v;
+    } else if (ParseFlag(a, "only", &v) && (v == "floor" || v == "recover2" || v == "full")) {
+      f.only = v;
     } else {
       std::fprintf(stderr, "unknown flag %s\n", a.c_str());
       std::exit(2);
@@ -643,6 +647,15 @@ int ThroughputMode(const Flags& flags) {
   double floor_cpu = 0, r2_cpu = 0, full_cpu = 0;
   std::string floor_runs;
   for (int round = 0; round < rounds; ++round) {
+    if (!flags.only.empty()) {
+      Rate o = flags.only == "floor"      ? MeasureFloor(*hsm->hsm, dir, flags)
+               : flags.only == "recover2" ? MeasureRecover2(*realm, users, flags, flags.seconds,
+                                                            nullptr)
+                                          : MeasureFullRecovery(*realm, users, flags);
+      std::printf("%s only: %.0f ops/s, %.0f us CPU per operation (not compared with the floor)\n",
+                  flags.only.c_str(), o.per_second, o.cpu_us_per_op);
+      continue;
+    }
     Rate f = MeasureFloor(*hsm->hsm, dir, flags);
     floor_runs += (round ? ", " : "") + std::to_string(static_cast<long>(f.per_second));
     floor += f.per_second / rounds;
@@ -658,6 +671,11 @@ int ThroughputMode(const Flags& flags) {
   }
   realm.reset();
   store.reset();
+  if (!flags.only.empty()) {
+    hsm.reset();
+    std::filesystem::remove_all(dir);
+    return 0;
+  }
 
   double r2_ratio = r2 / floor;
   double full_ratio = full / floor;

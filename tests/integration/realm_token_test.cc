@@ -262,7 +262,9 @@ TEST_F(RealmTokenFaultTest, AnchorWriteFailingIsRolledForwardWhenTheTokenIsBack)
   VaultTestClient client(kTestRealmId);
   auto fay = User("fay");
   testing::Register(*realm_, client, fay, "1234", 5);
-  // The anchor object cannot be created: the batch reached storage but not the token.
+  // The anchor cannot be written (neither rewritten in place nor created): the batch reached
+  // storage but not the token.
+  ASSERT_TRUE(fault_->FailNext("C_SetAttributeValue", CKR_DEVICE_REMOVED, -1).ok());
   ASSERT_TRUE(fault_->FailNext("C_CreateObject", CKR_DEVICE_REMOVED, -1).ok());
   ASSERT_TRUE(fault_->FailNext("C_GenerateKey", CKR_DEVICE_REMOVED, -1).ok());
   EXPECT_EQ(StatusCodeOf(realm_->Handle(fay, client.Recover2("1234"))), StatusCode::kUnavailable);

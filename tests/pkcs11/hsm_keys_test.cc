@@ -9,6 +9,7 @@
 #include <openssl/param_build.h>
 #include <sodium.h>
 
+#include <algorithm>
 #include <set>
 
 #include "pkcs11/key_set.h"
@@ -395,32 +396,65 @@ TEST_P(TokenHsmTest, GenerateRandom) {
   EXPECT_TRUE(hsm_->GenerateRandom(std::span<uint8_t>()).ok());
 }
 
-TEST_P(TokenHsmTest, AnchorStartsEmptyAndKeepsOnlyTheNewest) {
+// Anchor holders: the handles of the objects labelled as the anchor, sorted.
+std::vector<CK_OBJECT_HANDLE> AnchorHolders(SessionPool& pool) {
+  StatusOr<std::vector<CK_OBJECT_HANDLE>> found = FindByLabel(pool, kAnchorLabel, std::nullopt);
+  EXPECT_TRUE(found.ok()) << found.status();
+  std::vector<CK_OBJECT_HANDLE> handles = found.ok() ? *found : std::vector<CK_OBJECT_HANDLE>{};
+  std::sort(handles.begin(), handles.end());
+  return handles;
+}
+
+TEST_P(TokenHsmTest, AnchorKeepsTwoHoldersAndRewritesTheOlderInPlace) {
   InitKeys();
   StatusOr<std::optional<Bytes>> none = hsm_->LoadAnchor();
   ASSERT_TRUE(none.ok()) << none.status();
   EXPECT_FALSE(none->has_value());
   size_t base = CountObjects();
-  for (int epoch = 1; epoch <= 5; ++epoch) {
+  std::vector<CK_OBJECT_HANDLE> holders;
+  for (int epoch = 1; epoch <= 6; ++epoch) {
     Bytes anchor = Seq(72, static_cast<uint8_t>(epoch));
     ASSERT_TRUE(hsm_->StoreAnchor(anchor).ok()) << epoch;
     StatusOr<std::optional<Bytes>> loaded = hsm_->LoadAnchor();
     ASSERT_TRUE(loaded.ok()) << loaded.status();
     ASSERT_TRUE(loaded->has_value());
     EXPECT_EQ(**loaded, anchor);
-    EXPECT_EQ(CountObjects(), base + 1) << "old anchor objects must be destroyed";
+    EXPECT_EQ(CountObjects(), base + std::min(epoch, 2)) << "at most two anchor holders";
+    if (epoch == 2) holders = AnchorHolders(*pool_);
+    // From the third store on, no object is created or destroyed: the older holder is
+    // rewritten (on SoftHSM2 a new object would make it re-read every key's file).
+    if (epoch > 2) {
+      EXPECT_EQ(AnchorHolders(*pool_), holders) << epoch;
+    }
   }
-  EXPECT_EQ(hsm_->anchor_storage(), GetParam() == Backend::kSoftHsm
-                                        ? TokenHsm::AnchorStorage::kDataObject
-                                        : TokenHsm::AnchorStorage::kSecretKeyId);
-  // A new process (here: a new TokenHsm) reads the same anchor back.
+  EXPECT_EQ(hsm_->anchor_storage(), TokenHsm::AnchorStorage::kSecretKeyId);
+  // Each holder is a usage-less, sensitive, non-extractable private token key.
+  StatusOr<SessionPool::Lease> lease = pool_->Acquire();
+  ASSERT_TRUE(lease.ok());
+  for (CK_OBJECT_HANDLE holder : holders) {
+    CK_ULONG object_class = 0;
+    ASSERT_EQ(ReadUlongOn(pool_->functions(), lease->handle(), holder, CKA_CLASS, &object_class),
+              CKR_OK);
+    EXPECT_EQ(object_class, CKO_SECRET_KEY);
+    for (auto [attribute, expected] : std::vector<std::pair<CK_ATTRIBUTE_TYPE, bool>>{
+             {CKA_TOKEN, true},     {CKA_PRIVATE, true}, {CKA_SENSITIVE, true},
+             {CKA_EXTRACTABLE, false}, {CKA_ENCRYPT, false}, {CKA_DECRYPT, false},
+             {CKA_SIGN, false},     {CKA_VERIFY, false}, {CKA_WRAP, false},
+             {CKA_UNWRAP, false},   {CKA_DERIVE, false}}) {
+      bool value = !expected;
+      ASSERT_EQ(ReadBoolOn(pool_->functions(), lease->handle(), holder, attribute, &value), CKR_OK);
+      EXPECT_EQ(value, expected) << "attribute 0x" << std::hex << attribute;
+    }
+  }
+  // A new process (here: a new TokenHsm) reads the same anchor back and carries on in place.
   StatusOr<std::unique_ptr<TokenHsm>> other = TokenHsm::Create(pool_);
   ASSERT_TRUE(other.ok());
   StatusOr<std::optional<Bytes>> loaded = (*other)->LoadAnchor();
   ASSERT_TRUE(loaded.ok() && loaded->has_value());
-  EXPECT_EQ(**loaded, Seq(72, 5));
+  EXPECT_EQ(**loaded, Seq(72, 6));
   // Large anchors fit too.
   ASSERT_TRUE((*other)->StoreAnchor(Seq(1000)).ok());
+  EXPECT_EQ(AnchorHolders(*pool_), holders);
   loaded = hsm_->LoadAnchor();
   ASSERT_TRUE(loaded.ok() && loaded->has_value());
   EXPECT_EQ(**loaded, Seq(1000));
@@ -428,44 +462,116 @@ TEST_P(TokenHsmTest, AnchorStartsEmptyAndKeepsOnlyTheNewest) {
 
 TEST_P(TokenHsmTest, AnchorLoadPicksTheHighestSequence) {
   InitKeys();
-  // As if a store crashed between creating the new holder and destroying the old one.
   ASSERT_TRUE(hsm_->StoreAnchor(ToBytes("epoch-1")).ok());
   ASSERT_TRUE(hsm_->StoreAnchor(ToBytes("epoch-2")).ok());
+  // A stray older holder, as a crash between creating a holder and destroying another leaves.
+  // (Its bytes differ from the other holders': NSS softokn merges identical token keys.)
   CK_FUNCTION_LIST* f = pool_->functions();
-  Bytes stale = EncodeAnchorCarrier(1, ToBytes("epoch-1"));
+  Bytes stale = EncodeAnchorCarrier(0, ToBytes("epoch-0"));
   StatusOr<SessionPool::Lease> lease = pool_->Acquire();
   ASSERT_TRUE(lease.ok());
   CK_OBJECT_HANDLE handle;
-  if (hsm_->anchor_storage() == TokenHsm::AnchorStorage::kDataObject) {
-    AttributeTemplate t;
-    t.Ulong(CKA_CLASS, CKO_DATA)
-        .Bool(CKA_TOKEN, true)
-        .Bool(CKA_PRIVATE, true)
-        .String(CKA_LABEL, kAnchorLabel)
-        .Bytes(CKA_VALUE, stale);
-    ASSERT_EQ(f->C_CreateObject(lease->handle(), t.data(), t.size(), &handle), CKR_OK);
-  } else {
-    AttributeTemplate t;
-    t.Ulong(CKA_CLASS, CKO_SECRET_KEY)
-        .Ulong(CKA_KEY_TYPE, CKK_GENERIC_SECRET)
-        .Ulong(CKA_VALUE_LEN, 16)
-        .Bool(CKA_TOKEN, true)
-        .Bool(CKA_PRIVATE, true)
-        .Bool(CKA_SIGN, false)
-        .String(CKA_LABEL, kAnchorLabel)
-        .Bytes(CKA_ID, stale);
-    CK_MECHANISM m{CKM_GENERIC_SECRET_KEY_GEN, nullptr, 0};
-    ASSERT_EQ(f->C_GenerateKey(lease->handle(), &m, t.data(), t.size(), &handle), CKR_OK);
-  }
+  AttributeTemplate t;
+  t.Ulong(CKA_CLASS, CKO_SECRET_KEY)
+      .Ulong(CKA_KEY_TYPE, CKK_GENERIC_SECRET)
+      .Ulong(CKA_VALUE_LEN, 16)
+      .Bool(CKA_TOKEN, true)
+      .Bool(CKA_PRIVATE, true)
+      .Bool(CKA_SIGN, false)
+      .String(CKA_LABEL, kAnchorLabel)
+      .Bytes(CKA_ID, stale);
+  CK_MECHANISM m{CKM_GENERIC_SECRET_KEY_GEN, nullptr, 0};
+  ASSERT_EQ(f->C_GenerateKey(lease->handle(), &m, t.data(), t.size(), &handle), CKR_OK);
   StatusOr<std::unique_ptr<TokenHsm>> other = TokenHsm::Create(pool_);
   ASSERT_TRUE(other.ok());
   StatusOr<std::optional<Bytes>> loaded = (*other)->LoadAnchor();
   ASSERT_TRUE(loaded.ok() && loaded->has_value()) << loaded.status();
   EXPECT_EQ(**loaded, ToBytes("epoch-2"));
-  // The next store cleans both older holders up.
+  // The next store rewrites one older holder and destroys the other.
   size_t before = CountObjects();
   ASSERT_TRUE((*other)->StoreAnchor(ToBytes("epoch-3")).ok());
   EXPECT_EQ(CountObjects(), before - 1);
+  loaded = hsm_->LoadAnchor();
+  ASSERT_TRUE(loaded.ok() && loaded->has_value());
+  EXPECT_EQ(**loaded, ToBytes("epoch-3"));
+}
+
+// A token that holds the anchor in data objects (non-modifiable, as written by earlier
+// versions; SoftHSM2 only, NSS has no token data objects) is read, then moved to key holders.
+TEST_P(TokenHsmTest, DataObjectHoldersAreReadAndReplaced) {
+  if (GetParam() != Backend::kSoftHsm) GTEST_SKIP() << "NSS softokn has no token data objects";
+  InitKeys();
+  StatusOr<SessionPool::Lease> lease = pool_->Acquire();
+  ASSERT_TRUE(lease.ok());
+  CK_OBJECT_HANDLE data;
+  AttributeTemplate t;
+  Bytes carrier = EncodeAnchorCarrier(7, ToBytes("epoch-7"));
+  t.Ulong(CKA_CLASS, CKO_DATA)
+      .Bool(CKA_TOKEN, true)
+      .Bool(CKA_PRIVATE, true)
+      .Bool(CKA_MODIFIABLE, false)
+      .String(CKA_LABEL, kAnchorLabel)
+      .String(CKA_APPLICATION, "pinvault")
+      .Bytes(CKA_VALUE, carrier);
+  ASSERT_EQ(pool_->functions()->C_CreateObject(lease->handle(), t.data(), t.size(), &data), CKR_OK);
+  StatusOr<std::optional<Bytes>> loaded = hsm_->LoadAnchor();
+  ASSERT_TRUE(loaded.ok() && loaded->has_value()) << loaded.status();
+  EXPECT_EQ(**loaded, ToBytes("epoch-7"));
+  EXPECT_EQ(hsm_->anchor_storage(), TokenHsm::AnchorStorage::kDataObject);
+  size_t base = CountObjects();
+  for (int epoch = 8; epoch <= 10; ++epoch) {
+    Bytes anchor = ToBytes("epoch-" + std::to_string(epoch));
+    ASSERT_TRUE(hsm_->StoreAnchor(anchor).ok()) << epoch;
+    StatusOr<std::unique_ptr<TokenHsm>> fresh = TokenHsm::Create(pool_);
+    ASSERT_TRUE(fresh.ok());
+    loaded = (*fresh)->LoadAnchor();
+    ASSERT_TRUE(loaded.ok() && loaded->has_value()) << loaded.status();
+    EXPECT_EQ(**loaded, anchor);
+    EXPECT_EQ(CountObjects(), base + 1) << epoch;  // the data object, then two key holders
+  }
+  for (CK_OBJECT_HANDLE holder : AnchorHolders(*pool_)) {
+    EXPECT_NE(holder, data);
+    CK_ULONG object_class = 0;
+    ASSERT_EQ(ReadUlongOn(pool_->functions(), lease->handle(), holder, CKA_CLASS, &object_class),
+              CKR_OK);
+    EXPECT_EQ(object_class, CKO_SECRET_KEY);
+  }
+  EXPECT_EQ(hsm_->anchor_storage(), TokenHsm::AnchorStorage::kSecretKeyId);
+}
+
+// A holder that does not decode next to an intact one is what a torn in-place write leaves
+// behind: the intact (newest acknowledged) anchor is loaded and the damaged holder reused.
+TEST_P(TokenHsmTest, DamagedHolderBesideAnIntactOneIsIgnoredAndRewritten) {
+  InitKeys();
+  ASSERT_TRUE(hsm_->StoreAnchor(ToBytes("epoch-1")).ok());
+  ASSERT_TRUE(hsm_->StoreAnchor(ToBytes("epoch-2")).ok());
+  std::vector<CK_OBJECT_HANDLE> holders = AnchorHolders(*pool_);
+  ASSERT_EQ(holders.size(), 2u);
+  // Damage the holder of epoch 1.
+  StatusOr<SessionPool::Lease> lease = pool_->Acquire();
+  ASSERT_TRUE(lease.ok());
+  CK_OBJECT_HANDLE older = CK_INVALID_HANDLE;
+  for (CK_OBJECT_HANDLE h : holders) {
+    Bytes id;
+    ASSERT_EQ(ReadBytesOn(pool_->functions(), lease->handle(), h, CKA_ID, &id), CKR_OK);
+    if (id == EncodeAnchorCarrier(1, ToBytes("epoch-1"))) older = h;
+  }
+  ASSERT_NE(older, CK_INVALID_HANDLE);
+  AttributeTemplate garbage;
+  garbage.String(CKA_ID, "PVA");
+  ASSERT_EQ(pool_->functions()->C_SetAttributeValue(lease->handle(), older, garbage.data(),
+                                                    garbage.size()),
+            CKR_OK);
+  StatusOr<std::unique_ptr<TokenHsm>> other = TokenHsm::Create(pool_);
+  ASSERT_TRUE(other.ok());
+  StatusOr<std::optional<Bytes>> loaded = (*other)->LoadAnchor();
+  ASSERT_TRUE(loaded.ok() && loaded->has_value()) << loaded.status();
+  EXPECT_EQ(**loaded, ToBytes("epoch-2"));
+  ASSERT_TRUE((*other)->StoreAnchor(ToBytes("epoch-3")).ok());
+  EXPECT_EQ(AnchorHolders(*pool_), holders);  // the damaged holder was rewritten
+  loaded = hsm_->LoadAnchor();
+  ASSERT_TRUE(loaded.ok() && loaded->has_value()) << loaded.status();
+  EXPECT_EQ(**loaded, ToBytes("epoch-3"));
 }
 
 TEST_P(TokenHsmTest, MalformedAnchorHolderIsDataLoss) {

@@ -72,8 +72,11 @@ TEST_F(RealmHsmFailureTest, EveryRecordRequestFailsUnavailableAndNothingIsWritte
   EXPECT_EQ(StatusCodeOf(realm_->Handle(user, client.Recover3(client.CorrectTag()))),
             StatusCode::kUnavailable);
   EXPECT_EQ(StatusCodeOf(realm_->Handle(user, DeleteRequest{})), StatusCode::kUnavailable);
-  // Register1 needs no record and no HSM.
-  As<Register1Response>(realm_->Handle(user, Register1Request{}));
+  // The realm noticed: it is not ready, and refuses even what needs no HSM (Register1).
+  EXPECT_EQ(realm_->Ready().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(StatusCodeOf(realm_->Handle(user, Register1Request{})), StatusCode::kUnavailable);
+  EXPECT_EQ(StatusCodeOf(realm_->Handle(User("never-seen"), Recover1Request{})),
+            StatusCode::kUnavailable);
   MemoryRecordStore::State after = store_.Snapshot();
   EXPECT_EQ(after.head, before.head);
   EXPECT_EQ(after.records, before.records);
@@ -82,6 +85,32 @@ TEST_F(RealmHsmFailureTest, EveryRecordRequestFailsUnavailableAndNothingIsWritte
   RecordSummary s = *realm_->Inspect(user);
   EXPECT_EQ(s.guess_count, 0);
   EXPECT_EQ(s.registration_version, client.version());
+  EXPECT_EQ(As<Recover2Response>(realm_->Handle(user, client.Recover2("1234"))).guess_count, 1);
+}
+
+// Recover1 of a record whose id and plaintext are both cached makes no HSM call, so it is
+// answered while the HSM is gone and not yet noticed; the first request that needs the HSM
+// takes the realm out of service, and it comes back by itself.
+TEST_F(RealmHsmFailureTest, CachedRecover1IsServedUntilAnHsmCallFails) {
+  VaultTestClient client(kTestRealmId);
+  auto user = User("dave");
+  testing::Register(*realm_, client, user, "1234", 5);
+  uint64_t calls = hsm_.CallCount(SoftwareHsm::Operation::kMac) +
+                   hsm_.CallCount(SoftwareHsm::Operation::kUnseal);
+  hsm_.SetUnavailable(true);
+  EXPECT_EQ(As<Recover1Response>(realm_->Handle(user, Recover1Request{})).status,
+            Recover1Response::Status::kOk);
+  EXPECT_EQ(hsm_.CallCount(SoftwareHsm::Operation::kMac) +
+                hsm_.CallCount(SoftwareHsm::Operation::kUnseal),
+            calls);
+  EXPECT_TRUE(realm_->Ready().ok());
+  // Recover2 must seal the counted guess: it fails, and the realm stops serving.
+  EXPECT_EQ(StatusCodeOf(realm_->Handle(user, client.Recover2("1234"))), StatusCode::kUnavailable);
+  EXPECT_EQ(realm_->Ready().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(StatusCodeOf(realm_->Handle(user, Recover1Request{})), StatusCode::kUnavailable);
+  hsm_.SetUnavailable(false);
+  ASSERT_TRUE(WaitReady());
+  EXPECT_EQ(realm_->Inspect(user)->guess_count, 0);
   EXPECT_EQ(As<Recover2Response>(realm_->Handle(user, client.Recover2("1234"))).guess_count, 1);
 }
 

@@ -35,10 +35,11 @@ class RealmTest : public ::testing::Test {
  protected:
   void SetUp() override { Start(); }
 
-  void Start() {
+  void Start(size_t record_id_cache_size = RealmOptions().record_id_cache_size) {
     RealmOptions options;
     options.genesis_bucket_bits = 4;
     options.worker_threads = 2;
+    options.record_id_cache_size = record_id_cache_size;
     auto realm = Realm::Create(hsm_, store_, options);
     ASSERT_TRUE(realm.ok()) << realm.status();
     realm_ = std::move(realm).value();
@@ -356,27 +357,39 @@ TEST_F(RealmTest, SealingKeyRotationIsLazy) {
   EXPECT_EQ(StatusCodeOf(realm_->Handle(User("b"), Recover1Request{})), StatusCode::kDataLoss);
 }
 
-// A recovery's three requests unseal at most once: rows this realm wrote or read are kept
-// in plaintext, keyed by the authenticated row hash. Every request still uses the HSM for
-// its record id, and writes still seal.
-TEST_F(RealmTest, RecordCacheSavesUnsealsButNotHsmUse) {
+// A recovery's three requests unseal at most once and MAC the record id at most once: rows
+// this realm wrote or read are kept in plaintext, keyed by the authenticated row hash, and
+// ids by (tenant, user). Writes still seal, and each commit MACs its certificate.
+TEST_F(RealmTest, RecordAndIdCachesSaveHsmCalls) {
   VaultTestClient client(kTestRealmId);
   auto user = User("nina");
   testing::Register(*realm_, client, user, "1234", 5);
-  uint64_t unseals = hsm_.CallCount(SoftwareHsm::Operation::kUnseal);
-  uint64_t macs = hsm_.CallCount(SoftwareHsm::Operation::kMac);
+  auto count = [&](SoftwareHsm::Operation op) { return hsm_.CallCount(op); };
+  uint64_t unseals = count(SoftwareHsm::Operation::kUnseal);
+  uint64_t macs = count(SoftwareHsm::Operation::kMac);
+  uint64_t seals = count(SoftwareHsm::Operation::kSeal);
   EXPECT_EQ(Recover1(user).status, Recover1Response::Status::kOk);
   auto tag = client.FinishRecover2(Recover2(client, user, "1234"));
   ASSERT_TRUE(tag.ok() && tag->has_value());
   EXPECT_EQ(Recover3(client, user, **tag).status, Recover3Response::Status::kOk);
-  EXPECT_EQ(hsm_.CallCount(SoftwareHsm::Operation::kUnseal), unseals);
-  EXPECT_GE(hsm_.CallCount(SoftwareHsm::Operation::kMac), macs + 3);  // ids (+ certificates)
-  // After a restart the cache is empty: the first read unseals, the next ones do not.
+  EXPECT_EQ(count(SoftwareHsm::Operation::kUnseal), unseals);
+  EXPECT_EQ(count(SoftwareHsm::Operation::kSeal), seals + 2);  // Recover2 and Recover3 write
+  EXPECT_EQ(count(SoftwareHsm::Operation::kMac), macs + 2);    // their two certificates only
+  // After a restart both caches are empty: the first read MACs and unseals, the next not.
   Restart();
-  unseals = hsm_.CallCount(SoftwareHsm::Operation::kUnseal);
+  unseals = count(SoftwareHsm::Operation::kUnseal);
+  macs = count(SoftwareHsm::Operation::kMac);
   EXPECT_EQ(Recover1(user).status, Recover1Response::Status::kOk);
   EXPECT_EQ(Recover1(user).status, Recover1Response::Status::kOk);
-  EXPECT_EQ(hsm_.CallCount(SoftwareHsm::Operation::kUnseal), unseals + 1);
+  EXPECT_EQ(count(SoftwareHsm::Operation::kUnseal), unseals + 1);
+  EXPECT_EQ(count(SoftwareHsm::Operation::kMac), macs + 1);
+  // With the id cache off, every request MACs its record id.
+  realm_.reset();
+  Start(/*record_id_cache_size=*/0);
+  macs = count(SoftwareHsm::Operation::kMac);
+  EXPECT_EQ(Recover1(user).status, Recover1Response::Status::kOk);
+  EXPECT_EQ(Recover1(user).status, Recover1Response::Status::kOk);
+  EXPECT_EQ(count(SoftwareHsm::Operation::kMac), macs + 2);
 }
 
 }  // namespace

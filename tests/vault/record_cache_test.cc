@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+
 namespace pinvault::vault {
 namespace {
 
@@ -73,6 +75,42 @@ TEST(RecordCacheTest, CapacityBoundsAndZeroDisables) {
   RecordCache off(0);
   off.Put(Registered(1, 0).id, Hash(1), 1, Registered(1, 0));
   EXPECT_EQ(off.size(), 0u);
+}
+
+RecordId IdOf(uint8_t n) {
+  RecordId id{};
+  id.fill(n);
+  return id;
+}
+
+TEST(RecordIdCacheTest, ReturnsWhatWasPutForExactlyThatTenantAndUser) {
+  RecordIdCache cache(8);
+  EXPECT_FALSE(cache.Lookup("acme", "alice").has_value());
+  cache.Put("acme", "alice", IdOf(1));
+  cache.Put("ab", "c", IdOf(2));
+  EXPECT_EQ(cache.Lookup("acme", "alice"), IdOf(1));
+  EXPECT_EQ(cache.Lookup("ab", "c"), IdOf(2));
+  // The boundary between tenant and user is part of the key.
+  EXPECT_FALSE(cache.Lookup("a", "bc").has_value());
+  EXPECT_FALSE(cache.Lookup("acmealice", "").has_value());
+  EXPECT_FALSE(cache.Lookup("acme", "Alice").has_value());
+  EXPECT_FALSE(cache.Lookup("other", "alice").has_value());
+  // A repeated put keeps one entry.
+  cache.Put("acme", "alice", IdOf(1));
+  EXPECT_EQ(cache.size(), 2u);
+}
+
+TEST(RecordIdCacheTest, CapacityBoundsAndZeroDisables) {
+  RecordIdCache cache(3);
+  for (uint8_t i = 1; i <= 5; ++i) cache.Put("t", "user" + std::to_string(i), IdOf(i));
+  EXPECT_EQ(cache.size(), 3u);
+  EXPECT_FALSE(cache.Lookup("t", "user1").has_value());  // oldest out
+  EXPECT_FALSE(cache.Lookup("t", "user2").has_value());
+  EXPECT_EQ(cache.Lookup("t", "user5"), IdOf(5));
+  RecordIdCache off(0);
+  off.Put("t", "u", IdOf(1));
+  EXPECT_EQ(off.size(), 0u);
+  EXPECT_FALSE(off.Lookup("t", "u").has_value());
 }
 
 }  // namespace
