@@ -7,10 +7,17 @@
 //           AES-GCM unseal and one seal of a record-sized blob, and one row in a batched
 //           SQLite transaction (WAL, synchronous=FULL) that the client waits for;
 //   realm:  Recover2 (wrong PIN) on the realm over the SQLite record store, and full
-//           recoveries (Recover1 + Recover2 + Recover3 with the right tag).
-// It prints operations/s, the ratio to the floor, and PASS/FAIL against 70% (exit status 1
-// on FAIL unless --smoke). The HSM is a SoftHSM2 token through pkcs11/ when available,
-// otherwise the software HSM (said in the output).
+//           recoveries (Recover1 + Recover2 + Recover3 with the right tag), each twice: on
+//           the realm as configured, where the bench's users are all in the record and id
+//           caches, and on a realm with caches far smaller than the user set ("user not
+//           seen lately": a Recover2 alone, and each recovery's Recover1, MACs the id and
+//           unseals in the HSM).
+// It prints operations/s, the ratio to the floor, CPU time and HSM calls per operation, and
+// PASS/FAIL against 70% for the per-request figures and the cached full recovery (exit
+// status 1 on FAIL unless --smoke). The full recovery of a user not seen lately makes 4-5
+// HSM calls against the floor's 2; it is printed with its ratio but not gated. The HSM is a
+// SoftHSM2 token through pkcs11/ when available, otherwise the software HSM (said in the
+// output).
 //
 // --million: registers 1,000,000 records (once; reused from --data-dir), then starts the
 // realm in a fresh process and reports the start-up time (anchor check: load the anchor,
@@ -20,7 +27,8 @@
 // Flags: --seconds=S (per measurement, default 3), --clients=N (default 96), --users=U
 // (default 4000), --workers=W (default: CPUs), --smoke (short run, not enforced),
 // --software-hsm, --million, --records=N (with --million), --data-dir=DIR, --keep,
-// --only=floor|recover2|full (measure that figure alone, e.g. under a profiler; no verdict).
+// --only=floor|recover2|full|cold (measure that figure alone, e.g. under a profiler; no
+// verdict).
 #include <fcntl.h>
 #include <sodium.h>
 #include <sqlite3.h>
@@ -80,7 +88,7 @@ struct Flags {
   std::string data_dir;
   std::string token_dir;
   bool keep = false;
-  std::string only;  // --only=floor|recover2|full: measure one figure (for profiling)
+  std::string only;  // --only=floor|recover2|full|cold: measure one figure (for profiling)
 };
 
 bool ParseFlag(const std::string& arg, const std::string& name, std::string* value) {
@@ -118,7 +126,7 @@ Flags ParseFlags(int argc, char** argv) {
       f.data_dir = v;
     } else if (ParseFlag(a, "token-dir", &v)) {
       f.token_dir = v;
-    } else if (ParseFlag(a, "only", &v) && (v == "floor" || v == "recover2" || v == "full")) {
+    } else if (ParseFlag(a, "only", &v) && (v == "floor" || v == "recover2" || v == "full" || v == "cold")) {
       f.only = v;
     } else {
       std::fprintf(stderr, "unknown flag %s\n", a.c_str());
@@ -169,7 +177,60 @@ double CpuSeconds() {
 struct Rate {
   double per_second = 0;
   double cpu_us_per_op = 0;
+  double hsm_calls_per_op = 0;  // when the HSM is a CountingHsm (g_counting_hsm)
 };
+
+// CountingHsm forwards to an Hsm and counts the calls that reach it, so that each figure can
+// say how many HSM calls an operation made.
+class CountingHsm final : public vault::Hsm {
+ public:
+  explicit CountingHsm(vault::Hsm& hsm) : hsm_(hsm) {}
+  uint64_t calls() const { return calls_.load(); }
+
+  uint32_t CurrentSealingKeyId() const override { return hsm_.CurrentSealingKeyId(); }
+  StatusOr<vault::SealedBlob> Seal(uint32_t key_id, std::span<const uint8_t> plaintext,
+                                   ByteView associated_data) override {
+    ++calls_;
+    return hsm_.Seal(key_id, plaintext, associated_data);
+  }
+  StatusOr<SecretBytes> Unseal(const vault::SealedBlob& blob, ByteView associated_data) override {
+    ++calls_;
+    return hsm_.Unseal(blob, associated_data);
+  }
+  StatusOr<vault::MacTag> Mac(vault::MacKeyRole role, ByteView data) override {
+    ++calls_;
+    return hsm_.Mac(role, data);
+  }
+  Status VerifyMac(vault::MacKeyRole role, ByteView data, ByteView tag) override {
+    ++calls_;
+    return hsm_.VerifyMac(role, data, tag);
+  }
+  StatusOr<Bytes> Sign(ByteView message) override {
+    ++calls_;
+    return hsm_.Sign(message);
+  }
+  StatusOr<vault::SigningPublicKey> AuditPublicKey() override { return hsm_.AuditPublicKey(); }
+  Status GenerateRandom(std::span<uint8_t> out) override {
+    ++calls_;
+    return hsm_.GenerateRandom(out);
+  }
+  StatusOr<std::optional<Bytes>> LoadAnchor() override {
+    ++calls_;
+    return hsm_.LoadAnchor();
+  }
+  Status StoreAnchor(ByteView anchor) override {
+    ++calls_;
+    return hsm_.StoreAnchor(anchor);
+  }
+
+ private:
+  vault::Hsm& hsm_;
+  std::atomic<uint64_t> calls_{0};
+};
+
+// g_counting_hsm is the HSM of the throughput figures (set by ThroughputMode).
+CountingHsm* g_counting_hsm = nullptr;
+uint64_t HsmCalls() { return g_counting_hsm ? g_counting_hsm->calls() : 0; }
 
 // ---- HSM setup ----
 
@@ -457,11 +518,13 @@ Rate MeasureFloor(vault::Hsm& hsm, const std::string& dir, const Flags& flags) {
            [&](int, std::function<void(bool)> done) { floor.Submit(std::move(done)); });
   auto start = Clock::now();
   double cpu = CpuSeconds();
+  uint64_t calls = HsmCalls();
   uint64_t n = loop.Run(
       flags.clients, start + std::chrono::microseconds(static_cast<long>(flags.seconds * 1e6)),
       [&](int, std::function<void(bool)> done) { floor.Submit(std::move(done)); });
   return Rate{n / std::chrono::duration<double>(Clock::now() - start).count(),
-              (CpuSeconds() - cpu) * 1e6 / std::max<uint64_t>(n, 1)};
+              (CpuSeconds() - cpu) * 1e6 / std::max<uint64_t>(n, 1),
+              double(HsmCalls() - calls) / double(std::max<uint64_t>(n, 1))};
 }
 
 // ---- The realm ----
@@ -525,6 +588,7 @@ Rate MeasureRecover2(vault::Realm& realm, const std::vector<UserKeys>& users, co
   vault::RealmStats before = realm.Stats();
   auto start = Clock::now();
   double cpu = CpuSeconds();
+  uint64_t calls = HsmCalls();
   uint64_t n = loop.Run(flags.clients,
                         start + std::chrono::microseconds(static_cast<long>(seconds * 1e6)), step);
   double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
@@ -532,8 +596,13 @@ Rate MeasureRecover2(vault::Realm& realm, const std::vector<UserKeys>& users, co
   if (avg_batch && after.batches > before.batches) {
     *avg_batch = double(after.writes - before.writes) / double(after.batches - before.batches);
   }
-  return Rate{n / elapsed, (CpuSeconds() - cpu) * 1e6 / std::max<uint64_t>(n, 1)};
+  return Rate{n / elapsed, (CpuSeconds() - cpu) * 1e6 / std::max<uint64_t>(n, 1),
+              double(HsmCalls() - calls) / double(std::max<uint64_t>(n, 1))};
 }
+
+// kColdCacheSize: record and id cache capacity of the "not seen lately" realm: above the
+// clients in flight (so a recovery's later requests hit), far below the user set.
+constexpr size_t kColdCacheSize = 256;
 
 Rate MeasureFullRecovery(vault::Realm& realm, const std::vector<UserKeys>& users,
                          const Flags& flags) {
@@ -561,11 +630,13 @@ Rate MeasureFullRecovery(vault::Realm& realm, const std::vector<UserKeys>& users
   loop.Run(flags.clients, Clock::now() + std::chrono::milliseconds(200), step);
   auto start = Clock::now();
   double cpu = CpuSeconds();
+  uint64_t calls = HsmCalls();
   uint64_t n =
       loop.Run(flags.clients,
                start + std::chrono::microseconds(static_cast<long>(flags.seconds * 1e6)), step);
   return Rate{n / std::chrono::duration<double>(Clock::now() - start).count(),
-              (CpuSeconds() - cpu) * 1e6 / std::max<uint64_t>(n, 1)};
+              (CpuSeconds() - cpu) * 1e6 / std::max<uint64_t>(n, 1),
+              double(HsmCalls() - calls) / double(std::max<uint64_t>(n, 1))};
 }
 
 std::string TempDir() {
@@ -629,9 +700,14 @@ int ThroughputMode(const Flags& flags) {
               dir.c_str());
 
   auto store = Must(backup::SqliteRecordStore::Open(dir), "open store");
+  CountingHsm counted(*hsm->hsm);
+  g_counting_hsm = &counted;
   vault::RealmOptions options;
   options.worker_threads = flags.workers;
-  auto realm = Must(vault::Realm::Create(*hsm->hsm, *store, options), "create realm");
+  vault::RealmOptions cold_options = options;
+  cold_options.record_cache_size = kColdCacheSize;
+  cold_options.record_id_cache_size = kColdCacheSize;
+  auto realm = Must(vault::Realm::Create(counted, *store, options), "create realm");
   if (!realm->Ready().ok()) Die("realm not ready", realm->Ready());
   std::vector<UserKeys> users;
   for (int i = 0; i < flags.users; ++i) users.push_back(MakeUser(i));
@@ -639,66 +715,111 @@ int ThroughputMode(const Flags& flags) {
   protocol::PointBytes pub = Must(protocol::BasePointMult(key), "base mult");
   Register(*realm, users, flags.clients, pub, key);
   PrintCosts(*hsm->hsm, *store, users);
+  if (flags.users <= static_cast<int>(4 * kColdCacheSize)) {
+    std::printf("note: --users=%d is too few for the 'not seen lately' figures (caches of %zu)\n",
+                flags.users, kColdCacheSize);
+  }
 
-  // Alternate the three measurements so that load from other processes on the machine hits
-  // them alike; each figure is the mean over the rounds.
+  // Figure is one line of the report: the mean over the rounds.
+  struct Figure {
+    const char* name;
+    const char* unit;
+    bool gated;  // compared with the floor for the verdict
+    double per_second = 0, cpu_us = 0, hsm_calls = 0;
+    std::string runs;
+  };
+  enum { kFloor, kRecover2, kFull, kRecover2Cold, kFullCold, kFigures };
+  std::vector<Figure> figures = {
+      {"floor: EvaluateWithProof + 2 HSM AES-GCM + batched SQLite row", "ops/s", false},
+      {"realm Recover2, wrong PIN (record and id cached)", "ops/s", true},
+      {"realm full recovery, Recover1+2+3 (record and id cached)", "rec/s", true},
+      {"realm Recover2, wrong PIN, user not seen lately", "ops/s", true},
+      {"realm full recovery, user not seen lately", "rec/s", false},
+  };
+  double batch = 0;
   const int rounds = flags.smoke ? 1 : 3;
-  double floor = 0, r2 = 0, full = 0, batch = 0;
-  double floor_cpu = 0, r2_cpu = 0, full_cpu = 0;
-  std::string floor_runs;
-  for (int round = 0; round < rounds; ++round) {
-    if (!flags.only.empty()) {
-      Rate o = flags.only == "floor"      ? MeasureFloor(*hsm->hsm, dir, flags)
+  auto record = [&](int which, Rate r) {
+    Figure& f = figures[which];
+    f.per_second += r.per_second / rounds;
+    f.cpu_us += r.cpu_us_per_op / rounds;
+    f.runs += (f.runs.empty() ? "" : ", ") + std::to_string(static_cast<long>(r.per_second));
+  };
+  auto measure = [&](int which, const std::function<Rate()>& run) {
+    Rate r = run();
+    figures[which].hsm_calls += r.hsm_calls_per_op / rounds;
+    record(which, r);
+  };
+  auto recreate = [&](const vault::RealmOptions& o) {
+    realm.reset();
+    realm = Must(vault::Realm::Create(counted, *store, o), "create realm");
+    if (!realm->Ready().ok()) Die("realm not ready", realm->Ready());
+  };
+
+  if (!flags.only.empty()) {
+    if (flags.only == "cold") recreate(cold_options);
+    for (int round = 0; round < rounds; ++round) {
+      Rate o = flags.only == "floor"      ? MeasureFloor(counted, dir, flags)
                : flags.only == "recover2" ? MeasureRecover2(*realm, users, flags, flags.seconds,
                                                             nullptr)
                                           : MeasureFullRecovery(*realm, users, flags);
       std::printf("%s only: %.0f ops/s, %.0f us CPU per operation (not compared with the floor)\n",
                   flags.only.c_str(), o.per_second, o.cpu_us_per_op);
-      continue;
     }
-    Rate f = MeasureFloor(*hsm->hsm, dir, flags);
-    floor_runs += (round ? ", " : "") + std::to_string(static_cast<long>(f.per_second));
-    floor += f.per_second / rounds;
-    floor_cpu += f.cpu_us_per_op / rounds;
-    double b = 0;
-    Rate r = MeasureRecover2(*realm, users, flags, flags.seconds, &b);
-    r2 += r.per_second / rounds;
-    r2_cpu += r.cpu_us_per_op / rounds;
-    batch += b / rounds;
-    Rate fr = MeasureFullRecovery(*realm, users, flags);
-    full += fr.per_second / rounds;
-    full_cpu += fr.cpu_us_per_op / rounds;
-  }
-  realm.reset();
-  store.reset();
-  if (!flags.only.empty()) {
+    realm.reset();
+    store.reset();
+    g_counting_hsm = nullptr;
     hsm.reset();
     std::filesystem::remove_all(dir);
     return 0;
   }
 
-  double r2_ratio = r2 / floor;
-  double full_ratio = full / floor;
+  // Alternate the measurements so that load from other processes on the machine hits them
+  // alike. The "not seen lately" figures run on a realm whose caches are far smaller than the
+  // user set: every Recover2 of that figure, and every recovery's Recover1, computes the id
+  // in the HSM and unseals, as for a user who has not been served lately; a recovery's
+  // Recover2 and Recover3 find what its Recover1 cached.
+  for (int round = 0; round < rounds; ++round) {
+    measure(kFloor, [&] { return MeasureFloor(counted, dir, flags); });
+    double b = 0;
+    measure(kRecover2, [&] { return MeasureRecover2(*realm, users, flags, flags.seconds, &b); });
+    batch += b / rounds;
+    measure(kFull, [&] { return MeasureFullRecovery(*realm, users, flags); });
+    recreate(cold_options);
+    measure(kRecover2Cold,
+            [&] { return MeasureRecover2(*realm, users, flags, flags.seconds, nullptr); });
+    measure(kFullCold, [&] { return MeasureFullRecovery(*realm, users, flags); });
+    recreate(options);
+  }
+  realm.reset();
+  store.reset();
+  g_counting_hsm = nullptr;
+
+  const Figure& floor = figures[kFloor];
+  bool pass = true;
+  std::printf("avg %.1f writes per group commit (Recover2)\n", batch);
+  std::printf("%-64s %9s %6s %7s %9s  %s\n", "figure", "per s", "ratio", "CPU us", "HSM calls",
+              "verdict (>= 0.70 of the floor)");
+  for (const Figure& f : figures) {
+    double ratio = f.per_second / floor.per_second;
+    const char* verdict = &f == &floor ? "(the floor)"
+                          : f.gated    ? (ratio >= 0.70 ? "PASS" : "FAIL")
+                                       : "(reported, not gated: see below)";
+    if (f.gated && ratio < 0.70) pass = false;
+    std::printf("%-64s %9.0f %6.2f %7.0f %9.1f  %s\n", f.name, f.per_second, ratio, f.cpu_us,
+                f.hsm_calls, verdict);
+  }
+  std::printf("runs per figure (%s): ", floor.unit);
+  for (const Figure& f : figures) std::printf("[%s] ", f.runs.c_str());
   std::printf(
-      "floor (EvaluateWithProof + 2 HSM AES-GCM + batched SQLite row): %9.0f ops/s "
-      "(runs: %s)\n",
-      floor, floor_runs.c_str());
-  std::printf(
-      "realm Recover2 (group commit, avg %.1f writes/commit):     %9.0f ops/s  "
-      "ratio %.2f  %s (>= 0.70)\n",
-      batch, r2, r2_ratio, r2_ratio >= 0.70 ? "PASS" : "FAIL");
-  std::printf(
-      "realm full recovery (Recover1+2+3, 2 writes):            %9.0f rec/s  "
-      "ratio %.2f  %s (>= 0.70)\n",
-      full, full_ratio, full_ratio >= 0.70 ? "PASS" : "FAIL");
-  std::printf(
-      "CPU time per operation (all threads of this process): floor %.0f us, Recover2 "
-      "%.0f us (floor/Recover2 %.2f), full recovery %.0f us (floor/full %.2f)\n",
-      floor_cpu, r2_cpu, floor_cpu / r2_cpu, full_cpu, floor_cpu / full_cpu);
+      "\nThe floor is one recovery request's unavoidable work (2 HSM calls). A full recovery of "
+      "a user not seen lately is three requests needing %.1f HSM calls (id MAC, unseal, two "
+      "seals, and a share of each commit's certificate MAC and anchor write); on SoftHSM2 each "
+      "call re-reads token files, so that figure is reported next to the floor, not gated.\n",
+      figures[kFullCold].hsm_calls);
   hsm.reset();
   std::filesystem::remove_all(dir);
   if (flags.smoke) return 0;  // too short to be a measurement
-  return r2_ratio >= 0.70 && full_ratio >= 0.70 ? 0 : 1;
+  return pass ? 0 : 1;
 }
 
 // ---- --million ----
