@@ -82,10 +82,7 @@ fi
 [[ $base_port =~ ^[0-9]+$ ]] || { echo "bench-realms: --base-port takes a number or auto" >&2; exit 2; }
 
 if $build_first; then
-  # -Wno-error=restrict: GCC 12 reports a false -Wrestrict at -O3 in a string concatenation of
-  # api/http/metrics.cc; the warning stays visible.
-  cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS=-Wno-error=restrict \
-    >/dev/null
+  cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
   cmake --build "$build" --target pinvaultd pinvault-admin pinvault-bench -j2
 fi
 build=$(cd "$build" && pwd)
