@@ -1,5 +1,6 @@
-// Crash test: a child process runs a realm on the SQLite store and a software HSM whose
-// anchor lives in a file, doing registrations and recoveries from several threads, and is
+// Crash test: a child process runs a realm on the SQLite store and an HSM -- the software HSM
+// whose anchor lives in a file, or a SoftHSM2 token through pkcs11::TokenHsm, whose anchor is
+// rewritten in place on the token -- doing registrations and recoveries from several threads, and is
 // killed with SIGKILL at random points (also during start-up). After each kill the parent
 // reopens the realm and an oracle checks every user against the acknowledged history:
 // no acknowledged write is lost, no guess count goes down, nothing changes that was not
@@ -29,6 +30,10 @@
 #include <vector>
 
 #include "backup/store/sqlite_record_store.h"
+#include "pkcs11/hsm_keys.h"
+#include "pkcs11/key_set.h"
+#include "pkcs11/mechanisms.h"
+#include "tests/testing/softhsm_token.h"
 #include "tests/testing/software_hsm.h"
 #include "tests/testing/vault_test_client.h"
 #include "tests/testing/vault_test_util.h"
@@ -51,6 +56,33 @@ constexpr int kUsersPerThread = 2;
 constexpr int kUsers = kThreads * kUsersPerThread;
 
 std::string UserName(int u) { return "user-" + std::to_string(u); }
+
+// CrashHsm is the HSM the realm runs on.
+enum class CrashHsm { kSoftware, kSoftHsm2 };
+
+// OpenHsm opens the HSM of `kind`: the software HSM with its anchor file in `dir`, or the
+// SoftHSM2 token `token_uri` (SOFTHSM2_CONF is inherited from the parent's environment).
+StatusOr<std::unique_ptr<vault::Hsm>> OpenHsm(CrashHsm kind, const std::string& dir,
+                                              const std::string& token_uri) {
+  if (kind == CrashHsm::kSoftware) {
+    return std::unique_ptr<vault::Hsm>(std::make_unique<SoftwareHsm>(kSeed, dir + "/anchor"));
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<pkcs11::TokenHsm> token, pkcs11::TokenHsm::Open(token_uri));
+  return std::unique_ptr<vault::Hsm>(std::move(token));
+}
+
+// InitRealmKeys generates the realm keys on the token `uri` (as `pinvault-admin hsm init`).
+Status InitRealmKeys(const std::string& uri) {
+  ASSIGN_OR_RETURN(std::unique_ptr<pkcs11::Module> loaded,
+                   pkcs11::Module::Load(testing::SoftHsmToken::kModulePath, ""));
+  std::shared_ptr<pkcs11::Module> module(std::move(loaded));
+  ASSIGN_OR_RETURN(pkcs11::TokenUri parsed, pkcs11::ParseTokenUri(uri));
+  ASSIGN_OR_RETURN(std::unique_ptr<pkcs11::SessionPool> pool,
+                   pkcs11::SessionPool::Open(module, std::move(parsed)));
+  pkcs11::TokenDescription d = pool->token();
+  ASSIGN_OR_RETURN(pkcs11::Capabilities caps, pkcs11::DetectCapabilities(*module, d.slot, d.flags));
+  return pkcs11::EnsureRealmKeys(*pool, caps, {}).status();
+}
 
 // Model is what the acknowledged history says a user's record is.
 struct Model {
@@ -150,9 +182,14 @@ std::array<uint8_t, N> FromHex(const std::string& hex) {
   return out;
 }
 
-[[noreturn]] void RunChild(const std::string& dir, std::vector<Model> models, int fd,
-                           uint64_t seed) {
-  auto hsm = std::make_unique<SoftwareHsm>(kSeed, dir + "/anchor");
+[[noreturn]] void RunChild(CrashHsm kind, const std::string& dir, const std::string& token_uri,
+                           std::vector<Model> models, int fd, uint64_t seed) {
+  auto opened = OpenHsm(kind, dir, token_uri);
+  if (!opened.ok()) {
+    WriteLine(fd, "E open HSM: " + opened.status().ToString());
+    for (;;) pause();
+  }
+  std::unique_ptr<vault::Hsm> hsm = std::move(*opened);
   auto store = SqliteRecordStore::Open(dir);
   if (!store.ok()) {
     WriteLine(fd, "E open store: " + store.status().ToString());
@@ -225,7 +262,7 @@ struct UserTrack {
   std::optional<Op> in_flight;
 };
 
-class CrashTest : public ::testing::Test {
+class CrashTest : public ::testing::TestWithParam<CrashHsm> {
  protected:
   int Kills() const {
     const char* env = std::getenv("PINVAULT_CRASH_KILLS");
@@ -324,8 +361,20 @@ class CrashTest : public ::testing::Test {
   int in_flight_applied_ = 0;
 };
 
-TEST_F(CrashTest, KilledAtRandomPointsNeverLosesAcknowledgedWritesOrLowersCounts) {
+TEST_P(CrashTest, KilledAtRandomPointsNeverLosesAcknowledgedWritesOrLowersCounts) {
   ScopedTempDir dir;
+  const CrashHsm kind = GetParam();
+  std::unique_ptr<testing::SoftHsmToken> token;
+  std::string token_uri;
+  if (kind == CrashHsm::kSoftHsm2) {
+    auto created = testing::SoftHsmToken::Create();
+    ASSERT_TRUE(created.ok()) << created.status();
+    token = std::move(*created);
+    token_uri = token->uri();
+    // Keys are made here and the module released again: the children load it afresh.
+    Status keys = InitRealmKeys(token_uri);
+    ASSERT_TRUE(keys.ok()) << keys;
+  }
   const int kills = Kills();
   std::mt19937_64 rng(20240611);
   uint64_t roll_forwards = 0;
@@ -342,7 +391,7 @@ TEST_F(CrashTest, KilledAtRandomPointsNeverLosesAcknowledgedWritesOrLowersCounts
     ASSERT_GE(pid, 0);
     if (pid == 0) {
       ::close(fds[0]);
-      RunChild(dir.path(), std::move(models), fds[1], seed);
+      RunChild(kind, dir.path(), token_uri, std::move(models), fds[1], seed);
     }
     ::close(fds[1]);
     std::string buffer;
@@ -399,13 +448,14 @@ TEST_F(CrashTest, KilledAtRandomPointsNeverLosesAcknowledgedWritesOrLowersCounts
     // Restart in this process and check the oracle; then release everything (threads
     // included) before the next fork.
     {
-      SoftwareHsm hsm(kSeed, dir.File("anchor"));
+      auto hsm = OpenHsm(kind, dir.path(), token_uri);
+      ASSERT_TRUE(hsm.ok()) << hsm.status();
       auto store = SqliteRecordStore::Open(dir.path());
       ASSERT_TRUE(store.ok()) << store.status();
       vault::RealmOptions options;
       options.genesis_bucket_bits = 4;
       options.worker_threads = 2;
-      auto realm = std::move(vault::Realm::Create(hsm, **store, options)).value();
+      auto realm = std::move(vault::Realm::Create(**hsm, **store, options)).value();
       ASSERT_TRUE(realm->Ready().ok()) << "round " << round << ": " << realm->Ready();
       roll_forwards += realm->Stats().roll_forwards;
       Check(*realm);
@@ -420,6 +470,12 @@ TEST_F(CrashTest, KilledAtRandomPointsNeverLosesAcknowledgedWritesOrLowersCounts
       in_flight_applied_, static_cast<unsigned long long>(roll_forwards));
   EXPECT_GT(acknowledged_, static_cast<uint64_t>(kills));
 }
+
+INSTANTIATE_TEST_SUITE_P(Hsms, CrashTest,
+                         ::testing::Values(CrashHsm::kSoftware, CrashHsm::kSoftHsm2),
+                         [](const ::testing::TestParamInfo<CrashHsm>& info) {
+                           return info.param == CrashHsm::kSoftware ? "SoftwareHsm" : "SoftHsm2";
+                         });
 
 }  // namespace
 }  // namespace pinvault::backup
