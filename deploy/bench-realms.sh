@@ -15,6 +15,9 @@
 #                      "auto" picks a random free range (used by the test suite)
 #   --threads T        HTTP threads of each pinvaultd (default 2)
 #   --workers W        core worker threads of each pinvaultd (default 0: the number of CPUs)
+#   --cache-size N     the realms' record cache and record-id cache capacity (default: the
+#                      pinvaultd defaults, 4096 and 16384); e.g. 256 with --users far above it
+#                      makes every recovery start on a user the realm has not seen lately
 #   --tokens-dir DIR   put the realms' SoftHSM2 token directories under DIR instead of the
 #                      state directory (e.g. a tmpfs, to see the realm without the token's
 #                      file writes; not a durable setup -- for diagnosis only)
@@ -43,6 +46,7 @@ state=
 base_port=28480
 threads=2
 workers=0
+cache_size=
 request_log=false
 profile=0
 build_first=false
@@ -55,6 +59,7 @@ while [[ $# -gt 0 ]]; do
     --base-port) base_port=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --workers) workers=$2; shift 2 ;;
+    --cache-size) cache_size=$2; shift 2 ;;
     --request-log) request_log=true; shift ;;
     --tokens-dir) tokens_dir=$2; shift 2 ;;
     --profile) profile=$2; shift 2 ;;
@@ -80,6 +85,11 @@ if [[ $base_port == auto ]]; then
   done
 fi
 [[ $base_port =~ ^[0-9]+$ ]] || { echo "bench-realms: --base-port takes a number or auto" >&2; exit 2; }
+[[ -z $cache_size || $cache_size =~ ^[0-9]+$ ]] || { echo "bench-realms: --cache-size takes a number" >&2; exit 2; }
+cache_json=
+if [[ -n $cache_size ]]; then
+  cache_json=", \"record_cache_size\": $cache_size, \"record_id_cache_size\": $cache_size"
+fi
 
 if $build_first; then
   cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -154,7 +164,7 @@ for ((i = 1; i <= realms; i++)); do
   "tenant_keys_file": "$keys",
   "rate_limits": {"tenant": {"rate_per_second": 0, "burst": 1},
                   "user": {"rate_per_second": 0, "burst": 1}},
-  "realm": {"worker_threads": $workers},
+  "realm": {"worker_threads": $workers$cache_json},
   "request_log": $request_log
 }
 JSON
