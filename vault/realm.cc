@@ -583,6 +583,7 @@ void Realm::CommitterLoop() {
     std::vector<PendingWrite> batch;
     std::vector<std::function<void(Status)>> waiters;
     bool run_check = false;
+    bool check_health = false;
     bool stop = false;
     {
       std::unique_lock lock(commit_mu_);
@@ -594,6 +595,8 @@ void Realm::CommitterLoop() {
       auto wake = [&] { return stopping_ || !pending_.empty() || resync_requested_; };
       if (retrying) {
         commit_cv_.wait_for(lock, options_.resync_interval, wake);
+      } else if (options_.health_check_interval.count() > 0) {
+        check_health = !commit_cv_.wait_for(lock, options_.health_check_interval, wake);
       } else {
         commit_cv_.wait(lock, wake);
       }
@@ -610,12 +613,20 @@ void Realm::CommitterLoop() {
                    std::make_move_iterator(pending_.begin() + static_cast<ptrdiff_t>(n)));
       pending_.erase(pending_.begin(), pending_.begin() + static_cast<ptrdiff_t>(n));
     }
+    if (check_health && !stop) CheckHealth();
     if (run_check && !stop) RunStartupCheck().IgnoreError();
     for (auto& waiter : waiters)
       waiter(stop ? UnavailableError("realm is shutting down") : ServingStatus());
     if (!batch.empty()) CommitBatch(std::move(batch));
     if (stop) return;
   }
+}
+
+void Realm::CheckHealth() {
+  if (!ServingStatus().ok()) return;
+  Status status = hsm_.Mac(MacKeyRole::kAnchor, AsBytes("pinvault health check")).status();
+  if (status.ok()) status = store_.ReadRecord(RecordId{}).status();
+  NoteUnreachable(status);  // only an UNAVAILABLE HSM or store changes anything
 }
 
 Status Realm::RunStartupCheck() {

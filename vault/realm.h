@@ -47,7 +47,8 @@
 // Failure handling: if the HSM or storage is unreachable, requests fail UNAVAILABLE, and
 // the first request that meets it takes the realm out of service: Ready() and every later
 // request answer UNAVAILABLE (even those the caches could serve) until a re-run of the
-// start-up check, retried every `resync_interval`, finds both back. If a
+// start-up check, retried every `resync_interval`, finds both back; an idle realm finds
+// out by itself within `health_check_interval`. If a
 // commit fails after storage may have been written, the realm stops serving (UNAVAILABLE)
 // until a re-run of the start-up check settles which state is durable; the committer
 // retries that every `resync_interval` and the realm resumes on its own once the HSM and
@@ -110,6 +111,11 @@ struct RealmOptions {
   // record_id_cache_size: recently computed record ids (vault/record_cache.h RecordIdCache),
   // so that the requests of one recovery make one HSM MAC; 0 disables it.
   size_t record_id_cache_size = 16384;
+  // health_check_interval: when no write has been committed for this long, the committer
+  // checks that the HSM (one MAC with the anchor key) and storage (one row read) still
+  // answer, so that an idle realm whose token was removed turns not-ready without waiting
+  // for a request; 0 disables the check.
+  std::chrono::milliseconds health_check_interval{5000};
   // bucket_cache_size: recently used Merkle buckets kept with their verified leaves
   // (vault/record_cache.h BucketCache), so that a read fetches and checks only its own row
   // while its bucket is unchanged; 0 disables it (every read rehashes its whole bucket).
@@ -222,6 +228,7 @@ class Realm final : public RealmService {
   // Committer thread.
   void CommitterLoop();
   void CommitBatch(std::vector<PendingWrite> batch);
+  void CheckHealth();  // committer thread, while idle
   void FailWrites(std::vector<PendingWrite>& batch, const Status& status);
   Status RunStartupCheck();  // committer thread (or before it starts)
 

@@ -40,8 +40,19 @@ class RealmHsmFailureTest : public ::testing::Test {
     options.genesis_bucket_bits = 4;
     options.worker_threads = 3;
     options.resync_interval = std::chrono::milliseconds(5);
+    options.health_check_interval = std::chrono::milliseconds(0);  // failures come from requests
     realm_ = std::move(Realm::Create(hsm_, store_, options)).value();
     ASSERT_TRUE(realm_->Ready().ok());
+  }
+
+  // WaitUntil waits (without asserting on time) until `done()` holds.
+  template <typename Fn>
+  bool WaitUntil(Fn done) {
+    for (int i = 0; i < 5000; ++i) {
+      if (done()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    return false;
   }
 
   // WaitReady waits (without asserting on time) until the realm serves again.
@@ -114,6 +125,40 @@ TEST_F(RealmHsmFailureTest, CachedRecover1IsServedUntilAnHsmCallFails) {
   EXPECT_EQ(As<Recover2Response>(realm_->Handle(user, client.Recover2("1234"))).guess_count, 1);
 }
 
+// An idle realm notices a vanished HSM or store by itself (its health check) and turns
+// not-ready without any request; it serves again once they are back.
+TEST_F(RealmHsmFailureTest, IdleRealmNoticesAnUnreachableHsmOrStore) {
+  realm_.reset();
+  RealmOptions options;
+  options.genesis_bucket_bits = 4;
+  options.worker_threads = 2;
+  options.resync_interval = std::chrono::milliseconds(5);
+  options.health_check_interval = std::chrono::milliseconds(10);
+  realm_ = std::move(Realm::Create(hsm_, store_, options)).value();
+  ASSERT_TRUE(realm_->Ready().ok());
+  VaultTestClient client(kTestRealmId);
+  auto user = User("erin");
+  testing::Register(*realm_, client, user, "1234", 5);
+  uint64_t macs = hsm_.CallCount(SoftwareHsm::Operation::kMac);
+  ASSERT_TRUE(WaitUntil([&] { return hsm_.CallCount(SoftwareHsm::Operation::kMac) > macs; }))
+      << "the idle realm never checked its HSM";
+  EXPECT_TRUE(realm_->Ready().ok());  // checks that pass change nothing
+
+  hsm_.SetUnavailable(true);
+  ASSERT_TRUE(WaitUntil([&] { return realm_->Ready().code() == StatusCode::kUnavailable; }));
+  EXPECT_EQ(StatusCodeOf(realm_->Handle(user, Recover1Request{})), StatusCode::kUnavailable);
+  hsm_.SetUnavailable(false);
+  ASSERT_TRUE(WaitReady());
+
+  store_.SetUnavailable(true);
+  ASSERT_TRUE(WaitUntil([&] { return realm_->Ready().code() == StatusCode::kUnavailable; }));
+  store_.SetUnavailable(false);
+  ASSERT_TRUE(WaitReady());
+  EXPECT_EQ(As<Recover1Response>(realm_->Handle(user, Recover1Request{})).status,
+            Recover1Response::Status::kOk);
+  EXPECT_EQ(realm_->Inspect(user)->guess_count, 0);
+}
+
 // The HSM vanishes at each successive call of a Recover2 (record id MAC, unseal unless the
 // record is cached, seal, certificate MAC, anchor write): the request fails UNAVAILABLE, the
 // record is left either unchanged or, if the failure hit the anchor write after storage had
@@ -126,6 +171,7 @@ TEST_F(RealmHsmFailureTest, HsmVanishesAtEachStepOfARecover2) {
     options.genesis_bucket_bits = 4;
     options.worker_threads = 3;
     options.resync_interval = std::chrono::milliseconds(5);
+    options.health_check_interval = std::chrono::milliseconds(0);
     options.record_cache_size = cache_size;
     realm_ = std::move(Realm::Create(hsm_, store_, options)).value();
     ASSERT_TRUE(realm_->Ready().ok());

@@ -40,6 +40,7 @@ class RealmTest : public ::testing::Test {
     options.genesis_bucket_bits = 4;
     options.worker_threads = 2;
     options.record_id_cache_size = record_id_cache_size;
+    options.health_check_interval = std::chrono::milliseconds(0);  // exact HSM call counts
     auto realm = Realm::Create(hsm_, store_, options);
     ASSERT_TRUE(realm.ok()) << realm.status();
     realm_ = std::move(realm).value();
