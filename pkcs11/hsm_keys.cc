@@ -194,15 +194,15 @@ StatusOr<std::vector<TokenHsm::AnchorCarrier>> TokenHsm::ReadAnchorCarriers() {
   ASSIGN_OR_RETURN(std::vector<CK_OBJECT_HANDLE> handles,
                    FindByLabel(*pool_, kAnchorLabel, std::nullopt));
   std::vector<AnchorCarrier> carriers;
+  bool data_objects = false;
   for (CK_OBJECT_HANDLE handle : handles) {
     ASSIGN_OR_RETURN(CK_ULONG object_class, ReadUlong(*pool_, handle, CKA_CLASS));
     CK_ATTRIBUTE_TYPE holder;
     if (object_class == CKO_DATA) {
       holder = CKA_VALUE;
-      anchor_storage_.store(AnchorStorage::kDataObject);
+      data_objects = true;
     } else if (object_class == CKO_SECRET_KEY) {
       holder = CKA_ID;
-      anchor_storage_.store(AnchorStorage::kSecretKeyId);
     } else {
       return FailedPreconditionError(std::string("an object of unexpected class is labelled '") +
                                      kAnchorLabel + "'");
@@ -226,6 +226,9 @@ StatusOr<std::vector<TokenHsm::AnchorCarrier>> TokenHsm::ReadAnchorCarriers() {
   // A damaged holder next to an intact one is what a torn in-place write leaves (the write
   // was never acknowledged: the intact holder has the anchor); it is ignored and rewritten
   // or destroyed by the next store. With no intact holder at all, the anchor is lost.
+  if (!carriers.empty()) {
+    anchor_storage_.store(data_objects ? AnchorStorage::kDataObject : AnchorStorage::kSecretKeyId);
+  }
   bool any_intact = false;
   for (const AnchorCarrier& c : carriers) any_intact = any_intact || !c.damaged;
   if (!carriers.empty() && !any_intact) {
