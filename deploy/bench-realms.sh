@@ -18,6 +18,7 @@
 #   --cache-size N     the realms' record cache and record-id cache capacity (default: the
 #                      pinvaultd defaults, 4096 and 16384); e.g. 256 with --users far above it
 #                      makes every recovery start on a user the realm has not seen lately
+#   --bucket-cache-size N  the realms' Merkle bucket cache capacity (default: pinvaultd's, 4096)
 #   --tokens-dir DIR   put the realms' SoftHSM2 token directories under DIR instead of the
 #                      state directory (e.g. a tmpfs, to see the realm without the token's
 #                      file writes; not a durable setup -- for diagnosis only)
@@ -47,6 +48,7 @@ base_port=28480
 threads=2
 workers=0
 cache_size=
+bucket_cache_size=
 request_log=false
 profile=0
 build_first=false
@@ -60,6 +62,7 @@ while [[ $# -gt 0 ]]; do
     --threads) threads=$2; shift 2 ;;
     --workers) workers=$2; shift 2 ;;
     --cache-size) cache_size=$2; shift 2 ;;
+    --bucket-cache-size) bucket_cache_size=$2; shift 2 ;;
     --request-log) request_log=true; shift ;;
     --tokens-dir) tokens_dir=$2; shift 2 ;;
     --profile) profile=$2; shift 2 ;;
@@ -86,9 +89,14 @@ if [[ $base_port == auto ]]; then
 fi
 [[ $base_port =~ ^[0-9]+$ ]] || { echo "bench-realms: --base-port takes a number or auto" >&2; exit 2; }
 [[ -z $cache_size || $cache_size =~ ^[0-9]+$ ]] || { echo "bench-realms: --cache-size takes a number" >&2; exit 2; }
+[[ -z $bucket_cache_size || $bucket_cache_size =~ ^[0-9]+$ ]] ||
+  { echo "bench-realms: --bucket-cache-size takes a number" >&2; exit 2; }
 cache_json=
 if [[ -n $cache_size ]]; then
   cache_json=", \"record_cache_size\": $cache_size, \"record_id_cache_size\": $cache_size"
+fi
+if [[ -n $bucket_cache_size ]]; then
+  cache_json="$cache_json, \"bucket_cache_size\": $bucket_cache_size"
 fi
 
 if $build_first; then

@@ -104,6 +104,7 @@ StatusOr<std::unique_ptr<RealmStack>> OpenRealm(const PinvaultdConfig& config,
   options.worker_threads = config.realm_worker_threads;
   options.record_cache_size = config.realm_record_cache_size;
   options.record_id_cache_size = config.realm_record_id_cache_size;
+  options.bucket_cache_size = config.realm_bucket_cache_size;
   options.health_check_interval = std::chrono::milliseconds(config.realm_health_check_ms);
   ASSIGN_OR_RETURN(std::unique_ptr<vault::Realm> realm,
                    vault::Realm::Create(*stack->hsm, *stack->store, options));

@@ -280,13 +280,15 @@ StatusOr<PinvaultdConfig> ParsePinvaultdConfig(std::string_view text) {
   if (realm != nullptr) {
     RETURN_IF_ERROR(CheckKeys(*realm, "realm",
                               {"worker_threads", "record_cache_size", "record_id_cache_size",
-                               "health_check_ms"}));
+                               "bucket_cache_size", "health_check_ms"}));
     RETURN_IF_ERROR(ReadIntInto(*realm, "worker_threads", "realm.worker_threads", 0, 1024,
                                 c.realm_worker_threads));
     RETURN_IF_ERROR(ReadIntInto(*realm, "record_cache_size", "realm.record_cache_size", 0,
                                 100000000, c.realm_record_cache_size));
     RETURN_IF_ERROR(ReadIntInto(*realm, "record_id_cache_size", "realm.record_id_cache_size", 0,
                                 100000000, c.realm_record_id_cache_size));
+    RETURN_IF_ERROR(ReadIntInto(*realm, "bucket_cache_size", "realm.bucket_cache_size", 0,
+                                100000000, c.realm_bucket_cache_size));
     RETURN_IF_ERROR(ReadIntInto(*realm, "health_check_ms", "realm.health_check_ms", 0, 3600000,
                                 c.realm_health_check_ms));
   }

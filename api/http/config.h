@@ -25,6 +25,7 @@
 //   realm.worker_threads                                          0 (number of CPUs)
 //   realm.record_cache_size                                       4096
 //   realm.record_id_cache_size                                    16384
+//   realm.bucket_cache_size                                       4096
 //   realm.health_check_ms                                         5000 (0: off)
 //   request_log                   PINVAULT_REQUEST_LOG            true
 //
@@ -72,6 +73,7 @@ struct PinvaultdConfig {
   int realm_worker_threads = 0;
   size_t realm_record_cache_size = 4096;
   size_t realm_record_id_cache_size = 16384;
+  size_t realm_bucket_cache_size = 4096;
   int realm_health_check_ms = 5000;
   bool request_log = true;
 

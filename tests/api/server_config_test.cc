@@ -54,6 +54,7 @@ TEST(ServerConfigTest, DocumentedExampleParsesToTheDefaults) {
   EXPECT_EQ(config->realm_worker_threads, defaults.realm_worker_threads);
   EXPECT_EQ(config->realm_record_cache_size, defaults.realm_record_cache_size);
   EXPECT_EQ(config->realm_record_id_cache_size, defaults.realm_record_id_cache_size);
+  EXPECT_EQ(config->realm_bucket_cache_size, defaults.realm_bucket_cache_size);
   EXPECT_EQ(config->realm_health_check_ms, defaults.realm_health_check_ms);
   EXPECT_EQ(config->request_log, defaults.request_log);
 }
