@@ -22,7 +22,7 @@ constexpr RoleSpec kSpecs[] = {
     {RealmKeyRole::kAnchorMac, "anchor MAC key", CKO_SECRET_KEY, kSignVerify},
     {RealmKeyRole::kAuditSignPrivate, "audit signing key", CKO_PRIVATE_KEY, kSignOnly},
     {RealmKeyRole::kAuditSignPublic, "audit verification key", CKO_PUBLIC_KEY, kVerifyOnly},
-    {RealmKeyRole::kAnchorHolder, "rollback-anchor holder", CKO_DATA, kNoUsages},
+    {RealmKeyRole::kAnchorHolder, "rollback-anchor holder", CKO_SECRET_KEY, kNoUsages},
 };
 
 uint8_t RoleByte(RealmKeyRole role) {

@@ -79,7 +79,7 @@ struct Usages {
 struct RoleSpec {
   RealmKeyRole role;
   const char* description;       // "record-sealing key"
-  CK_OBJECT_CLASS object_class;  // for kAnchorHolder: CKO_DATA or CKO_SECRET_KEY
+  CK_OBJECT_CLASS object_class;  // kAnchorHolder: CKO_SECRET_KEY (CKO_DATA from earlier versions)
   Usages usages;                 // the only usages allowed
 };
 
