@@ -502,8 +502,7 @@ StatusOr<Realm::ReadResult> Realm::FinishRead(const RecordId& id, BucketScan sca
     result.entries = std::move(scan.entries);
     return result;
   }
-  if (!scan.target || scan.target->version == 0 ||
-      scan.target->record_hash != entry->record_hash ||
+  if (!scan.target || scan.target->version == 0 || scan.target->record_hash != entry->record_hash ||
       RecordHash(scan.target->version, scan.target->sealed) != entry->record_hash) {
     return DataLossError("stored record does not match its Merkle leaf");
   }

@@ -1,7 +1,7 @@
 // Crash test: a child process runs a realm on the SQLite store and an HSM -- the software HSM
 // whose anchor lives in a file, or a SoftHSM2 token through pkcs11::TokenHsm, whose anchor is
-// rewritten in place on the token -- doing registrations and recoveries from several threads, and is
-// killed with SIGKILL at random points (also during start-up). After each kill the parent
+// rewritten in place on the token -- doing registrations and recoveries from several threads, and
+// is killed with SIGKILL at random points (also during start-up). After each kill the parent
 // reopens the realm and an oracle checks every user against the acknowledged history:
 // no acknowledged write is lost, no guess count goes down, nothing changes that was not
 // requested, and the realm always comes back ready (a crash never looks like a rollback).

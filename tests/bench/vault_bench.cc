@@ -126,7 +126,8 @@ Flags ParseFlags(int argc, char** argv) {
       f.data_dir = v;
     } else if (ParseFlag(a, "token-dir", &v)) {
       f.token_dir = v;
-    } else if (ParseFlag(a, "only", &v) && (v == "floor" || v == "recover2" || v == "full" || v == "cold")) {
+    } else if (ParseFlag(a, "only", &v) &&
+               (v == "floor" || v == "recover2" || v == "full" || v == "cold")) {
       f.only = v;
     } else {
       std::fprintf(stderr, "unknown flag %s\n", a.c_str());
@@ -758,10 +759,10 @@ int ThroughputMode(const Flags& flags) {
   if (!flags.only.empty()) {
     if (flags.only == "cold") recreate(cold_options);
     for (int round = 0; round < rounds; ++round) {
-      Rate o = flags.only == "floor"      ? MeasureFloor(counted, dir, flags)
-               : flags.only == "recover2" ? MeasureRecover2(*realm, users, flags, flags.seconds,
-                                                            nullptr)
-                                          : MeasureFullRecovery(*realm, users, flags);
+      Rate o = flags.only == "floor" ? MeasureFloor(counted, dir, flags)
+               : flags.only == "recover2"
+                   ? MeasureRecover2(*realm, users, flags, flags.seconds, nullptr)
+                   : MeasureFullRecovery(*realm, users, flags);
       std::printf("%s only: %.0f ops/s, %.0f us CPU per operation (not compared with the floor)\n",
                   flags.only.c_str(), o.per_second, o.cpu_us_per_op);
     }

@@ -436,11 +436,18 @@ TEST_P(TokenHsmTest, AnchorKeepsTwoHoldersAndRewritesTheOlderInPlace) {
     ASSERT_EQ(ReadUlongOn(pool_->functions(), lease->handle(), holder, CKA_CLASS, &object_class),
               CKR_OK);
     EXPECT_EQ(object_class, CKO_SECRET_KEY);
-    for (auto [attribute, expected] : std::vector<std::pair<CK_ATTRIBUTE_TYPE, bool>>{
-             {CKA_TOKEN, true},     {CKA_PRIVATE, true}, {CKA_SENSITIVE, true},
-             {CKA_EXTRACTABLE, false}, {CKA_ENCRYPT, false}, {CKA_DECRYPT, false},
-             {CKA_SIGN, false},     {CKA_VERIFY, false}, {CKA_WRAP, false},
-             {CKA_UNWRAP, false},   {CKA_DERIVE, false}}) {
+    for (auto [attribute, expected] :
+         std::vector<std::pair<CK_ATTRIBUTE_TYPE, bool>>{{CKA_TOKEN, true},
+                                                         {CKA_PRIVATE, true},
+                                                         {CKA_SENSITIVE, true},
+                                                         {CKA_EXTRACTABLE, false},
+                                                         {CKA_ENCRYPT, false},
+                                                         {CKA_DECRYPT, false},
+                                                         {CKA_SIGN, false},
+                                                         {CKA_VERIFY, false},
+                                                         {CKA_WRAP, false},
+                                                         {CKA_UNWRAP, false},
+                                                         {CKA_DERIVE, false}}) {
       bool value = !expected;
       ASSERT_EQ(ReadBoolOn(pool_->functions(), lease->handle(), holder, attribute, &value), CKR_OK);
       EXPECT_EQ(value, expected) << "attribute 0x" << std::hex << attribute;
