@@ -199,6 +199,13 @@ Status SessionPool::Recover(Lease& lease, CK_RV rv) {
   return OkStatus();
 }
 
+CK_RV SessionPool::SessionLostAfter(const Lease& lease, CK_RV rv) {
+  if (rv != CKR_GENERAL_ERROR && rv != CKR_DEVICE_ERROR && rv != CKR_DEVICE_MEMORY) return CKR_OK;
+  CK_SESSION_INFO info{};
+  CK_RV probe = functions_->C_GetSessionInfo(lease.handle(), &info);
+  return IsSessionRecoverable(probe) ? probe : CKR_OK;
+}
+
 Status SessionPool::GiveUp(const CallResult& last, int attempts) const {
   return UnavailableError(DescribeRv(last.rv, last.function) + " (token " + uri_.ToString() +
                           "; gave up after " + std::to_string(attempts) + " attempts)");

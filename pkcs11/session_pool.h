@@ -126,8 +126,16 @@ class SessionPool {
   // Returns an error only if it is final (e.g. the PIN no longer works).
   Status Recover(Lease& lease, CK_RV rv);
 
+  // SessionLostAfter tells whether a call that failed with `rv` on `lease`'s session failed
+  // because the session went away under it: for the device-level codes a module reports
+  // when a token disappears mid-call (CKR_GENERAL_ERROR, CKR_DEVICE_ERROR,
+  // CKR_DEVICE_MEMORY), the session is probed with C_GetSessionInfo; returns the recoverable
+  // code that probe saw, or CKR_OK if the session is fine (then the failure is the call's own).
+  CK_RV SessionLostAfter(const Lease& lease, CK_RV rv);
+
   // Run leases a session, runs `fn(session)` (which returns a CallResult) and maps the outcome
-  // with RvToStatus, recovering and retrying as described above. After the last attempt a
+  // with RvToStatus, recovering and retrying as described above (a device-level failure
+  // counts as a session loss if SessionLostAfter says so). After the last attempt a
   // recoverable failure is reported as UNAVAILABLE. `fn` may itself call Run (nested leases are
   // independent sessions).
   template <typename Fn>
@@ -189,7 +197,9 @@ Status SessionPool::Run(Fn&& fn) {
     CallResult result = fn(lease->handle());
     if (result.ok()) return OkStatus();
     if (!IsSessionRecoverable(result.rv)) {
-      return RvToStatus(result.rv, result.function, result.context);
+      CK_RV lost = SessionLostAfter(*lease, result.rv);
+      if (lost == CKR_OK) return RvToStatus(result.rv, result.function, result.context);
+      result.rv = lost;
     }
     last = result;
     last_status = Status();

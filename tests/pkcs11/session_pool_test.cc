@@ -319,6 +319,38 @@ TEST_F(FaultTest, TransientSessionLossIsRetriedTransparently) {
   EXPECT_EQ(fault_->CallCount("C_Login"), 1u);
 }
 
+// A token that goes away mid-call may fail the call with a device-level code rather than a
+// session code; if the session turns out to be gone, the call is repaired and retried.
+TEST_F(FaultTest, GeneralErrorOnALostSessionIsRetried) {
+  LoadFaultyModule();
+  StatusOr<std::unique_ptr<SessionPool>> pool =
+      SessionPool::Open(module_, Uri(token_->uri()), FastOptions());
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  ASSERT_TRUE(fault_->FailNext("C_GenerateRandom", CKR_GENERAL_ERROR, 1).ok());
+  ASSERT_TRUE(fault_->FailNext("C_GetSessionInfo", CKR_SESSION_HANDLE_INVALID, 1).ok());
+  fault_->ResetCounts();
+  EXPECT_TRUE(RandomCall(**pool).ok());
+  EXPECT_EQ(fault_->CallCount("C_GenerateRandom"), 2u);
+  EXPECT_EQ(fault_->CallCount("C_OpenSession"), 1u);
+  EXPECT_EQ((*pool)->recoveries(), 1u);
+}
+
+// The same code on a session that is fine is the call's own failure: reported, not retried.
+TEST_F(FaultTest, GeneralErrorOnAHealthySessionIsReported) {
+  LoadFaultyModule();
+  StatusOr<std::unique_ptr<SessionPool>> pool =
+      SessionPool::Open(module_, Uri(token_->uri()), FastOptions());
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  ASSERT_TRUE(fault_->FailNext("C_GenerateRandom", CKR_GENERAL_ERROR, 1).ok());
+  fault_->ResetCounts();
+  Status s = RandomCall(**pool);
+  EXPECT_EQ(s.code(), StatusCode::kInternal) << s;
+  EXPECT_EQ(fault_->CallCount("C_GenerateRandom"), 1u);
+  EXPECT_EQ(fault_->CallCount("C_GetSessionInfo"), 1u);
+  EXPECT_EQ((*pool)->recoveries(), 0u);
+  EXPECT_TRUE(RandomCall(**pool).ok());
+}
+
 TEST_F(FaultTest, PersistentFailureGivesUpAfterBoundedAttempts) {
   LoadFaultyModule();
   SessionPool::Options options = FastOptions();
