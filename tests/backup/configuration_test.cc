@@ -40,7 +40,7 @@ std::string WithThresholds(int realms, int register_threshold, int recover_thres
   j["realms"] = nlohmann::json::array();
   for (int i = 0; i < realms; ++i) {
     char id[33];
-    std::snprintf(id, sizeof(id), "%030x%02x", 0, i + 1);
+    std::snprintf(id, sizeof(id), "%030x%02x", 0u, static_cast<unsigned>((i + 1) & 0xff));
     j["realms"].push_back({{"id", id}, {"address", "https://r" + std::to_string(i) + "/"}});
   }
   j["register_threshold"] = register_threshold;
