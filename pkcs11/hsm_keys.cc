@@ -241,19 +241,12 @@ StatusOr<std::vector<TokenHsm::AnchorCarrier>> TokenHsm::ReadAnchorCarriers() {
 StatusOr<std::optional<Bytes>> TokenHsm::LoadAnchor() {
   std::lock_guard<std::mutex> lock(anchor_mu_);
   ASSIGN_OR_RETURN(std::vector<AnchorCarrier> carriers, ReadAnchorCarriers());
-  anchor_slots_.clear();
-  for (const AnchorCarrier& c : carriers) {
-    anchor_slots_.push_back({c.handle, c.sequence, c.modifiable});
-  }
-  anchor_state_known_ = true;
+  AdoptAnchorSlots(carriers);
   const AnchorCarrier* newest = nullptr;
   for (const AnchorCarrier& c : carriers) {
     if (!c.damaged && (newest == nullptr || c.sequence > newest->sequence)) newest = &c;
   }
-  if (newest == nullptr) {
-    anchor_sequence_ = 0;
-    return std::optional<Bytes>();
-  }
+  if (newest == nullptr) return std::optional<Bytes>();
   for (const AnchorCarrier& c : carriers) {
     // Two holders with one sequence can only come from a repeated create; they must agree.
     if (&c != newest && !c.damaged && c.sequence == newest->sequence &&
@@ -262,8 +255,15 @@ StatusOr<std::optional<Bytes>> TokenHsm::LoadAnchor() {
                            " but differ");
     }
   }
-  anchor_sequence_ = newest->sequence;
   return std::optional<Bytes>(newest->anchor);
+}
+
+void TokenHsm::AdoptAnchorSlots(const std::vector<AnchorCarrier>& carriers) {
+  anchor_slots_.clear();
+  for (const AnchorCarrier& c : carriers) {
+    anchor_slots_.push_back({c.handle, c.sequence, c.modifiable});
+  }
+  anchor_state_known_ = true;
 }
 
 StatusOr<CK_OBJECT_HANDLE> TokenHsm::CreateAnchorCarrier(ByteView carrier) {
@@ -300,23 +300,17 @@ Status TokenHsm::StoreAnchor(ByteView anchor) {
   std::lock_guard<std::mutex> lock(anchor_mu_);
   if (!anchor_state_known_) {
     ASSIGN_OR_RETURN(std::vector<AnchorCarrier> carriers, ReadAnchorCarriers());
-    anchor_sequence_ = 0;
-    anchor_slots_.clear();
-    for (const AnchorCarrier& c : carriers) {
-      anchor_slots_.push_back({c.handle, c.sequence, c.modifiable});
-      anchor_sequence_ = std::max(anchor_sequence_, c.sequence);
-    }
-    anchor_state_known_ = true;
+    AdoptAnchorSlots(carriers);
   }
-  if (anchor_sequence_ == UINT64_MAX) return ResourceExhaustedError("anchor sequence exhausted");
-  const uint64_t sequence = anchor_sequence_ + 1;
-  const Bytes carrier = EncodeAnchorCarrier(sequence, anchor);
-
   // The holder of the newest anchor is never touched. Another modifiable holder (the one with
   // the lowest sequence) is overwritten in place; otherwise a new holder is created.
   auto newest = std::max_element(
       anchor_slots_.begin(), anchor_slots_.end(),
       [](const AnchorSlot& a, const AnchorSlot& b) { return a.sequence < b.sequence; });
+  const uint64_t newest_sequence = newest == anchor_slots_.end() ? 0 : newest->sequence;
+  if (newest_sequence == UINT64_MAX) return ResourceExhaustedError("anchor sequence exhausted");
+  const uint64_t sequence = newest_sequence + 1;
+  const Bytes carrier = EncodeAnchorCarrier(sequence, anchor);
   auto target = anchor_slots_.end();
   for (auto it = anchor_slots_.begin(); it != anchor_slots_.end(); ++it) {
     if (it == newest || !it->modifiable) continue;
@@ -375,7 +369,6 @@ Status TokenHsm::StoreAnchor(ByteView anchor) {
   }
   slots.push_back({written, sequence, /*modifiable=*/true});
   anchor_slots_ = std::move(slots);
-  anchor_sequence_ = sequence;
   return OkStatus();
 }
 

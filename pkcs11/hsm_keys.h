@@ -149,6 +149,8 @@ class TokenHsm final : public vault::Hsm {
   };
   StatusOr<std::vector<AnchorCarrier>> ReadAnchorCarriers();
   StatusOr<CK_OBJECT_HANDLE> CreateAnchorCarrier(ByteView carrier);
+  // AdoptAnchorSlots makes `carriers` (just read from the token) the known holders.
+  void AdoptAnchorSlots(const std::vector<AnchorCarrier>& carriers);
 
   const std::shared_ptr<SessionPool> pool_;
   const Capabilities caps_;
@@ -162,7 +164,6 @@ class TokenHsm final : public vault::Hsm {
 
   std::mutex anchor_mu_;  // serialises LoadAnchor/StoreAnchor
   bool anchor_state_known_ = false;
-  uint64_t anchor_sequence_ = 0;
   std::vector<AnchorSlot> anchor_slots_;
   std::atomic<AnchorStorage> anchor_storage_{AnchorStorage::kUnknown};
 };

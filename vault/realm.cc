@@ -385,17 +385,14 @@ void Realm::Process(Task task) {
     Status valid = ValidateRequest(*task.request);
     if (!valid.ok()) return Finish(task, valid);
   }
-  if (std::optional<RecordId> cached = ids_.Lookup(task.context.tenant, task.context.user)) {
-    task.id = *cached;
-  } else {
-    StatusOr<RecordId> id = ComputeRecordId(hsm_, task.context.tenant, task.context.user);
-    if (!id.ok()) {
-      NoteUnreachable(id.status());
-      return Finish(task, id.status());
-    }
-    task.id = *id;
-    ids_.Put(task.context.tenant, task.context.user, *id);
+  StatusOr<RecordId> id = ids_.Get(task.context.tenant, task.context.user, [&] {
+    return ComputeRecordId(hsm_, task.context.tenant, task.context.user);
+  });
+  if (!id.ok()) {
+    NoteUnreachable(id.status());
+    return Finish(task, id.status());
   }
+  task.id = *id;
   if (!AcquireOrPark(task)) return;
   RunLocked(std::move(task));
 }

@@ -178,13 +178,6 @@ class Realm final : public RealmService {
   RealmStats Stats() const;
 
  private:
-  struct RecordIdHash {
-    size_t operator()(const RecordId& id) const noexcept {
-      size_t h = 0;
-      for (size_t i = 0; i < sizeof(h); ++i) h = h << 8 | id[i];
-      return h;  // ids are MAC outputs: any 8 bytes are uniformly distributed
-    }
-  };
   using InspectCallback = std::function<void(StatusOr<RecordSummary>)>;
 
   // Task is one accepted request (or an Inspect) on its way through the workers.

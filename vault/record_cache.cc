@@ -8,7 +8,7 @@
 
 namespace pinvault::vault {
 
-RecordIdCache::RecordIdCache(size_t capacity) : capacity_(capacity) {
+RecordIdCache::RecordIdCache(size_t capacity) : entries_(capacity) {
   protocol::internal::EnsureSodiumInitialized();
   randombytes_buf(mac_key_.data(), mac_key_.size());
 }
@@ -31,24 +31,32 @@ RecordIdCache::Key RecordIdCache::KeyOf(std::string_view tenant, std::string_vie
 }
 
 std::optional<RecordId> RecordIdCache::Lookup(std::string_view tenant, std::string_view user) {
-  if (capacity_ == 0) return std::nullopt;
+  if (entries_.capacity() == 0) return std::nullopt;  // spare the key derivation
   Key key = KeyOf(tenant, user);
   std::lock_guard lock(mu_);
-  auto it = entries_.find(key);
-  if (it == entries_.end()) return std::nullopt;
-  return it->second;
+  const RecordId* id = entries_.Find(key);
+  return id ? std::optional<RecordId>(*id) : std::nullopt;
 }
 
 void RecordIdCache::Put(std::string_view tenant, std::string_view user, const RecordId& id) {
-  if (capacity_ == 0) return;
+  if (entries_.capacity() == 0) return;
   Key key = KeyOf(tenant, user);
   std::lock_guard lock(mu_);
-  if (!entries_.emplace(key, id).second) return;
-  order_.push_back(key);
-  while (entries_.size() > capacity_) {
-    entries_.erase(order_.front());
-    order_.pop_front();
+  entries_.Put(key, id);
+}
+
+StatusOr<RecordId> RecordIdCache::Get(std::string_view tenant, std::string_view user,
+                                      const std::function<StatusOr<RecordId>()>& compute) {
+  if (entries_.capacity() == 0) return compute();
+  Key key = KeyOf(tenant, user);  // once, for the lookup and the insertion
+  {
+    std::lock_guard lock(mu_);
+    if (const RecordId* id = entries_.Find(key)) return *id;
   }
+  ASSIGN_OR_RETURN(RecordId id, compute());
+  std::lock_guard lock(mu_);
+  entries_.Put(key, id);
+  return id;
 }
 
 size_t RecordIdCache::size() const {
@@ -59,34 +67,23 @@ size_t RecordIdCache::size() const {
 std::optional<Record> RecordCache::Lookup(const RecordId& id, const Digest& row_hash,
                                           uint32_t& key_id) {
   std::lock_guard lock(mu_);
-  auto it = entries_.find(id);
-  if (it == entries_.end() || it->second.row_hash != row_hash) return std::nullopt;
-  key_id = it->second.key_id;
-  return CloneRecord(it->second.record);
+  const Entry* entry = entries_.Find(id);
+  if (entry == nullptr || entry->row_hash != row_hash) return std::nullopt;
+  key_id = entry->key_id;
+  return CloneRecord(entry->record);
 }
 
 void RecordCache::Put(const RecordId& id, const Digest& row_hash, uint32_t key_id,
                       const Record& record) {
-  if (capacity_ == 0) return;
-  Record copy = CloneRecord(record);
+  if (entries_.capacity() == 0) return;
+  Entry entry{row_hash, key_id, CloneRecord(record)};  // the copy is made outside the lock
   std::lock_guard lock(mu_);
-  auto it = entries_.find(id);
-  if (it != entries_.end()) {
-    it->second = Entry{row_hash, key_id, std::move(copy)};
-    return;
-  }
-  while (entries_.size() >= capacity_ && !order_.empty()) {
-    entries_.erase(order_.front());
-    order_.pop_front();
-  }
-  entries_.emplace(id, Entry{row_hash, key_id, std::move(copy)});
-  order_.push_back(id);
+  entries_.Put(id, std::move(entry));
 }
 
 void RecordCache::Clear() {
   std::lock_guard lock(mu_);
-  entries_.clear();
-  order_.clear();
+  entries_.Clear();
 }
 
 size_t RecordCache::size() const {
@@ -97,31 +94,19 @@ size_t RecordCache::size() const {
 std::optional<std::vector<BucketEntry>> BucketCache::Lookup(uint32_t bucket,
                                                             const NodeValue& value) {
   std::lock_guard lock(mu_);
-  auto it = entries_.find(bucket);
-  if (it == entries_.end() || !(it->second.value == value)) return std::nullopt;
-  return it->second.entries;
+  const Entry* entry = entries_.Find(bucket);
+  if (entry == nullptr || !(entry->value == value)) return std::nullopt;
+  return entry->entries;
 }
 
 void BucketCache::Put(uint32_t bucket, const NodeValue& value, std::vector<BucketEntry> entries) {
-  if (capacity_ == 0) return;
   std::lock_guard lock(mu_);
-  auto it = entries_.find(bucket);
-  if (it != entries_.end()) {
-    it->second = Entry{value, std::move(entries)};
-    return;
-  }
-  while (entries_.size() >= capacity_ && !order_.empty()) {
-    entries_.erase(order_.front());
-    order_.pop_front();
-  }
-  entries_.emplace(bucket, Entry{value, std::move(entries)});
-  order_.push_back(bucket);
+  entries_.Put(bucket, Entry{value, std::move(entries)});
 }
 
 void BucketCache::Clear() {
   std::lock_guard lock(mu_);
-  entries_.clear();
-  order_.clear();
+  entries_.Clear();
 }
 
 }  // namespace pinvault::vault

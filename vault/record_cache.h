@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string_view>
@@ -26,11 +27,51 @@
 #include "vault/record_store.h"
 
 namespace pinvault::vault {
+namespace internal {
+
+// BoundedMap holds at most `capacity` entries (0: none), dropping the oldest-inserted first;
+// replacing a value keeps its place. Not thread-safe: the caches below lock around it.
+template <typename Key, typename Value, typename Hash = std::hash<Key>>
+class BoundedMap {
+ public:
+  explicit BoundedMap(size_t capacity) : capacity_(capacity) {}
+
+  size_t capacity() const { return capacity_; }
+  size_t size() const { return entries_.size(); }
+
+  // Find returns the value of `key`, or null.
+  const Value* Find(const Key& key) const {
+    auto it = entries_.find(key);
+    return it == entries_.end() ? nullptr : &it->second;
+  }
+
+  void Put(const Key& key, Value value) {
+    if (capacity_ == 0) return;
+    if (!entries_.insert_or_assign(key, std::move(value)).second) return;
+    order_.push_back(key);
+    while (entries_.size() > capacity_) {
+      entries_.erase(order_.front());
+      order_.pop_front();
+    }
+  }
+
+  void Clear() {
+    entries_.clear();
+    order_.clear();
+  }
+
+ private:
+  const size_t capacity_;
+  std::unordered_map<Key, Value, Hash> entries_;
+  std::deque<Key> order_;  // insertion order
+};
+
+}  // namespace internal
 
 class RecordCache {
  public:
   // RecordCache holds at most `capacity` records (0 disables it). Oldest-inserted go first.
-  explicit RecordCache(size_t capacity) : capacity_(capacity) {}
+  explicit RecordCache(size_t capacity) : entries_(capacity) {}
 
   // Lookup returns a copy of the record cached for `id` if it came from a row whose hash is
   // `row_hash`, and sets `key_id` to that row's sealing key.
@@ -45,23 +86,14 @@ class RecordCache {
   size_t size() const;
 
  private:
-  struct IdHash {
-    size_t operator()(const RecordId& id) const noexcept {
-      size_t h = 0;
-      for (size_t i = 0; i < sizeof(h); ++i) h = h << 8 | id[i];
-      return h;
-    }
-  };
   struct Entry {
     Digest row_hash{};
     uint32_t key_id = 0;
     Record record;
   };
 
-  const size_t capacity_;
   mutable std::mutex mu_;
-  std::unordered_map<RecordId, Entry, IdHash> entries_;  // guarded by mu_
-  std::deque<RecordId> order_;                           // insertion order, guarded by mu_
+  internal::BoundedMap<RecordId, Entry, RecordIdHash> entries_;  // guarded by mu_
 };
 
 // RecordIdCache: recently computed record ids, so that the requests of one recovery do not
@@ -82,24 +114,19 @@ class RecordIdCache {
   std::optional<RecordId> Lookup(std::string_view tenant, std::string_view user);
   void Put(std::string_view tenant, std::string_view user, const RecordId& id);
 
+  // Get returns the cached id of (tenant, user), or calls `compute` and caches its result.
+  StatusOr<RecordId> Get(std::string_view tenant, std::string_view user,
+                         const std::function<StatusOr<RecordId>()>& compute);
+
   size_t size() const;
 
  private:
-  using Key = std::array<uint8_t, 32>;
-  struct KeyHash {
-    size_t operator()(const Key& k) const noexcept {
-      size_t h = 0;
-      for (size_t i = 0; i < sizeof(h); ++i) h = h << 8 | k[i];
-      return h;  // MAC outputs: any 8 bytes are uniformly distributed
-    }
-  };
+  using Key = std::array<uint8_t, 32>;  // a MAC output, hashed like a record id
   Key KeyOf(std::string_view tenant, std::string_view user) const;
 
-  const size_t capacity_;
   std::array<uint8_t, 32> mac_key_{};
   mutable std::mutex mu_;
-  std::unordered_map<Key, RecordId, KeyHash> entries_;  // guarded by mu_
-  std::deque<Key> order_;                               // insertion order, guarded by mu_
+  internal::BoundedMap<Key, RecordId, RecordIdHash> entries_;  // guarded by mu_
 };
 
 // BucketCache: the verified contents of recently used Merkle buckets, so that a read of one
@@ -116,7 +143,7 @@ class RecordIdCache {
 class BucketCache {
  public:
   // BucketCache holds at most `capacity` buckets (0 disables it). Oldest-inserted go first.
-  explicit BucketCache(size_t capacity) : capacity_(capacity) {}
+  explicit BucketCache(size_t capacity) : entries_(capacity) {}
 
   // Lookup returns a copy of the entries cached for `bucket` if they were verified against
   // (or built for) exactly `value`.
@@ -134,10 +161,8 @@ class BucketCache {
     std::vector<BucketEntry> entries;
   };
 
-  const size_t capacity_;
   std::mutex mu_;
-  std::unordered_map<uint32_t, Entry> entries_;  // guarded by mu_
-  std::deque<uint32_t> order_;                   // insertion order, guarded by mu_
+  internal::BoundedMap<uint32_t, Entry> entries_;  // guarded by mu_
 };
 
 }  // namespace pinvault::vault

@@ -43,6 +43,16 @@ using RecordId = std::array<uint8_t, kRecordIdSize>;
 // Digest is a 32-byte hash (BLAKE2b-256 as the core uses it).
 using Digest = std::array<uint8_t, kDigestSize>;
 
+// RecordIdHash hashes a record id (or any other 32-byte MAC output) for unordered
+// containers: its first 8 bytes, which are uniformly distributed.
+struct RecordIdHash {
+  size_t operator()(const RecordId& id) const noexcept {
+    size_t h = 0;
+    for (size_t i = 0; i < sizeof(h); ++i) h = h << 8 | id[i];
+    return h;
+  }
+};
+
 // StoredRecord is one record row exactly as storage holds it.
 struct StoredRecord {
   RecordId id{};

@@ -394,6 +394,19 @@ class ClosedLoop {
   int active_ = 0;
 };
 
+// TimedRun runs `step` on `loop` with `clients` for `seconds` (after the caller's warm-up)
+// and returns the rate, CPU time and HSM calls per completed operation of that window.
+Rate TimedRun(ClosedLoop& loop, int clients, double seconds, const ClosedLoop::Step& step) {
+  auto start = Clock::now();
+  double cpu = CpuSeconds();
+  uint64_t calls = HsmCalls();
+  uint64_t n =
+      loop.Run(clients, start + std::chrono::microseconds(static_cast<long>(seconds * 1e6)), step);
+  double per_op = 1.0 / double(std::max<uint64_t>(n, 1));
+  return Rate{n / std::chrono::duration<double>(Clock::now() - start).count(),
+              (CpuSeconds() - cpu) * 1e6 * per_op, double(HsmCalls() - calls) * per_op};
+}
+
 // ---- The floor ----
 
 // FloorPipeline does a recovery's unavoidable work with the realm's shape: `workers`
@@ -517,15 +530,8 @@ Rate MeasureFloor(vault::Hsm& hsm, const std::string& dir, const Flags& flags) {
   ClosedLoop loop;
   loop.Run(flags.clients, Clock::now() + std::chrono::milliseconds(200),
            [&](int, std::function<void(bool)> done) { floor.Submit(std::move(done)); });
-  auto start = Clock::now();
-  double cpu = CpuSeconds();
-  uint64_t calls = HsmCalls();
-  uint64_t n = loop.Run(
-      flags.clients, start + std::chrono::microseconds(static_cast<long>(flags.seconds * 1e6)),
-      [&](int, std::function<void(bool)> done) { floor.Submit(std::move(done)); });
-  return Rate{n / std::chrono::duration<double>(Clock::now() - start).count(),
-              (CpuSeconds() - cpu) * 1e6 / std::max<uint64_t>(n, 1),
-              double(HsmCalls() - calls) / double(std::max<uint64_t>(n, 1))};
+  return TimedRun(loop, flags.clients, flags.seconds,
+                  [&](int, std::function<void(bool)> done) { floor.Submit(std::move(done)); });
 }
 
 // ---- The realm ----
@@ -587,18 +593,12 @@ Rate MeasureRecover2(vault::Realm& realm, const std::vector<UserKeys>& users, co
   ClosedLoop loop;
   loop.Run(flags.clients, Clock::now() + std::chrono::milliseconds(200), step);
   vault::RealmStats before = realm.Stats();
-  auto start = Clock::now();
-  double cpu = CpuSeconds();
-  uint64_t calls = HsmCalls();
-  uint64_t n = loop.Run(flags.clients,
-                        start + std::chrono::microseconds(static_cast<long>(seconds * 1e6)), step);
-  double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+  Rate rate = TimedRun(loop, flags.clients, seconds, step);
   vault::RealmStats after = realm.Stats();
   if (avg_batch && after.batches > before.batches) {
     *avg_batch = double(after.writes - before.writes) / double(after.batches - before.batches);
   }
-  return Rate{n / elapsed, (CpuSeconds() - cpu) * 1e6 / std::max<uint64_t>(n, 1),
-              double(HsmCalls() - calls) / double(std::max<uint64_t>(n, 1))};
+  return rate;
 }
 
 // kColdCacheSize: record and id cache capacity of the "not seen lately" realm: above the
@@ -629,15 +629,7 @@ Rate MeasureFullRecovery(vault::Realm& realm, const std::vector<UserKeys>& users
   };
   ClosedLoop loop;
   loop.Run(flags.clients, Clock::now() + std::chrono::milliseconds(200), step);
-  auto start = Clock::now();
-  double cpu = CpuSeconds();
-  uint64_t calls = HsmCalls();
-  uint64_t n =
-      loop.Run(flags.clients,
-               start + std::chrono::microseconds(static_cast<long>(flags.seconds * 1e6)), step);
-  return Rate{n / std::chrono::duration<double>(Clock::now() - start).count(),
-              (CpuSeconds() - cpu) * 1e6 / std::max<uint64_t>(n, 1),
-              double(HsmCalls() - calls) / double(std::max<uint64_t>(n, 1))};
+  return TimedRun(loop, flags.clients, flags.seconds, step);
 }
 
 std::string TempDir() {

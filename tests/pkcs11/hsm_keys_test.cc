@@ -11,6 +11,8 @@
 
 #include <algorithm>
 #include <set>
+#include <utility>
+#include <vector>
 
 #include "pkcs11/key_set.h"
 #include "pkcs11/mechanisms.h"
@@ -102,6 +104,19 @@ class TokenHsmTest : public ::testing::TestWithParam<Backend> {
     hsm_ = *std::move(hsm);
   }
 
+  // ExpectFlags checks each boolean attribute of `object` against its expected value.
+  void ExpectFlags(CK_OBJECT_HANDLE object,
+                   const std::vector<std::pair<CK_ATTRIBUTE_TYPE, bool>>& expected) {
+    StatusOr<SessionPool::Lease> lease = pool_->Acquire();
+    ASSERT_TRUE(lease.ok()) << lease.status();
+    for (auto [attribute, value_expected] : expected) {
+      bool value = !value_expected;
+      ASSERT_EQ(ReadBoolOn(pool_->functions(), lease->handle(), object, attribute, &value), CKR_OK)
+          << "attribute 0x" << std::hex << attribute;
+      EXPECT_EQ(value, value_expected) << "attribute 0x" << std::hex << attribute;
+    }
+  }
+
   // CountObjects counts token objects; SessionObjects lists session objects (working copies).
   size_t CountObjects() {
     AttributeTemplate all;
@@ -176,19 +191,14 @@ TEST_P(TokenHsmTest, RealmKeysHaveThePolicyAttributes) {
   ASSERT_TRUE(lease.ok());
   for (CK_OBJECT_HANDLE key :
        {keys.sealing.at(1), keys.record_id_mac, keys.anchor_mac, keys.audit_private}) {
-    for (auto [attribute, expected] :
-         std::vector<std::pair<CK_ATTRIBUTE_TYPE, bool>>{{CKA_TOKEN, true},
-                                                         {CKA_PRIVATE, true},
-                                                         {CKA_SENSITIVE, true},
-                                                         {CKA_ALWAYS_SENSITIVE, true},
-                                                         {CKA_EXTRACTABLE, false},
-                                                         {CKA_NEVER_EXTRACTABLE, true},
-                                                         {CKA_MODIFIABLE, false},
-                                                         {CKA_DERIVE, false}}) {
-      bool value = !expected;
-      ASSERT_EQ(ReadBoolOn(f, lease->handle(), key, attribute, &value), CKR_OK);
-      EXPECT_EQ(value, expected) << "attribute 0x" << std::hex << attribute;
-    }
+    ExpectFlags(key, {{CKA_TOKEN, true},
+                      {CKA_PRIVATE, true},
+                      {CKA_SENSITIVE, true},
+                      {CKA_ALWAYS_SENSITIVE, true},
+                      {CKA_EXTRACTABLE, false},
+                      {CKA_NEVER_EXTRACTABLE, true},
+                      {CKA_MODIFIABLE, false},
+                      {CKA_DERIVE, false}});
     bool local = false;
     ASSERT_EQ(ReadBoolOn(f, lease->handle(), key, CKA_LOCAL, &local), CKR_OK);
     if (GetParam() == Backend::kSoftHsm) {
@@ -436,22 +446,17 @@ TEST_P(TokenHsmTest, AnchorKeepsTwoHoldersAndRewritesTheOlderInPlace) {
     ASSERT_EQ(ReadUlongOn(pool_->functions(), lease->handle(), holder, CKA_CLASS, &object_class),
               CKR_OK);
     EXPECT_EQ(object_class, CKO_SECRET_KEY);
-    for (auto [attribute, expected] :
-         std::vector<std::pair<CK_ATTRIBUTE_TYPE, bool>>{{CKA_TOKEN, true},
-                                                         {CKA_PRIVATE, true},
-                                                         {CKA_SENSITIVE, true},
-                                                         {CKA_EXTRACTABLE, false},
-                                                         {CKA_ENCRYPT, false},
-                                                         {CKA_DECRYPT, false},
-                                                         {CKA_SIGN, false},
-                                                         {CKA_VERIFY, false},
-                                                         {CKA_WRAP, false},
-                                                         {CKA_UNWRAP, false},
-                                                         {CKA_DERIVE, false}}) {
-      bool value = !expected;
-      ASSERT_EQ(ReadBoolOn(pool_->functions(), lease->handle(), holder, attribute, &value), CKR_OK);
-      EXPECT_EQ(value, expected) << "attribute 0x" << std::hex << attribute;
-    }
+    ExpectFlags(holder, {{CKA_TOKEN, true},
+                         {CKA_PRIVATE, true},
+                         {CKA_SENSITIVE, true},
+                         {CKA_EXTRACTABLE, false},
+                         {CKA_ENCRYPT, false},
+                         {CKA_DECRYPT, false},
+                         {CKA_SIGN, false},
+                         {CKA_VERIFY, false},
+                         {CKA_WRAP, false},
+                         {CKA_UNWRAP, false},
+                         {CKA_DERIVE, false}});
   }
   // A new process (here: a new TokenHsm) reads the same anchor back and carries on in place.
   StatusOr<std::unique_ptr<TokenHsm>> other = TokenHsm::Create(pool_);

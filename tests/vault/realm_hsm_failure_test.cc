@@ -35,12 +35,22 @@ using testing::VaultTestClient;
 
 class RealmHsmFailureTest : public ::testing::Test {
  protected:
-  void SetUp() override {
+  void SetUp() override { Restart(Options()); }
+
+  // Options are the tests' realm options: fast re-checks, and no idle health check, so that
+  // failures come from requests.
+  static RealmOptions Options() {
     RealmOptions options;
     options.genesis_bucket_bits = 4;
     options.worker_threads = 3;
     options.resync_interval = std::chrono::milliseconds(5);
-    options.health_check_interval = std::chrono::milliseconds(0);  // failures come from requests
+    options.health_check_interval = std::chrono::milliseconds(0);
+    return options;
+  }
+
+  // Restart replaces the realm by one with `options` over the same HSM and store.
+  void Restart(const RealmOptions& options) {
+    realm_.reset();
     realm_ = std::move(Realm::Create(hsm_, store_, options)).value();
     ASSERT_TRUE(realm_->Ready().ok());
   }
@@ -128,14 +138,9 @@ TEST_F(RealmHsmFailureTest, CachedRecover1IsServedUntilAnHsmCallFails) {
 // An idle realm notices a vanished HSM or store by itself (its health check) and turns
 // not-ready without any request; it serves again once they are back.
 TEST_F(RealmHsmFailureTest, IdleRealmNoticesAnUnreachableHsmOrStore) {
-  realm_.reset();
-  RealmOptions options;
-  options.genesis_bucket_bits = 4;
-  options.worker_threads = 2;
-  options.resync_interval = std::chrono::milliseconds(5);
+  RealmOptions options = Options();
   options.health_check_interval = std::chrono::milliseconds(10);
-  realm_ = std::move(Realm::Create(hsm_, store_, options)).value();
-  ASSERT_TRUE(realm_->Ready().ok());
+  Restart(options);
   VaultTestClient client(kTestRealmId);
   auto user = User("erin");
   testing::Register(*realm_, client, user, "1234", 5);
@@ -166,15 +171,9 @@ TEST_F(RealmHsmFailureTest, IdleRealmNoticesAnUnreachableHsmOrStore) {
 TEST_F(RealmHsmFailureTest, HsmVanishesAtEachStepOfARecover2) {
   for (size_t cache_size : {size_t{0}, size_t{4096}}) {
     SCOPED_TRACE(cache_size == 0 ? "record cache off" : "record cache on");
-    realm_.reset();
-    RealmOptions options;
-    options.genesis_bucket_bits = 4;
-    options.worker_threads = 3;
-    options.resync_interval = std::chrono::milliseconds(5);
-    options.health_check_interval = std::chrono::milliseconds(0);
+    RealmOptions options = Options();
     options.record_cache_size = cache_size;
-    realm_ = std::move(Realm::Create(hsm_, store_, options)).value();
-    ASSERT_TRUE(realm_->Ready().ok());
+    Restart(options);
     VaultTestClient client(kTestRealmId);
     auto user = User(cache_size == 0 ? "bob" : "bob-cached");
     testing::Register(*realm_, client, user, "1234", 50);
