@@ -13,6 +13,9 @@ PACKAGES=(
   googletest libgtest-dev libgmock-dev
   softhsm2 opensc libnss3 libnss3-dev libnss3-tools libp11-kit-dev
   nodejs npm
+  # Tools the scripts call: curl (bench-realms.sh polls /readyz). od, awk and sed come with
+  # Debian's essential set; perf (bench-realms.sh --profile only) is checked where it is used.
+  curl
 )
 
 missing=()

@@ -277,6 +277,20 @@ TEST_F(RealmTokenFaultTest, AnchorWriteFailingIsRolledForwardWhenTheTokenIsBack)
   EXPECT_EQ(As<Recover2Response>(realm_->Handle(fay, client.Recover2("1234"))).guess_count, 2);
 }
 
+// WaitUntil polls `done` until it holds; false after a minute (a hang, not a timing margin).
+template <typename Pred>
+bool WaitUntil(Pred done) {
+  for (int i = 0; i < 60000; ++i) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return false;
+}
+
+// Workers spend guesses while the token is unplugged four times, each time with a call held
+// inside the real module (C_Encrypt of a record seal) so that the removal always lands on a
+// running call; the fault module closes that call's session only once it returns, as SoftHSM2
+// needs. No count the realm released may be lost, and none may exceed the attempts.
 TEST_F(RealmTokenFaultTest, UnplugUnderLoadNeverLowersACount) {
   constexpr int kUsers = 6;
   std::vector<std::unique_ptr<VaultTestClient>> clients;
@@ -285,6 +299,7 @@ TEST_F(RealmTokenFaultTest, UnplugUnderLoadNeverLowersACount) {
     testing::Register(*realm_, *clients.back(), User("u" + std::to_string(i)), "1234", 1000);
   }
   std::vector<int> released(kUsers, 0), attempts(kUsers, 0);
+  std::vector<std::atomic<int>> successes(kUsers), refusals(kUsers);
   std::atomic<bool> stop{false};
   std::atomic<int> unexpected{0};
   std::vector<std::thread> threads;
@@ -295,19 +310,39 @@ TEST_F(RealmTokenFaultTest, UnplugUnderLoadNeverLowersACount) {
         auto r = realm_->Handle(User("u" + std::to_string(i)), clients[i]->Recover2("0000"));
         if (r.ok()) {
           released[i] = std::get<Recover2Response>(*r).guess_count;
-        } else if (r.status().code() != StatusCode::kUnavailable) {
-          if (unexpected.fetch_add(1) == 0) ADD_FAILURE() << r.status();
+          successes[i].fetch_add(1);
+        } else if (r.status().code() == StatusCode::kUnavailable) {
+          refusals[i].fetch_add(1);
+        } else if (unexpected.fetch_add(1) == 0) {
+          ADD_FAILURE() << r.status();
         }
       }
     });
   }
-  for (int i = 0; i < 4; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  // every_worker_after(counters, n) is a predicate that holds once each worker's counter has
+  // passed its value at the call plus n.
+  auto every_worker_after = [&](std::vector<std::atomic<int>>& counters, int n) {
+    std::vector<int> from(kUsers);
+    for (int i = 0; i < kUsers; ++i) from[i] = counters[i].load();
+    return [c = &counters, from, n] {
+      for (size_t i = 0; i < from.size(); ++i) {
+        if ((*c)[i].load() < from[i] + n) return false;
+      }
+      return true;
+    };
+  };
+  for (int round = 0; round < 4; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    ASSERT_TRUE(WaitUntil(every_worker_after(successes, 2))) << "workers made no progress";
+    ASSERT_TRUE(fault_->PauseNext("C_Encrypt").ok());
+    fault_->WaitPaused();  // a worker is inside a seal on its session
     fault_->Unplug();
-    std::this_thread::sleep_for(std::chrono::milliseconds(15));
+    auto refused = every_worker_after(refusals, 1);
+    fault_->Resume();
+    ASSERT_TRUE(WaitUntil(refused)) << "a worker never saw the removal";
     fault_->Replug();
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  ASSERT_TRUE(WaitUntil(every_worker_after(successes, 2))) << "service did not resume";
   stop = true;
   for (auto& t : threads) t.join();
   EXPECT_EQ(unexpected.load(), 0);

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# run_interop.sh — the unmodified juicebox-sdk (npm 0.3.7, Node 20) against real pinvaultd
+# run_interop.sh — the unmodified juicebox-sdk (npm 0.3.7, Node 18 or later) against real pinvaultd
 # processes, each on its own SoftHSM2 token and SQLite store, plus the pinvault CLI:
 #   1. juicebox-sdk registers and recovers against one pinvaultd;
 #   2. wrong PINs count guesses_remaining down; at zero the secret is gone for good;

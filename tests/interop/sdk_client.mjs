@@ -9,8 +9,13 @@
 // Auth tokens are vended by the SDK's own AuthTokenGenerator from the Ed25519 PKCS#8 key in
 // PINVAULT_INTEROP_KEY (hex), tenant PINVAULT_INTEROP_TENANT, key version PINVAULT_INTEROP_VERSION.
 // Exit status: 0 when the outcome was printed (success or a protocol error), 2 on bad usage.
+import { webcrypto } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+
+// The SDK's random-number source reads globalThis.crypto. Node 20 and later define it; Node 18
+// (Debian 12's nodejs) does not in an ES module, and the SDK then panics on every token it vends.
+if (globalThis.crypto === undefined) globalThis.crypto = webcrypto;
 
 const require = createRequire(import.meta.url);
 const sdkDir = require.resolve('juicebox-sdk/juicebox-sdk_bg.js').replace(/juicebox-sdk_bg\.js$/, '');

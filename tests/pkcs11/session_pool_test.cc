@@ -386,6 +386,42 @@ TEST_F(FaultTest, UnpluggedTokenIsUnavailableThenWorksWhenBack) {
   EXPECT_TRUE(RandomCall(**pool).ok());
 }
 
+// A removal while a call runs inside the module: the wrapped module must never see its session
+// closed under that call (SoftHSM2 corrupts its heap then). The call finishes on its real
+// session, which is closed only when it returns; the stale handle never works again, not even
+// after the token is back and new sessions were opened.
+TEST_F(FaultTest, UnplugClosesASessionOnlyAfterTheCallInsideItReturns) {
+  LoadFaultyModule();
+  StatusOr<std::unique_ptr<SessionPool>> pool =
+      SessionPool::Open(module_, Uri(token_->uri()), FastOptions());
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  CK_SESSION_HANDLE stale = CK_INVALID_HANDLE;
+  {
+    StatusOr<SessionPool::Lease> lease = (*pool)->Acquire();
+    ASSERT_TRUE(lease.ok()) << lease.status();
+    stale = lease->handle();
+  }
+  ASSERT_EQ(fault_->open_sessions(), 1u);
+  ASSERT_TRUE(fault_->PauseNext("C_GenerateRandom").ok());
+  Status in_flight;
+  std::thread caller([&] { in_flight = RandomCall(**pool); });
+  fault_->WaitPaused();
+  fault_->Unplug();
+  EXPECT_EQ(fault_->open_sessions(), 1u) << "closed under a running call";
+  fault_->Resume();
+  caller.join();
+  EXPECT_TRUE(in_flight.ok()) << in_flight;  // it was inside the module before the removal
+  EXPECT_EQ(fault_->open_sessions(), 0u);
+  CK_BYTE buf[8];
+  EXPECT_EQ(module_->functions()->C_GenerateRandom(stale, buf, sizeof(buf)), CKR_DEVICE_REMOVED);
+  EXPECT_EQ(RandomCall(**pool).code(), StatusCode::kUnavailable);
+  fault_->Replug();
+  EXPECT_TRUE(RandomCall(**pool).ok());
+  EXPECT_EQ(fault_->open_sessions(), 1u);
+  EXPECT_EQ(module_->functions()->C_GenerateRandom(stale, buf, sizeof(buf)),
+            CKR_SESSION_HANDLE_INVALID);
+}
+
 TEST_F(FaultTest, WrongPinOnReconnectIsReported) {
   LoadFaultyModule();
   StatusOr<std::unique_ptr<SessionPool>> pool =

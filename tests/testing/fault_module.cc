@@ -49,20 +49,69 @@ int IndexOf(std::string_view name) {
   return -1;
 }
 
-// Trampoline<Index, Member, F>::Call forwards to the real module unless a fault is injected.
+// TakesSession is true for the functions whose first argument is a session handle.
+constexpr bool TakesSession(size_t index) {
+  return index >= k_C_InitPIN && index <= k_C_CancelFunction && index != k_C_OpenSession &&
+         index != k_C_CloseAllSessions;
+}
+
+// Trampoline<Index, Member, F>::Call forwards to the real module unless a fault is injected,
+// translating the wrapper's session handles to the real module's.
 template <size_t Index, auto Member, typename F>
 struct Trampoline;
 
-template <size_t Index, auto Member, typename... Args>
-struct Trampoline<Index, Member, CK_RV (*)(Args...)> {
-  static CK_RV Call(Args... args) {
+template <size_t Index, auto Member, typename First, typename... Rest>
+struct Trampoline<Index, Member, CK_RV (*)(First, Rest...)> {
+  static CK_RV Call(First first, Rest... rest) {
     FaultModule* fault = g_active.load();
     if (fault == nullptr) return CKR_GENERAL_ERROR;
     CK_RV rv = fault->Inject(Index);
     if (rv != CKR_OK) return rv;
-    return (fault->real()->*Member)(args...);
+    if constexpr (TakesSession(Index)) {
+      CK_SESSION_HANDLE real = CK_INVALID_HANDLE;
+      rv = fault->BeginSessionCall(Index, first, &real);
+      if (rv != CKR_OK) return rv;
+      rv = (fault->real()->*Member)(real, rest...);
+      fault->EndSessionCall(first);
+      return rv;
+    } else {
+      return (fault->real()->*Member)(first, rest...);
+    }
   }
 };
+
+CK_RV WrappedOpenSession(CK_SLOT_ID slot, CK_FLAGS flags, CK_VOID_PTR application,
+                         CK_NOTIFY notify, CK_SESSION_HANDLE* session) {
+  FaultModule* fault = g_active.load();
+  if (fault == nullptr) return CKR_GENERAL_ERROR;
+  CK_RV rv = fault->Inject(k_C_OpenSession);
+  if (rv != CKR_OK) return rv;
+  return fault->OpenSession(slot, flags, application, notify, session);
+}
+
+CK_RV WrappedCloseSession(CK_SESSION_HANDLE session) {
+  FaultModule* fault = g_active.load();
+  if (fault == nullptr) return CKR_GENERAL_ERROR;
+  CK_RV rv = fault->Inject(k_C_CloseSession);
+  if (rv != CKR_OK) return rv;
+  return fault->CloseSession(session);
+}
+
+CK_RV WrappedCloseAllSessions(CK_SLOT_ID slot) {
+  FaultModule* fault = g_active.load();
+  if (fault == nullptr) return CKR_GENERAL_ERROR;
+  CK_RV rv = fault->Inject(k_C_CloseAllSessions);
+  if (rv != CKR_OK) return rv;
+  return fault->CloseAllSessions(slot);
+}
+
+CK_RV WrappedFinalize(CK_VOID_PTR reserved) {
+  FaultModule* fault = g_active.load();
+  if (fault == nullptr) return CKR_GENERAL_ERROR;
+  CK_RV rv = fault->Inject(k_C_Finalize);
+  if (rv != CKR_OK) return rv;
+  return fault->Finalize(reserved);
+}
 
 CK_RV WrappedGetFunctionList(CK_FUNCTION_LIST** list) {
   FaultModule* fault = g_active.load();
@@ -122,6 +171,10 @@ StatusOr<std::shared_ptr<FaultModule>> FaultModule::Install(CK_FUNCTION_LIST* re
 #undef PINVAULT_P11_FILL
   fault->wrapper_.C_GetFunctionList = &WrappedGetFunctionList;
   fault->wrapper_.C_GetSlotList = &WrappedGetSlotList;
+  fault->wrapper_.C_OpenSession = &WrappedOpenSession;
+  fault->wrapper_.C_CloseSession = &WrappedCloseSession;
+  fault->wrapper_.C_CloseAllSessions = &WrappedCloseAllSessions;
+  fault->wrapper_.C_Finalize = &WrappedFinalize;
   FaultModule* expected = nullptr;
   if (!g_active.compare_exchange_strong(expected, fault.get())) {
     fault->library_ = nullptr;  // the caller closes it
@@ -174,13 +227,157 @@ CK_RV FaultModule::Inject(size_t index) {
 void FaultModule::Unplug(CK_RV rv) {
   unplugged_rv_.store(rv);
   unplugged_.store(true);
-  // A removed device loses every session (and with them the login).
-  CK_ULONG count = 0;
-  if (real_->C_GetSlotList(CK_FALSE, nullptr, &count) != CKR_OK || count == 0) return;
-  std::vector<CK_SLOT_ID> slots(count);
-  if (real_->C_GetSlotList(CK_FALSE, slots.data(), &count) != CKR_OK) return;
-  slots.resize(count);
-  for (CK_SLOT_ID slot : slots) real_->C_CloseAllSessions(slot);
+  // A removed device loses every session (and with them the login). A call already inside the
+  // real module finishes there; its session is closed when it returns.
+  std::vector<CK_SESSION_HANDLE> close_now;
+  {
+    std::lock_guard<std::mutex> lock(sessions_mu_);
+    ++removals_;
+    for (auto it = sessions_.begin(); it != sessions_.end();) KillLocked(it++, &close_now);
+  }
+  CloseReal(close_now);
+}
+
+void FaultModule::KillLocked(std::unordered_map<CK_SESSION_HANDLE, Session>::iterator it,
+                             std::vector<CK_SESSION_HANDLE>* close_now) {
+  it->second.dead = true;
+  if (it->second.in_flight == 0) {
+    close_now->push_back(it->second.real);
+    sessions_.erase(it);
+  }
+}
+
+void FaultModule::CloseReal(const std::vector<CK_SESSION_HANDLE>& handles) {
+  // Each real handle is still open here (only its entry was removed), so the module cannot
+  // have given its number to another session yet.
+  for (CK_SESSION_HANDLE real : handles) real_->C_CloseSession(real);
+}
+
+CK_RV FaultModule::BeginSessionCall(size_t index, CK_SESSION_HANDLE session,
+                                    CK_SESSION_HANDLE* real) {
+  {
+    std::lock_guard<std::mutex> lock(sessions_mu_);
+    auto it = sessions_.find(session);
+    if (it == sessions_.end() || it->second.dead) {
+      // Dead by an Unplug that began after this call passed Inject: report the removal.
+      return unplugged_.load() ? unplugged_rv_.load() : CKR_SESSION_HANDLE_INVALID;
+    }
+    ++it->second.in_flight;
+    *real = it->second.real;
+  }
+  MaybePause(index);
+  return CKR_OK;
+}
+
+void FaultModule::EndSessionCall(CK_SESSION_HANDLE session) {
+  std::vector<CK_SESSION_HANDLE> close_now;
+  {
+    std::lock_guard<std::mutex> lock(sessions_mu_);
+    auto it = sessions_.find(session);
+    if (it == sessions_.end()) return;
+    --it->second.in_flight;
+    if (it->second.dead) KillLocked(it, &close_now);
+  }
+  CloseReal(close_now);
+}
+
+CK_RV FaultModule::OpenSession(CK_SLOT_ID slot, CK_FLAGS flags, CK_VOID_PTR application,
+                               CK_NOTIFY notify, CK_SESSION_HANDLE* session) {
+  if (session == nullptr) return CKR_ARGUMENTS_BAD;
+  uint64_t removals;
+  {
+    std::lock_guard<std::mutex> lock(sessions_mu_);
+    removals = removals_;
+  }
+  CK_SESSION_HANDLE real = CK_INVALID_HANDLE;
+  CK_RV rv = real_->C_OpenSession(slot, flags, application, notify, &real);
+  if (rv != CKR_OK) return rv;
+  {
+    std::lock_guard<std::mutex> lock(sessions_mu_);
+    if (removals_ == removals) {
+      CK_SESSION_HANDLE handle = next_session_++;
+      sessions_.emplace(handle, Session{real, slot, 0, false});
+      *session = handle;
+      return CKR_OK;
+    }
+  }
+  // The device was removed while the session was being opened: it did not survive that.
+  real_->C_CloseSession(real);
+  return unplugged_.load() ? CKR_TOKEN_NOT_PRESENT : CKR_DEVICE_REMOVED;
+}
+
+CK_RV FaultModule::CloseSession(CK_SESSION_HANDLE session) {
+  std::vector<CK_SESSION_HANDLE> close_now;
+  {
+    std::lock_guard<std::mutex> lock(sessions_mu_);
+    auto it = sessions_.find(session);
+    if (it == sessions_.end() || it->second.dead) return CKR_SESSION_HANDLE_INVALID;
+    KillLocked(it, &close_now);
+  }
+  CloseReal(close_now);
+  return CKR_OK;
+}
+
+CK_RV FaultModule::CloseAllSessions(CK_SLOT_ID slot) {
+  std::vector<CK_SESSION_HANDLE> close_now;
+  {
+    std::lock_guard<std::mutex> lock(sessions_mu_);
+    for (auto it = sessions_.begin(); it != sessions_.end();) {
+      auto current = it++;
+      if (current->second.slot == slot && !current->second.dead) KillLocked(current, &close_now);
+    }
+  }
+  CloseReal(close_now);
+  return CKR_OK;
+}
+
+CK_RV FaultModule::Finalize(CK_VOID_PTR reserved) {
+  CK_RV rv = real_->C_Finalize(reserved);
+  if (rv == CKR_OK) {
+    // The real module closed every session.
+    std::lock_guard<std::mutex> lock(sessions_mu_);
+    sessions_.clear();
+  }
+  return rv;
+}
+
+size_t FaultModule::open_sessions() const {
+  std::lock_guard<std::mutex> lock(sessions_mu_);
+  return sessions_.size();
+}
+
+Status FaultModule::PauseNext(std::string_view function) {
+  int index = IndexOf(function);
+  if (index < 0 || !TakesSession(static_cast<size_t>(index))) {
+    return InvalidArgumentError("FaultModule: cannot pause '" + std::string(function) + "'");
+  }
+  std::lock_guard<std::mutex> lock(pause_mu_);
+  paused_ = false;
+  resume_ = false;
+  pause_index_.store(index);
+  return OkStatus();
+}
+
+void FaultModule::MaybePause(size_t index) {
+  if (pause_index_.load() != static_cast<int>(index)) return;
+  std::unique_lock<std::mutex> lock(pause_mu_);
+  int expected = static_cast<int>(index);
+  if (!pause_index_.compare_exchange_strong(expected, -1)) return;  // another call took it
+  paused_ = true;
+  pause_cv_.notify_all();
+  pause_cv_.wait(lock, [this] { return resume_; });
+  paused_ = false;
+}
+
+void FaultModule::WaitPaused() {
+  std::unique_lock<std::mutex> lock(pause_mu_);
+  pause_cv_.wait(lock, [this] { return paused_; });
+}
+
+void FaultModule::Resume() {
+  std::lock_guard<std::mutex> lock(pause_mu_);
+  resume_ = true;
+  pause_cv_.notify_all();
 }
 
 void FaultModule::Replug() { unplugged_.store(false); }

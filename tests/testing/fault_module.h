@@ -9,8 +9,13 @@
 //   ... hsm->Seal(...) returns UNAVAILABLE ...
 //   (*fault)->Replug();     // the next call reconnects and succeeds
 //
-// Unplug() also closes every real session on the module (as a real removal would), so after
-// Replug() old session handles are invalid and the login is gone: the caller must recover.
+// Sessions are virtual: the wrapper hands out handles of its own (never reused) that map to the
+// real module's sessions, so a stale handle can never reach a newer session that happens to get
+// the same real number. Unplug() makes every existing session dead, as a real removal would
+// (calls on it fail; after Replug() they fail with CKR_SESSION_HANDLE_INVALID), and closes the
+// real sessions, each only once no call is in flight on it: a call already inside the real
+// module when the device "goes away" finishes there first. The wrapped module therefore never
+// sees a session closed under a running call. Closing every session also ends the login.
 // While unplugged: C_Initialize, C_Finalize, C_GetInfo, C_GetFunctionList and C_GetSlotInfo
 // pass through; C_GetSlotList with tokenPresent lists no slots; C_GetTokenInfo, C_OpenSession,
 // C_GetMechanismList/Info and C_InitToken return CKR_TOKEN_NOT_PRESENT; every other function
@@ -18,6 +23,8 @@
 //
 // FailNext makes specific functions fail a number of times; CallCount counts calls that reached
 // the wrapper (including failed ones), e.g. to check an operation does no object search.
+// PauseNext holds the next call of a function once it is in flight on its session (past every
+// fault check, before the real module), so a test can unplug under a running call.
 //
 // Only one FaultModule may exist at a time in a process (the C trampolines find it through a
 // global). The FaultModule must outlive every Module created on it; CreateModule arranges that.
@@ -27,11 +34,14 @@
 
 #include <array>
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
+#include <vector>
 
 #include "pkcs11/cryptoki.h"
 #include "pkcs11/module.h"
@@ -64,8 +74,9 @@ class FaultModule : public std::enable_shared_from_this<FaultModule> {
   // keeps this FaultModule alive.
   StatusOr<std::unique_ptr<pkcs11::Module>> CreateModule(std::string init_parameters = {});
 
-  // Unplug simulates removal of the device: real sessions are closed, and calls fail as
-  // described above with `rv` for session functions.
+  // Unplug simulates removal of the device: every session dies (its real session is closed
+  // once no call is in flight on it), and calls fail as described above with `rv`. Unplug
+  // never waits for a call in flight.
   void Unplug(CK_RV rv = CKR_DEVICE_REMOVED);
   // Replug ends Unplug; the module works again (with no sessions and no login).
   void Replug();
@@ -77,6 +88,17 @@ class FaultModule : public std::enable_shared_from_this<FaultModule> {
   // ClearFaults cancels every FailNext.
   void ClearFaults();
 
+  // PauseNext holds the next call of `function` (a function that takes a session) once it is
+  // in flight on its session, until Resume. WaitPaused blocks until that call is held.
+  // INVALID_ARGUMENT for an unknown name or a function that takes no session.
+  Status PauseNext(std::string_view function);
+  void WaitPaused();
+  void Resume();
+
+  // open_sessions is the number of real sessions the wrapper holds open (including dead ones
+  // whose close waits for a call in flight).
+  size_t open_sessions() const;
+
   // CallCount is how many times `function` was called through the wrapper (0 for unknown
   // names); ResetCounts zeroes every counter.
   uint64_t CallCount(std::string_view function) const;
@@ -86,6 +108,17 @@ class FaultModule : public std::enable_shared_from_this<FaultModule> {
   CK_RV Inject(size_t index);
   // Called by the C_GetSlotList trampoline.
   bool HideTokens() const { return unplugged_.load(); }
+
+  // Session bookkeeping, called by the trampolines. BeginSessionCall maps a virtual handle to
+  // the real one and counts the call in flight (CKR_SESSION_HANDLE_INVALID for an unknown or
+  // dead session); EndSessionCall ends it and closes the real session if it died meanwhile.
+  CK_RV BeginSessionCall(size_t index, CK_SESSION_HANDLE session, CK_SESSION_HANDLE* real);
+  void EndSessionCall(CK_SESSION_HANDLE session);
+  CK_RV OpenSession(CK_SLOT_ID slot, CK_FLAGS flags, CK_VOID_PTR application, CK_NOTIFY notify,
+                    CK_SESSION_HANDLE* session);
+  CK_RV CloseSession(CK_SESSION_HANDLE session);
+  CK_RV CloseAllSessions(CK_SLOT_ID slot);
+  CK_RV Finalize(CK_VOID_PTR reserved);
 
  private:
   FaultModule() = default;
@@ -100,6 +133,31 @@ class FaultModule : public std::enable_shared_from_this<FaultModule> {
   mutable std::mutex mu_;
   std::array<int, kFunctionCount> fail_times_{};  // guarded by mu_
   std::array<CK_RV, kFunctionCount> fail_rv_{};   // guarded by mu_
+
+  struct Session {
+    CK_SESSION_HANDLE real = CK_INVALID_HANDLE;
+    CK_SLOT_ID slot = 0;
+    int in_flight = 0;
+    bool dead = false;  // no new call may start; closed when in_flight reaches 0
+  };
+  // Kills `it` (guarded by sessions_mu_); appends its real handle to `close_now` when no call
+  // is in flight on it (then the entry is gone), else the last call closes it.
+  void KillLocked(std::unordered_map<CK_SESSION_HANDLE, Session>::iterator it,
+                  std::vector<CK_SESSION_HANDLE>* close_now);
+  void CloseReal(const std::vector<CK_SESSION_HANDLE>& handles);
+  // Holds the calling thread if PauseNext chose function `index`.
+  void MaybePause(size_t index);
+
+  mutable std::mutex sessions_mu_;
+  std::unordered_map<CK_SESSION_HANDLE, Session> sessions_;  // by virtual handle
+  CK_SESSION_HANDLE next_session_ = 0x5e550001;              // guarded by sessions_mu_
+  uint64_t removals_ = 0;                                    // guarded by sessions_mu_
+
+  std::mutex pause_mu_;
+  std::condition_variable pause_cv_;
+  std::atomic<int> pause_index_{-1};  // written under pause_mu_
+  bool paused_ = false;   // guarded by pause_mu_
+  bool resume_ = false;   // guarded by pause_mu_
 };
 
 }  // namespace pinvault::testing
