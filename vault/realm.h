@@ -1,26 +1,10 @@
 // Realm: the trusted core. Implements RealmService (vault/realm_service.h) over an Hsm
 // (vault/hsm.h) and an untrusted RecordStore (vault/record_store.h).
 //
-// Guess rules (PROTOCOL-NOTES (f)), per record:
-//   Register1  any                     -> Ok, no record access
-//   Register2  any                     -> Ok; overwrite: Registered, guess_count 0
-//   Recover1   Registered, gc >= limit -> NoGuesses; record becomes NoGuesses (secrets gone)
-//              Registered              -> Ok{version}
-//              NoGuesses / absent      -> NoGuesses / NotRegistered
-//   Recover2   Registered, wrong ver.  -> VersionMismatch (checked before the guess check)
-//              Registered, gc >= limit -> NoGuesses; record becomes NoGuesses
-//              Registered              -> gc += 1, durable BEFORE the evaluation is released;
-//                                         Ok{signed key, W, DLEQ proof, commitment, limit, gc}
-//              NoGuesses / absent      -> NoGuesses / NotRegistered
-//   Recover3   Registered, wrong ver.  -> VersionMismatch
-//              Registered, bad tag     -> BadUnlockKeyTag{limit - gc}; at 0 -> NoGuesses
-//              Registered, good tag    -> Ok{share, encrypted secret, commitment}; gc = 0
-//              NoGuesses / absent      -> NoGuesses / NotRegistered
-//   Delete     any                     -> Ok; record becomes Absent (a sealed tombstone)
-// Tags are compared in constant time. Every Recover3 on a Registered record rewrites it,
-// so storage cannot tell a good tag from a bad one by whether a write happened.
-// Register2 scalars must be canonical and Recover2's blinded input a valid point, else
-// INVALID_ARGUMENT with nothing changed.
+// Guess rules: vault/guess_rules.h (ApplyGuessRules), applied to the record read from storage;
+// the realm makes each resulting write durable before it releases the response. Register2
+// scalars must be canonical and Recover2's blinded input a valid point, else INVALID_ARGUMENT
+// with nothing changed.
 //
 // Concurrency: requests on one record run strictly one after another (a per-record queue),
 // each seeing the durable result of the previous one, so two Recover2 calls never see the

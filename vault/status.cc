@@ -1,5 +1,8 @@
 #include "vault/status.h"
 
+#include <cstdio>
+#include <cstdlib>
+
 namespace pinvault {
 
 std::string_view StatusCodeName(StatusCode code) {
@@ -40,6 +43,16 @@ Status Status::WithContext(std::string_view context) const {
   msg += message_;
   return Status(code_, std::move(msg));
 }
+
+namespace status_internal {
+
+void DieOnBadAccess(const Status& status) {
+  std::fprintf(stderr, "StatusOr::value() called on an error: %s\n", status.ToString().c_str());
+  std::fflush(stderr);
+  std::abort();
+}
+
+}  // namespace status_internal
 
 std::ostream& operator<<(std::ostream& os, const Status& status) {
   return os << status.ToString();

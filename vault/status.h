@@ -6,7 +6,6 @@
 #ifndef PINVAULT_VAULT_STATUS_H_
 #define PINVAULT_VAULT_STATUS_H_
 
-#include <cassert>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -88,11 +87,18 @@ Status UnavailableError(std::string message);
 Status DataLossError(std::string message);
 Status UnauthenticatedError(std::string message);
 
+namespace status_internal {
+// DieOnBadAccess prints `status` to stderr and aborts: value() was called on an error.
+[[noreturn]] void DieOnBadAccess(const Status& status);
+}  // namespace status_internal
+
 // StatusOr<T> holds a T or a non-OK Status; it is never OK without a value.
 // Constructing it from an OK Status yields an INTERNAL error instead.
 template <typename T>
 class [[nodiscard]] StatusOr {
  public:
+  using value_type = T;
+
   StatusOr(const Status& status) : status_(status) { CheckNotOk(); }    // NOLINT
   StatusOr(Status&& status) : status_(std::move(status)) { CheckNotOk(); }  // NOLINT
   StatusOr(const T& value) : value_(value) {}                            // NOLINT
@@ -106,17 +112,18 @@ class [[nodiscard]] StatusOr {
   bool ok() const { return value_.has_value(); }
   const Status& status() const { return status_; }
 
-  // value() requires ok(); calling it on an error is a programming error.
+  // value() requires ok(): on an error it aborts the process with the status message, in
+  // every build type (never undefined behaviour). So do operator* and operator->.
   T& value() & {
-    assert(ok());
+    CheckHasValue();
     return *value_;
   }
   const T& value() const& {
-    assert(ok());
+    CheckHasValue();
     return *value_;
   }
   T&& value() && {
-    assert(ok());
+    CheckHasValue();
     return std::move(*value_);
   }
   T& operator*() & { return value(); }
@@ -126,6 +133,9 @@ class [[nodiscard]] StatusOr {
   const T* operator->() const { return &value(); }
 
  private:
+  void CheckHasValue() const {
+    if (!value_.has_value()) status_internal::DieOnBadAccess(status_);
+  }
   void CheckNotOk() {
     if (status_.ok()) status_ = Status(StatusCode::kInternal, "StatusOr built from OK status");
   }

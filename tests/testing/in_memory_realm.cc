@@ -2,21 +2,12 @@
 
 #include <utility>
 
-#include "vault/protocol/oprf.h"
-#include "vault/protocol/ristretto.h"
-#include "vault/protocol/tags.h"
+#include "vault/guess_rules.h"
 
 namespace pinvault::testing {
 
 using protocol::SecretsRequest;
 using protocol::SecretsResponse;
-
-// Record: one user's registration. NoGuesses keeps no secrets.
-struct InMemoryRealm::Record {
-  RecordState state = RecordState::kNotRegistered;
-  protocol::Register2Request registration;  // meaningful when kRegistered
-  uint16_t guess_count = 0;
-};
 
 void InMemoryRealm::Submit(vault::RequestContext context, SecretsRequest request,
                            vault::ResponseCallback done) {
@@ -45,132 +36,45 @@ void InMemoryRealm::SetUnavailable(bool unavailable) {
 InMemoryRealm::RecordState InMemoryRealm::State(const vault::RequestContext& context) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = records_.find(Key{context.tenant, context.user});
-  return it == records_.end() ? RecordState::kNotRegistered : it->second->state;
+  if (it == records_.end()) return RecordState::kNotRegistered;
+  switch (it->second.state) {
+    case vault::RecordState::kRegistered:
+      return RecordState::kRegistered;
+    case vault::RecordState::kNoGuesses:
+      return RecordState::kNoGuesses;
+    case vault::RecordState::kAbsent:
+      break;
+  }
+  return RecordState::kNotRegistered;
 }
 
 std::optional<uint16_t> InMemoryRealm::GuessCount(const vault::RequestContext& context) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = records_.find(Key{context.tenant, context.user});
-  if (it == records_.end() || it->second->state != RecordState::kRegistered) return std::nullopt;
-  return it->second->guess_count;
+  if (it == records_.end() || !it->second.registration) return std::nullopt;
+  return it->second.guess_count;
 }
 
 std::optional<protocol::RegistrationVersion> InMemoryRealm::RegisteredVersion(
     const vault::RequestContext& context) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = records_.find(Key{context.tenant, context.user});
-  if (it == records_.end() || it->second->state != RecordState::kRegistered) return std::nullopt;
-  return it->second->registration.version;
+  if (it == records_.end() || !it->second.registration) return std::nullopt;
+  return it->second.registration->version;
 }
 
 StatusOr<SecretsResponse> InMemoryRealm::Apply(const Key& key, SecretsRequest request) {
   std::lock_guard<std::mutex> lock(mu_);
   if (unavailable_) return UnavailableError("in-memory realm set unavailable");
-  auto it = records_.find(key);
-  Record* record = it == records_.end() ? nullptr : it->second.get();
-  const RecordState state = record == nullptr ? RecordState::kNotRegistered : record->state;
-  // Destroy moves a record to NoGuesses, dropping its secrets.
-  auto destroy = [&] {
-    auto locked = std::make_shared<Record>();
-    locked->state = RecordState::kNoGuesses;
-    records_[key] = std::move(locked);
-  };
-
-  if (std::holds_alternative<protocol::Register1Request>(request)) {
-    return SecretsResponse(protocol::Register1Response{});
+  RETURN_IF_ERROR(vault::ValidateRequest(request));
+  vault::Record current;
+  if (vault::NeedsRecord(request)) {
+    auto it = records_.find(key);
+    if (it != records_.end()) current = vault::CloneRecord(it->second);
   }
-
-  if (auto* r2 = std::get_if<protocol::Register2Request>(&request)) {
-    RETURN_IF_ERROR(protocol::ValidateScalar(r2->oprf_private_key.Reveal(), "oprf_private_key"));
-    RETURN_IF_ERROR(protocol::ValidateScalar(r2->encryption_key_scalar_share.Reveal(),
-                                             "encryption_key_scalar_share"));
-    auto fresh = std::make_shared<Record>();
-    fresh->state = RecordState::kRegistered;
-    fresh->registration = std::move(*r2);
-    fresh->guess_count = 0;
-    records_[key] = std::move(fresh);
-    return SecretsResponse(protocol::Register2Response{});
-  }
-
-  if (std::holds_alternative<protocol::Recover1Request>(request)) {
-    protocol::Recover1Response response;
-    if (state == RecordState::kNotRegistered) {
-      response.status = protocol::Recover1Response::Status::kNotRegistered;
-    } else if (state == RecordState::kNoGuesses) {
-      response.status = protocol::Recover1Response::Status::kNoGuesses;
-    } else if (record->guess_count >= record->registration.policy.num_guesses) {
-      destroy();
-      response.status = protocol::Recover1Response::Status::kNoGuesses;
-    } else {
-      response.status = protocol::Recover1Response::Status::kOk;
-      response.version = record->registration.version;
-    }
-    return SecretsResponse(std::move(response));
-  }
-
-  if (const auto* r2 = std::get_if<protocol::Recover2Request>(&request)) {
-    protocol::Recover2Response response;
-    using S = protocol::Recover2Response::Status;
-    if (state == RecordState::kNotRegistered) {
-      response.status = S::kNotRegistered;
-    } else if (state == RecordState::kNoGuesses) {
-      response.status = S::kNoGuesses;
-    } else if (r2->version != record->registration.version) {
-      response.status = S::kVersionMismatch;  // checked before the guess limit
-    } else if (record->guess_count >= record->registration.policy.num_guesses) {
-      destroy();
-      response.status = S::kNoGuesses;
-    } else {
-      const protocol::Register2Request& reg = record->registration;
-      ASSIGN_OR_RETURN(
-          protocol::OprfEvaluation evaluation,
-          protocol::EvaluateWithProof(reg.oprf_private_key, reg.oprf_signed_public_key.public_key,
-                                      r2->oprf_blinded_input));
-      // The guess is counted before the evaluation leaves the realm.
-      ++record->guess_count;
-      response.status = S::kOk;
-      response.oprf_signed_public_key = reg.oprf_signed_public_key;
-      response.oprf_blinded_result = evaluation.blinded_result;
-      response.oprf_proof = evaluation.proof;
-      response.unlock_key_commitment = reg.unlock_key_commitment;
-      response.num_guesses = reg.policy.num_guesses;
-      response.guess_count = record->guess_count;
-    }
-    return SecretsResponse(std::move(response));
-  }
-
-  if (const auto* r3 = std::get_if<protocol::Recover3Request>(&request)) {
-    protocol::Recover3Response response;
-    using S = protocol::Recover3Response::Status;
-    if (state == RecordState::kNotRegistered) {
-      response.status = S::kNotRegistered;
-    } else if (state == RecordState::kNoGuesses) {
-      response.status = S::kNoGuesses;
-    } else if (r3->version != record->registration.version) {
-      response.status = S::kVersionMismatch;
-    } else if (!protocol::UnlockKeyTagEquals(r3->unlock_key_tag,
-                                             record->registration.unlock_key_tag)) {
-      const uint16_t num_guesses = record->registration.policy.num_guesses;
-      const uint16_t remaining = record->guess_count >= num_guesses
-                                     ? 0
-                                     : static_cast<uint16_t>(num_guesses - record->guess_count);
-      response.status = S::kBadUnlockKeyTag;
-      response.guesses_remaining = remaining;
-      if (remaining == 0) destroy();
-    } else {
-      record->guess_count = 0;
-      const protocol::Register2Request& reg = record->registration;
-      response.status = S::kOk;
-      response.encryption_key_scalar_share = reg.encryption_key_scalar_share.Clone();
-      response.encrypted_secret = reg.encrypted_secret;
-      response.encrypted_secret_commitment = reg.encrypted_secret_commitment;
-    }
-    return SecretsResponse(std::move(response));
-  }
-
-  // Delete.
-  records_.erase(key);
-  return SecretsResponse(protocol::DeleteResponse{});
+  ASSIGN_OR_RETURN(vault::GuessStep step, vault::ApplyGuessRules(std::move(current), request));
+  if (step.next) records_[key] = std::move(*step.next);
+  return std::move(step.response);
 }
 
 // ---- FixedTokenProvider ----

@@ -2,9 +2,9 @@
 // records in memory, a Transport that routes client requests to such realms (with fault
 // knobs), and a fixed auth-token provider.
 //
-// InMemoryRealm implements the realm side of the Juicebox protocol with the guess rules
-// of PROTOCOL-NOTES (f), using the protocol library's EvaluateWithProof. It has no HSM, no
-// sealing and no durability: it is a fixture, not a realm.
+// InMemoryRealm implements the realm side of the Juicebox protocol with the realm's own guess
+// rules (vault/guess_rules.h) over a map of plaintext records. It has no HSM, no sealing and
+// no durability: it is a fixture, not a realm.
 #ifndef PINVAULT_TESTS_TESTING_IN_MEMORY_REALM_H_
 #define PINVAULT_TESTS_TESTING_IN_MEMORY_REALM_H_
 
@@ -28,6 +28,7 @@
 #include "backup/client/transport.h"
 #include "vault/protocol/messages.h"
 #include "vault/realm_service.h"
+#include "vault/record.h"
 #include "vault/status.h"
 
 namespace pinvault::testing {
@@ -76,15 +77,14 @@ class InMemoryRealm : public vault::RealmService {
       const vault::RequestContext& context) const;
 
  private:
-  struct Record;
   using Key = std::pair<std::string, std::string>;  // (tenant, user)
 
   StatusOr<protocol::SecretsResponse> Apply(const Key& key, protocol::SecretsRequest request);
 
   const protocol::RealmId id_;
   mutable std::mutex mu_;
-  std::map<Key, std::shared_ptr<Record>> records_;  // guarded by mu_; absent = NotRegistered
-  bool unavailable_ = false;                        // guarded by mu_
+  std::map<Key, vault::Record> records_;  // guarded by mu_; absent = NotRegistered
+  bool unavailable_ = false;              // guarded by mu_
 };
 
 // FixedTokenProvider hands every realm the same token, except realms told to fail.

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/testing/status_matchers.h"
+
 #include <memory>
 #include <string>
 
@@ -50,6 +52,36 @@ TEST(StatusTest, MacrosPropagate) {
   EXPECT_EQ(UseMacros(-1, &out).code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(UseMacros(101, &out).code(), StatusCode::kOutOfRange);
   EXPECT_EQ(out, 5);
+}
+
+// value() on an error aborts with the status, in every build type (no assert that NDEBUG
+// removes).
+TEST(StatusDeathTest, ValueOnAnErrorAbortsWithTheMessage) {
+  StatusOr<int> error = NotFoundError("no row for id 7");
+  EXPECT_DEATH((void)error.value(), "value\\(\\) called on an error: NOT_FOUND: no row for id 7");
+  EXPECT_DEATH((void)*error, "NOT_FOUND");
+  StatusOr<std::string> text = UnavailableError("hsm gone");
+  EXPECT_DEATH((void)text->size(), "UNAVAILABLE: hsm gone");
+  EXPECT_DEATH((void)std::move(text).value(), "UNAVAILABLE: hsm gone");
+}
+
+TEST(StatusMatchersTest, MatchStatusAndStatusOr) {
+  using ::pinvault::testing::IsOk;
+  using ::pinvault::testing::IsOkAndHolds;
+  using ::pinvault::testing::StatusIs;
+  using ::testing::HasSubstr;
+  using ::testing::Not;
+  EXPECT_THAT(OkStatus(), IsOk());
+  EXPECT_THAT(ParsePositive(3), IsOkAndHolds(3));
+  EXPECT_THAT(ParsePositive(3), Not(IsOkAndHolds(4)));
+  EXPECT_THAT(ParsePositive(0), Not(IsOk()));
+  EXPECT_THAT(ParsePositive(0), StatusIs(StatusCode::kInvalidArgument));
+  EXPECT_THAT(ParsePositive(0), StatusIs(StatusCode::kInvalidArgument, HasSubstr("positive")));
+  EXPECT_THAT(ParsePositive(0), Not(StatusIs(StatusCode::kInvalidArgument, HasSubstr("big"))));
+  EXPECT_THAT(OutOfRangeError("x"), Not(StatusIs(StatusCode::kInvalidArgument)));
+  ASSERT_OK_AND_ASSIGN(int value, ParsePositive(9));
+  EXPECT_EQ(value, 9);
+  EXPECT_OK(ParsePositive(1));
 }
 
 }  // namespace
