@@ -19,6 +19,7 @@
 #include "api/http/http_transport.h"
 #include "api/http/jwt_mint.h"
 #include "api/http/metrics.h"
+#include "api/http/realm_assembly.h"
 #include "api/http/request_log.h"
 #include "api/http/routes.h"
 #include "api/http/server.h"
@@ -209,9 +210,7 @@ const char* StateName(vault::RecordState state) {
 // DemoRealm is the embedded realm: token, store, core and server, torn down in order.
 struct DemoRealm {
   std::shared_ptr<pkcs11::Module> module;
-  std::shared_ptr<pkcs11::TokenHsm> hsm;
-  std::unique_ptr<backup::SqliteRecordStore> store;
-  std::shared_ptr<vault::Realm> realm;
+  std::unique_ptr<RealmCore> core;
   std::unique_ptr<HttpServer> server;
   std::shared_ptr<TenantKeyStore> keys;
   std::optional<TenantKey> tenant_key;  // with its private half, for minting
@@ -221,9 +220,7 @@ struct DemoRealm {
   ~DemoRealm() {
     if (server) server->Shutdown(std::chrono::seconds(5));
     server.reset();
-    realm.reset();
-    store.reset();
-    hsm.reset();
+    core.reset();
     module.reset();
   }
 };
@@ -260,17 +257,13 @@ Status StartRealm(const std::filesystem::path& dir, DemoRealm& demo, Narrator& n
     narrator.Say("      " + action.label + ": " + action.kind);
   }
   ASSIGN_OR_RETURN(std::unique_ptr<pkcs11::TokenHsm> hsm, pkcs11::TokenHsm::Create(shared_pool));
-  demo.hsm = std::move(hsm);
 
   // 3. Storage and the core.
   std::filesystem::path data = dir / "data";
   std::filesystem::create_directories(data);
-  ASSIGN_OR_RETURN(demo.store, backup::SqliteRecordStore::Open(data.string()));
-  ASSIGN_OR_RETURN(std::unique_ptr<vault::Realm> realm,
-                   vault::Realm::Create(*demo.hsm, *demo.store, vault::RealmOptions()));
-  demo.realm = std::move(realm);
-  RETURN_IF_ERROR(demo.realm->Ready().WithContext("the realm is not ready"));
-  narrator.Say("[3] realm core started on SQLite " + demo.store->path() +
+  ASSIGN_OR_RETURN(demo.core, OpenRealmCore(std::move(hsm), data, vault::RealmOptions()));
+  RETURN_IF_ERROR(demo.core->realm->Ready().WithContext("the realm is not ready"));
+  narrator.Say("[3] realm core started on SQLite " + demo.core->store->path() +
                " (Merkle root anchored in the HSM)");
 
   // 4. A tenant key and the HTTP server.
@@ -278,23 +271,20 @@ Status StartRealm(const std::filesystem::path& dir, DemoRealm& demo, Narrator& n
   demo.tenant_key = key;
   demo.keys = std::make_shared<TenantKeyStore>();
   RETURN_IF_ERROR(demo.keys->Add(kTenant, 1, key.PublicOnly()));
-  RETURN_IF_ERROR(demo.hsm->GenerateRandom(demo.realm_id));
-  auto authenticator = std::make_shared<Authenticator>(demo.keys);
-  auto metrics = std::make_shared<Metrics>();
-  auto logger = std::make_shared<RequestLogger>(&demo.request_log, /*enabled=*/false);
+  RETURN_IF_ERROR(demo.core->hsm().GenerateRandom(demo.realm_id));
   RouterOptions router_options;
   router_options.realm_id = demo.realm_id;
-  RouterDeps deps{demo.realm, std::make_shared<JwtCallerAuthenticator>(authenticator), nullptr,
-                  metrics, logger};
-  ASSIGN_OR_RETURN(std::unique_ptr<Router> router, Router::Create(router_options, std::move(deps)));
   ServerOptions server_options;
   server_options.address = "127.0.0.1";
   server_options.port = 0;
   server_options.threads = 2;
   ASSIGN_OR_RETURN(
       demo.server,
-      HttpServer::Create(server_options, std::shared_ptr<Router>(std::move(router)), metrics));
-  demo.server->Start();
+      StartHttpFrontend(router_options, server_options,
+                        RouterDeps{demo.core->realm, JwtAuthenticatorFor(demo.keys), nullptr,
+                                   std::make_shared<Metrics>(),
+                                   std::make_shared<RequestLogger>(&demo.request_log,
+                                                                   /*enabled=*/false)}));
   narrator.Say("[4] pinvaultd serving realm " + backup::RealmIdHex(demo.realm_id) +
                " on http://127.0.0.1:" + std::to_string(demo.server->port()) + "/ (tenant \"" +
                kTenant + "\", EdDSA key made just now)");
@@ -333,7 +323,7 @@ void ExpectWrongPin(Narrator& n, const backup::Client& client, std::string_view 
 
 void ShowRecord(Narrator& n, DemoRealm& demo, const std::string& user,
                 vault::RecordState expected) {
-  StatusOr<vault::RecordSummary> summary = demo.realm->Inspect({kTenant, user});
+  StatusOr<vault::RecordSummary> summary = demo.core->realm->Inspect({kTenant, user});
   if (!summary.ok()) {
     n.Expect(false, "read " + user + "'s record on the realm", summary.status().ToString());
     return;

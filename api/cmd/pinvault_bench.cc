@@ -64,6 +64,7 @@
 #include "api/http/http_transport.h"
 #include "api/http/jwt_mint.h"
 #include "api/http/metrics.h"
+#include "api/http/realm_assembly.h"
 #include "api/http/request_log.h"
 #include "api/http/routes.h"
 #include "api/http/server.h"
@@ -446,18 +447,14 @@ double MetricDelta(const RealmMetrics& start, const RealmMetrics& end, const std
 // Embedded realms (development and the smoke test)
 
 struct EmbeddedRealm {
-  std::unique_ptr<vault::Hsm> hsm;
-  std::unique_ptr<backup::SqliteRecordStore> store;
-  std::shared_ptr<vault::Realm> realm;
+  std::unique_ptr<RealmCore> core;
   std::unique_ptr<HttpServer> server;
   protocol::RealmId id{};
 
   ~EmbeddedRealm() {
     if (server) server->Shutdown(std::chrono::seconds(5));
     server.reset();
-    realm.reset();
-    store.reset();
-    hsm.reset();
+    core.reset();
   }
 };
 
@@ -465,30 +462,24 @@ StatusOr<std::unique_ptr<EmbeddedRealm>> StartEmbeddedRealm(
     ScratchTokens& tokens, const std::filesystem::path& dir, int number,
     std::shared_ptr<TenantKeyStore> keys, std::ostream& log) {
   auto e = std::make_unique<EmbeddedRealm>();
-  ASSIGN_OR_RETURN(e->hsm, tokens.Open("bench-realm-" + std::to_string(number)));
+  ASSIGN_OR_RETURN(std::unique_ptr<vault::Hsm> hsm,
+                   tokens.Open("bench-realm-" + std::to_string(number)));
   std::filesystem::path data = dir / ("realm-" + std::to_string(number));
   std::filesystem::create_directories(data);
-  ASSIGN_OR_RETURN(e->store, backup::SqliteRecordStore::Open(data.string()));
-  ASSIGN_OR_RETURN(std::unique_ptr<vault::Realm> realm,
-                   vault::Realm::Create(*e->hsm, *e->store, vault::RealmOptions()));
-  e->realm = std::move(realm);
-  RETURN_IF_ERROR(e->realm->Ready().WithContext("embedded realm not ready"));
-  RETURN_IF_ERROR(e->hsm->GenerateRandom(e->id));
-  auto metrics = std::make_shared<Metrics>();
-  auto logger = std::make_shared<RequestLogger>(&log, /*enabled=*/false);
+  ASSIGN_OR_RETURN(e->core, OpenRealmCore(std::move(hsm), data, vault::RealmOptions()));
+  RETURN_IF_ERROR(e->core->realm->Ready().WithContext("embedded realm not ready"));
+  RETURN_IF_ERROR(e->core->hsm().GenerateRandom(e->id));
   RouterOptions router_options;
   router_options.realm_id = e->id;
-  RouterDeps deps{e->realm,
-                  std::make_shared<JwtCallerAuthenticator>(std::make_shared<Authenticator>(keys)),
-                  nullptr, metrics, logger};
-  ASSIGN_OR_RETURN(std::unique_ptr<Router> router, Router::Create(router_options, std::move(deps)));
   ServerOptions server_options;
   server_options.address = "127.0.0.1";
   server_options.port = 0;
-  ASSIGN_OR_RETURN(e->server, HttpServer::Create(server_options,
-                                                 std::shared_ptr<Router>(std::move(router)),
-                                                 metrics));
-  e->server->Start();
+  ASSIGN_OR_RETURN(e->server,
+                   StartHttpFrontend(router_options, server_options,
+                                     RouterDeps{e->core->realm, JwtAuthenticatorFor(std::move(keys)),
+                                                nullptr, std::make_shared<Metrics>(),
+                                                std::make_shared<RequestLogger>(
+                                                    &log, /*enabled=*/false)}));
   return e;
 }
 

@@ -30,15 +30,14 @@
 #include <thread>
 #include <vector>
 
-#include "api/http/authenticator.h"
 #include "api/http/config.h"
 #include "api/http/metrics.h"
 #include "api/http/rate_limiter.h"
+#include "api/http/realm_assembly.h"
 #include "api/http/request_log.h"
 #include "api/http/routes.h"
 #include "api/http/server.h"
 #include "api/http/tenant_keys.h"
-#include "backup/store/sqlite_record_store.h"
 #include "pkcs11/hsm_keys.h"
 #include "vault/bytes.h"
 #include "vault/realm.h"
@@ -79,37 +78,11 @@ void Event(std::string_view event,
   std::fflush(stderr);
 }
 
-// RealmStack owns the HSM session, the store and the core, and tears them down in order.
-struct RealmStack {
-  std::unique_ptr<pkcs11::TokenHsm> token;
-  std::unique_ptr<InstrumentedHsm> hsm;
-  std::unique_ptr<backup::SqliteRecordStore> store;
-  std::shared_ptr<vault::Realm> realm;
-
-  ~RealmStack() {
-    realm.reset();  // drains accepted requests
-    store.reset();
-    hsm.reset();
-    token.reset();
-  }
-};
-
-StatusOr<std::unique_ptr<RealmStack>> OpenRealm(const PinvaultdConfig& config,
-                                                const std::shared_ptr<Metrics>& metrics) {
-  auto stack = std::make_unique<RealmStack>();
-  ASSIGN_OR_RETURN(stack->token, pkcs11::TokenHsm::Open(config.token_uri));
-  stack->hsm = std::make_unique<InstrumentedHsm>(stack->token.get(), metrics.get());
-  ASSIGN_OR_RETURN(stack->store, backup::SqliteRecordStore::Open(config.data_dir.string()));
-  vault::RealmOptions options;
-  options.worker_threads = config.realm_worker_threads;
-  options.record_cache_size = config.realm_record_cache_size;
-  options.record_id_cache_size = config.realm_record_id_cache_size;
-  options.bucket_cache_size = config.realm_bucket_cache_size;
-  options.health_check_interval = std::chrono::milliseconds(config.realm_health_check_ms);
-  ASSIGN_OR_RETURN(std::unique_ptr<vault::Realm> realm,
-                   vault::Realm::Create(*stack->hsm, *stack->store, options));
-  stack->realm = std::move(realm);
-  return stack;
+StatusOr<std::unique_ptr<RealmCore>> OpenRealm(const PinvaultdConfig& config,
+                                               const std::shared_ptr<Metrics>& metrics) {
+  ASSIGN_OR_RETURN(std::unique_ptr<pkcs11::TokenHsm> token,
+                   pkcs11::TokenHsm::Open(config.token_uri));
+  return OpenRealmCore(std::move(token), config.data_dir, config.ToRealmOptions(), metrics.get());
 }
 
 // DeferredRealm is the RealmService the router sees: it forwards to the core once that has
@@ -174,7 +147,7 @@ class Starter {
     cv_.notify_all();
     if (thread_.joinable()) thread_.join();
     // By now the server has drained. Drop the router's path to the core first, so that the
-    // RealmStack's order (core, then store, then HSM) really is the destruction order.
+    // RealmCore's order (core, then store, then HSM) really is the destruction order.
     deferred_->Set(nullptr);
     stack_.reset();
   }
@@ -230,7 +203,7 @@ class Starter {
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;                  // guarded by mu_
-  std::unique_ptr<RealmStack> stack_;  // set once, under mu_
+  std::unique_ptr<RealmCore> stack_;  // set once, under mu_
   std::thread thread_;
 };
 
@@ -315,15 +288,10 @@ int Run(int argc, char** argv) {
     limiter = std::make_shared<RateLimiter>(config->rate_limits);
   }
   auto logger = std::make_shared<RequestLogger>(&std::cerr, config->request_log);
-  auto authenticator = std::make_shared<Authenticator>(keys);
-  RouterDeps deps{deferred, std::make_shared<JwtCallerAuthenticator>(authenticator), limiter,
-                  metrics, logger};
-  auto router = Router::Create(config->ToRouterOptions(), std::move(deps));
-  if (!router.ok()) return Fail(router.status());
-  auto server = HttpServer::Create(config->ToServerOptions(),
-                                   std::shared_ptr<Router>(std::move(*router)), metrics, logger);
+  auto server =
+      StartHttpFrontend(config->ToRouterOptions(), config->ToServerOptions(),
+                        RouterDeps{deferred, JwtAuthenticatorFor(keys), limiter, metrics, logger});
   if (!server.ok()) return Fail(server.status());
-  (*server)->Start();
   Event("listening", {{"address", config->listen_address},
                       {"port", (*server)->port()},
                       {"tls", config->tls.has_value()},

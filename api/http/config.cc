@@ -140,6 +140,16 @@ std::optional<int64_t> ParseIntText(std::string_view text) {
 
 }  // namespace
 
+vault::RealmOptions PinvaultdConfig::ToRealmOptions() const {
+  vault::RealmOptions options;
+  options.worker_threads = realm_worker_threads;
+  options.record_cache_size = realm_record_cache_size;
+  options.record_id_cache_size = realm_record_id_cache_size;
+  options.bucket_cache_size = realm_bucket_cache_size;
+  options.health_check_interval = std::chrono::milliseconds(realm_health_check_ms);
+  return options;
+}
+
 ServerOptions PinvaultdConfig::ToServerOptions() const {
   ServerOptions o;
   o.address = listen_address;

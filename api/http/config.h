@@ -46,6 +46,7 @@
 #include "api/http/routes.h"
 #include "api/http/server.h"
 #include "vault/protocol/messages.h"
+#include "vault/realm.h"
 #include "vault/status.h"
 
 namespace pinvault::api {
@@ -77,9 +78,10 @@ struct PinvaultdConfig {
   int realm_health_check_ms = 5000;
   bool request_log = true;
 
-  // ServerOptions / RouterOptions derived from the above.
+  // ServerOptions / RouterOptions / the core's RealmOptions derived from the above.
   ServerOptions ToServerOptions() const;
   RouterOptions ToRouterOptions() const;
+  vault::RealmOptions ToRealmOptions() const;
 };
 
 // ParseListenAddress splits "host:port" ("[v6]:port" for IPv6) into `address` and `port`.

@@ -30,6 +30,7 @@
 #include "api/http/jwt_mint.h"
 #include "api/http/metrics.h"
 #include "api/http/rate_limiter.h"
+#include "api/http/realm_assembly.h"
 #include "api/http/request_log.h"
 #include "api/http/routes.h"
 #include "api/http/server.h"
@@ -294,8 +295,6 @@ class ServerFixture : public ::testing::Test {
     options.min_juicebox_version = setup.min_version;
     RouterDeps deps{realm_, std::make_shared<JwtCallerAuthenticator>(authenticator), limiter_,
                     metrics_, logger_};
-    auto router = Router::Create(options, std::move(deps));
-    ASSERT_TRUE(router.ok()) << router.status();
     ServerOptions server_options;
     server_options.address = "127.0.0.1";
     server_options.port = 0;
@@ -303,11 +302,9 @@ class ServerFixture : public ::testing::Test {
     server_options.request_timeout = setup.request_timeout;
     server_options.idle_timeout = setup.idle_timeout;
     server_options.max_connections = setup.max_connections;
-    auto server = HttpServer::Create(server_options, std::shared_ptr<Router>(std::move(*router)),
-                                     metrics_, logger_);
+    auto server = StartHttpFrontend(options, server_options, std::move(deps));
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
-    server_->Start();
   }
 
   void TearDown() override {
