@@ -120,7 +120,7 @@ Status CheckNoUnknownFields(const google::protobuf::Message& message, std::strin
   return OkStatus();
 }
 
-Status Parse(ByteView body, ProtoFormat format, std::string_view kind,
+Status Parse(ByteView body, ProtoFormat format, std::string_view kind, bool* quotes_body,
              google::protobuf::Message& message) {
   if (body.size() > kMaxProtoBodySize) {
     return InvalidArgumentError(std::string(kind) + " body is " + std::to_string(body.size()) +
@@ -138,6 +138,8 @@ Status Parse(ByteView body, ProtoFormat format, std::string_view kind,
   auto status = google::protobuf::util::JsonStringToMessage(json, &message, options);
   WipeString(&json);
   if (!status.ok()) {
+    // The JSON parser's reason may quote the body.
+    if (quotes_body != nullptr) *quotes_body = true;
     std::string reason(status.message().data(), status.message().size());
     if (reason.size() > 160) reason = reason.substr(0, 160) + "...";
     return Invalid(kind, "",
@@ -503,17 +505,24 @@ std::string_view ProtoContentType(ProtoFormat format) {
   return format == ProtoFormat::kBinary ? "application/x-protobuf" : "application/json";
 }
 
-StatusOr<protocol::SecretsRequest> DecodeRequestProto(ByteView body, ProtoFormat format) {
+StatusOr<protocol::SecretsRequest> DecodeRequestProto(ByteView body, ProtoFormat format,
+                                                      std::string* log_reason) {
   pb::SecretsRequest message;
-  Status parsed = Parse(body, format, "request", message);
+  bool quotes_body = false;
+  Status parsed = Parse(body, format, "request", &quotes_body, message);
   if (!parsed.ok()) {
+    if (log_reason != nullptr) {
+      *log_reason = quotes_body ? "request JSON does not match SecretsRequest" : parsed.message();
+    }
     if (message.has_register2()) {
       WipeString(message.mutable_register2()->mutable_oprf_private_key());
       WipeString(message.mutable_register2()->mutable_encryption_key_scalar_share());
     }
     return parsed;
   }
-  return FromProto(message);
+  StatusOr<protocol::SecretsRequest> request = FromProto(message);
+  if (!request.ok() && log_reason != nullptr) *log_reason = request.status().message();
+  return request;
 }
 
 StatusOr<Bytes> EncodeResponseProto(const protocol::SecretsResponse& response, ProtoFormat format) {
@@ -538,7 +547,7 @@ StatusOr<Bytes> EncodeRequestProto(const protocol::SecretsRequest& request, Prot
 
 StatusOr<protocol::SecretsResponse> DecodeResponseProto(ByteView body, ProtoFormat format) {
   pb::SecretsResponse message;
-  Status parsed = Parse(body, format, "response", message);
+  Status parsed = Parse(body, format, "response", nullptr, message);
   if (!parsed.ok()) {
     if (message.has_recover3()) {
       WipeString(message.mutable_recover3()->mutable_encryption_key_scalar_share());

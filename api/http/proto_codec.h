@@ -41,7 +41,11 @@ std::optional<ProtoFormat> ProtoFormatForContentType(std::string_view content_ty
 std::string_view ProtoContentType(ProtoFormat format);
 
 // DecodeRequestProto parses a native request body (see the file comment for the checks).
-StatusOr<protocol::SecretsRequest> DecodeRequestProto(ByteView body, ProtoFormat format);
+// On an error, `log_reason` (when given) receives a description that is safe to log: the
+// status message, except for JSON the parser rejected, whose reason may quote the body (key
+// shares included) and goes to the client only.
+StatusOr<protocol::SecretsRequest> DecodeRequestProto(ByteView body, ProtoFormat format,
+                                                      std::string* log_reason = nullptr);
 
 // EncodeResponseProto encodes a response. INVALID_ARGUMENT if a key share has the wrong size
 // or a status is out of range.

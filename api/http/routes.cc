@@ -387,16 +387,16 @@ void Router::HandleProtocol(HttpRequest& request, HttpResponder respond, bool ju
     }
   }
 
-  StatusOr<SecretsRequest> decoded =
-      juicebox ? DecodeRequestCbor(request.body) : DecodeRequestProto(request.body, *format);
+  // The protobuf JSON parser's own reason may quote the body, which can hold key shares: the
+  // client gets it back, the log gets `log_reason`.
+  std::string log_reason;
+  StatusOr<SecretsRequest> decoded = juicebox
+                                         ? DecodeRequestCbor(request.body)
+                                         : DecodeRequestProto(request.body, *format, &log_reason);
   WipeBody(request.body);
   if (!decoded.ok()) {
-    // The protobuf JSON parser's own reason may quote the body, which can hold key shares;
-    // the client gets it back, the log does not.
     const std::string& message = decoded.status().message();
-    bool quotes_body = !juicebox && message.find("JSON does not match") != std::string::npos;
-    scope->Finish(TextResponse(400, message), "bad_request",
-                  quotes_body ? "request JSON does not match SecretsRequest" : message);
+    scope->Finish(TextResponse(400, message), "bad_request", juicebox ? message : log_reason);
     return;
   }
   scope->operation = std::string(protocol::RequestKindName(*decoded));

@@ -217,6 +217,23 @@ TEST(ProtoCodecTest, RejectsWrongSizesWithTheFieldName) {
   EXPECT_THAT(s.message(), HasSubstr("register2.policy: missing"));
 }
 
+// The JSON parser's reason may quote the body; the reason given for the log never does.
+TEST(ProtoCodecTest, LogReasonNeverQuotesTheBody) {
+  std::string log_reason;
+  auto bad_json = DecodeRequestProto(Text(R"({"register3": "c2VjcmV0LXNoYXJl"})"),
+                                     ProtoFormat::kJson, &log_reason);
+  ASSERT_FALSE(bad_json.ok());
+  EXPECT_EQ(log_reason, "request JSON does not match SecretsRequest");
+  EXPECT_EQ(log_reason.find("c2VjcmV0"), std::string::npos);
+  auto bad_field = DecodeRequestProto(Text(R"({"recover2": {"version": "AAAA"}})"),
+                                      ProtoFormat::kJson, &log_reason);
+  ASSERT_FALSE(bad_field.ok());
+  EXPECT_EQ(log_reason, bad_field.status().message());
+  auto bad_binary = DecodeRequestProto(Bytes{0x12, 0x40, 0x0a}, ProtoFormat::kBinary, &log_reason);
+  ASSERT_FALSE(bad_binary.ok());
+  EXPECT_EQ(log_reason, bad_binary.status().message());
+}
+
 TEST(ProtoCodecTest, RejectsEmptyAndUnknownContent) {
   EXPECT_THAT(RequestError({}, ProtoFormat::kBinary).message(), HasSubstr("no request is set"));
   EXPECT_THAT(RequestError(Text("{}"), ProtoFormat::kJson).message(),
