@@ -1,4 +1,4 @@
-# Smoke run of pinvault-bench (api/cmd/pinvault-bench.cmake) so that the load generator cannot
+# Smoke run of pinvault-bench (api/bench/pinvault-bench.cmake) so that the load generator cannot
 # rot: a realm embedded in the benchmark process (fresh SoftHSM2 token, SQLite, the HTTP server
 # on 127.0.0.1) gets a few seconds of full recover and register flows, closed and open loop,
 # with the floor measured alongside. The test passes only if flows completed and no request or

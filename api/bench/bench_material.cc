@@ -1,4 +1,4 @@
-#include "api/cmd/bench_material.h"
+#include "api/bench/bench_material.h"
 
 #include <sodium.h>
 

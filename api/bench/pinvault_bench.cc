@@ -1,13 +1,13 @@
 // pinvault-bench: the realm load generator. Drives full Juicebox register and recover flows
 // (every protocol step, over HTTP with JWT auth) against one or more running realms, and
 // measures next to them, in the same run, the floor of this machine: the work a realm cannot
-// avoid (api/cmd/bench_floor.h). `pinvault-bench --help` lists the options; deploy/
+// avoid (api/bench/bench_floor.h). `pinvault-bench --help` lists the options; deploy/
 // BENCHMARKS.md records the figures and the commands that produced them.
 //
 // Design, so that the generator is not what gets measured:
 // - One thread runs every connection (Boost.Asio/Beast, asynchronous, HTTP/1.1 keep-alive,
 //   one connection per virtual client per realm); requests are written as prebuilt bytes.
-// - Registrations are precomputed (api/cmd/bench_material.h): Register2 bodies are ready,
+// - Registrations are precomputed (api/bench/bench_material.h): Register2 bodies are ready,
 //   Recover2 reuses each registration's blinded input, and answers are checked against the
 //   known k_i·U, shares and commitments. One flow in --verify-every does the client's whole
 //   work instead (fresh blinding, signature and DLEQ-proof checks, unblinding, decryption).
@@ -56,9 +56,9 @@
 #include <thread>
 #include <vector>
 
-#include "api/cmd/bench_floor.h"
-#include "api/cmd/bench_material.h"
-#include "api/cmd/bench_stats.h"
+#include "api/bench/bench_floor.h"
+#include "api/bench/bench_material.h"
+#include "api/bench/bench_stats.h"
 #include "api/http/authenticator.h"
 #include "api/http/cbor_codec.h"
 #include "api/http/http_transport.h"

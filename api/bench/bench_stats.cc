@@ -1,4 +1,4 @@
-#include "api/cmd/bench_stats.h"
+#include "api/bench/bench_stats.h"
 
 #include <dirent.h>
 #include <sodium.h>

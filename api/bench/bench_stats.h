@@ -2,9 +2,9 @@
 // operating system says about the machine and about other processes (RSS, CPU time, load
 // average, which process listens on a port).
 //
-// Nothing here talks to a realm; the load generator (api/cmd/pinvault_bench.cc) owns that.
-#ifndef PINVAULT_API_CMD_BENCH_STATS_H_
-#define PINVAULT_API_CMD_BENCH_STATS_H_
+// Nothing here talks to a realm; the load generator (api/bench/pinvault_bench.cc) owns that.
+#ifndef PINVAULT_API_BENCH_STATS_H_
+#define PINVAULT_API_BENCH_STATS_H_
 
 #include <sys/types.h>
 
@@ -92,4 +92,4 @@ std::string FormatMillis(uint64_t nanos);
 
 }  // namespace pinvault::api::bench
 
-#endif  // PINVAULT_API_CMD_BENCH_STATS_H_
+#endif  // PINVAULT_API_BENCH_STATS_H_

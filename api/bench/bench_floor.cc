@@ -1,4 +1,4 @@
-#include "api/cmd/bench_floor.h"
+#include "api/bench/bench_floor.h"
 
 #include <fcntl.h>
 #include <sodium.h>
@@ -18,7 +18,7 @@
 #include <thread>
 #include <vector>
 
-#include "api/cmd/bench_stats.h"
+#include "api/bench/bench_stats.h"
 #include "pkcs11/hsm_keys.h"
 #include "pkcs11/key_set.h"
 #include "pkcs11/mechanisms.h"

@@ -23,8 +23,8 @@
 // synthetic registrations; they are wiped when the pool is destroyed.
 //
 // Thread-safety: a pool is immutable after Create; share it freely.
-#ifndef PINVAULT_API_CMD_BENCH_MATERIAL_H_
-#define PINVAULT_API_CMD_BENCH_MATERIAL_H_
+#ifndef PINVAULT_API_BENCH_MATERIAL_H_
+#define PINVAULT_API_BENCH_MATERIAL_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -163,4 +163,4 @@ class RegistrationPool {
 
 }  // namespace pinvault::api::bench
 
-#endif  // PINVAULT_API_CMD_BENCH_MATERIAL_H_
+#endif  // PINVAULT_API_BENCH_MATERIAL_H_

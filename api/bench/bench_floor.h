@@ -14,8 +14,8 @@
 //
 // ScratchTokens makes throwaway SoftHSM2 tokens with the realm keys generated on them, for
 // the floor and for realms embedded in the benchmark process.
-#ifndef PINVAULT_API_CMD_BENCH_FLOOR_H_
-#define PINVAULT_API_CMD_BENCH_FLOOR_H_
+#ifndef PINVAULT_API_BENCH_FLOOR_H_
+#define PINVAULT_API_BENCH_FLOOR_H_
 
 #include <cstdint>
 #include <filesystem>
@@ -96,4 +96,4 @@ StatusOr<FloorResult> MeasureFloor(vault::Hsm& hsm, const std::filesystem::path&
 
 }  // namespace pinvault::api::bench
 
-#endif  // PINVAULT_API_CMD_BENCH_FLOOR_H_
+#endif  // PINVAULT_API_BENCH_FLOOR_H_
