@@ -1,68 +1,31 @@
 #include "api/bench/bench_floor.h"
 
-#include <fcntl.h>
 #include <sodium.h>
-#include <spawn.h>
 #include <sqlite3.h>
 #include <stdlib.h>
-#include <sys/wait.h>
 
+#include <algorithm>
 #include <array>
-#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
-#include <fstream>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <thread>
-#include <vector>
+#include <utility>
 
 #include "api/bench/bench_stats.h"
-#include "pkcs11/hsm_keys.h"
-#include "pkcs11/key_set.h"
-#include "pkcs11/mechanisms.h"
-#include "pkcs11/session_pool.h"
+#include "pkcs11/token_setup.h"
 #include "pkcs11/uri.h"
 #include "vault/protocol/oprf.h"
 #include "vault/protocol/ristretto.h"
 #include "vault/record.h"
 
-extern char** environ;
-
 namespace pinvault::api::bench {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-constexpr char kSoftHsmModule[] = "/usr/lib/softhsm/libsofthsm2.so";
-
-// RunQuiet runs `argv` with stdout and stderr discarded and waits; OK on exit status 0.
-Status RunQuiet(std::vector<std::string> argv) {
-  std::vector<char*> args;
-  for (std::string& a : argv) args.push_back(a.data());
-  args.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
-  pid_t pid = 0;
-  int rc = posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) return UnavailableError(argv[0] + ": cannot run it");
-  int status = 0;
-  waitpid(pid, &status, 0);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    return UnavailableError(argv[0] + " " + argv[1] + " failed");
-  }
-  return OkStatus();
-}
-
-std::string RandomHex(size_t bytes) {
-  SecretBytes random = SecretBytes::Random(bytes);
-  return HexEncode(random.Reveal());
-}
 
 // Database is the floor's SQLite file: WAL, synchronous=FULL, one table of sealed rows.
 class Database {
@@ -74,10 +37,10 @@ class Database {
     }
     RETURN_IF_ERROR(db->Exec("PRAGMA journal_mode=WAL"));
     RETURN_IF_ERROR(db->Exec("PRAGMA synchronous=FULL"));
-    RETURN_IF_ERROR(
-        db->Exec("CREATE TABLE IF NOT EXISTS rows (id BLOB PRIMARY KEY, sealed BLOB) WITHOUT ROWID"));
-    if (sqlite3_prepare_v2(db->db_, "INSERT OR REPLACE INTO rows VALUES (?1, ?2)", -1,
-                           &db->insert_, nullptr) != SQLITE_OK) {
+    RETURN_IF_ERROR(db->Exec(
+        "CREATE TABLE IF NOT EXISTS rows (id BLOB PRIMARY KEY, sealed BLOB) WITHOUT ROWID"));
+    if (sqlite3_prepare_v2(db->db_, "INSERT OR REPLACE INTO rows VALUES (?1, ?2)", -1, &db->insert_,
+                           nullptr) != SQLITE_OK) {
       return InternalError("floor: cannot prepare the insert");
     }
     return db;
@@ -109,6 +72,14 @@ class Database {
   sqlite3_stmt* insert_ = nullptr;
 };
 
+// RemoveDatabase deletes an SQLite file with its WAL and shared-memory files.
+void RemoveDatabase(const std::filesystem::path& path) {
+  std::error_code ec;
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    std::filesystem::remove(path.string() + suffix, ec);
+  }
+}
+
 // Pieces holds what every floor operation works on: a key pair for the evaluation, a sealed
 // record to unseal, record-sized plaintext and associated data.
 struct Pieces {
@@ -126,143 +97,157 @@ struct Pieces {
     ASSIGN_OR_RETURN(p.public_key, protocol::BasePointMult(p.key));
     ASSIGN_OR_RETURN(protocol::BlindedInput blinded, protocol::Blind(AsBytes("floor input")));
     p.blinded_input = blinded.blinded_input;
-    p.associated_data = vault::RecordAssociatedData(vault::RecordId{}, 7, hsm.CurrentSealingKeyId());
-    ASSIGN_OR_RETURN(p.sealed, hsm.Seal(hsm.CurrentSealingKeyId(), p.plaintext.Reveal(),
-                                        p.associated_data));
+    p.associated_data =
+        vault::RecordAssociatedData(vault::RecordId{}, 7, hsm.CurrentSealingKeyId());
+    ASSIGN_OR_RETURN(p.sealed,
+                     hsm.Seal(hsm.CurrentSealingKeyId(), p.plaintext.Reveal(), p.associated_data));
     return p;
   }
 };
 
-// Pipeline runs the floor operations (see the header) on worker threads and one writer.
-class Pipeline {
- public:
-  Pipeline(vault::Hsm& hsm, Database& db, Pieces& pieces, FloorShape shape, int clients)
-      : hsm_(hsm), db_(db), pieces_(pieces), shape_(shape), clients_(clients) {
-    for (int c = 0; c < clients; ++c) {
-      std::array<uint8_t, 32> id{};
-      randombytes_buf(id.data(), id.size());
-      ids_.push_back(id);
-    }
-    steps_.assign(clients, 0);
-  }
+// Step is one request of a floor operation: which pieces it does, in this order. A step that
+// seals writes the sealed blob as one durable row, and the operation goes on once it is.
+struct Step {
+  bool mac = false;       // HSM HMAC of the user name (the record id)
+  bool unseal = false;    // HSM unseal of the record
+  bool evaluate = false;  // EvaluateWithProof
+  bool seal = false;      // HSM seal (of what was unsealed, if this step unsealed) + a row
+};
 
-  // Run measures for `seconds` after a short warm-up; returns the result or the first
-  // failure.
-  StatusOr<FloorResult> Run(int workers, double seconds) {
-    const auto warmup = std::chrono::milliseconds(300);
-    start_ = Clock::now() + warmup;
-    end_ = start_ + std::chrono::microseconds(static_cast<int64_t>(seconds * 1e6));
-    std::vector<std::thread> threads;
-    double cpu_start = SelfCpuSeconds();
-    for (int i = 0; i < workers; ++i) threads.emplace_back([this] { WorkerLoop(); });
-    threads.emplace_back([this] { WriterLoop(); });
+constexpr Step kRecoverySteps[] = {
+    {.mac = true, .unseal = true},                  // Recover1
+    {.mac = true, .evaluate = true, .seal = true},  // Recover2
+    {.mac = true, .seal = true},                    // Recover3
+};
+constexpr Step kRegistrationSteps[] = {{.mac = true, .seal = true}};  // Register2
+constexpr Step kRecoveryRequestSteps[] = {{.unseal = true, .evaluate = true, .seal = true}};
+
+std::span<const Step> StepsOf(FloorShape shape) {
+  switch (shape) {
+    case FloorShape::kRecovery:
+      return kRecoverySteps;
+    case FloorShape::kRegistration:
+      return kRegistrationSteps;
+    case FloorShape::kRecoveryRequest:
+      return kRecoveryRequestSteps;
+  }
+  return kRecoveryRequestSteps;
+}
+
+template <typename Fn>
+double MicrosPerCall(int calls, Fn&& fn) {
+  auto start = Clock::now();
+  for (int i = 0; i < calls; ++i) fn();
+  return std::chrono::duration<double, std::micro>(Clock::now() - start).count() / calls;
+}
+
+}  // namespace
+
+// ---- FloorPipeline ----
+
+class FloorPipeline::Impl {
+ public:
+  Impl(vault::Hsm& hsm, FloorShape shape, Pieces pieces, std::unique_ptr<Database> db)
+      : hsm_(hsm), steps_(StepsOf(shape)), pieces_(std::move(pieces)), db_(std::move(db)) {}
+
+  ~Impl() {
     {
       std::lock_guard lock(mu_);
-      active_ = clients_;
-      for (int c = 0; c < clients_; ++c) ready_.push_back(c);
-    }
-    work_cv_.notify_all();
-    {
-      std::unique_lock lock(mu_);
-      done_cv_.wait(lock, [&] { return active_ == 0 || !failure_.ok(); });
       stop_ = true;
     }
     work_cv_.notify_all();
     write_cv_.notify_all();
-    for (std::thread& t : threads) t.join();
-    double cpu = SelfCpuSeconds() - cpu_start;
-    if (!failure_.ok()) return failure_;
-    FloorResult result;
-    result.operations = counted_;
-    result.seconds = std::chrono::duration<double>(end_ - start_).count();
-    result.operations_per_second = counted_ / result.seconds;
-    result.average_batch = batches_ == 0 ? 0 : static_cast<double>(rows_written_) / batches_;
-    result.cpu_us_per_operation = finished_ == 0 ? 0 : cpu * 1e6 / static_cast<double>(finished_);
-    return result;
+    for (std::thread& t : threads_) t.join();
+  }
+
+  void Start(int workers) {
+    for (int i = 0; i < std::max(1, workers); ++i) threads_.emplace_back([this] { WorkerLoop(); });
+    threads_.emplace_back([this] { WriterLoop(); });
+  }
+
+  void Submit(uint32_t client, Done done) {
+    {
+      std::lock_guard lock(mu_);
+      while (ids_.size() <= client) {
+        RowId id;
+        randombytes_buf(id.data(), id.size());
+        ids_.push_back(id);
+      }
+      ready_.push_back(Job{ids_[client], 0, std::move(done)});
+    }
+    work_cv_.notify_one();
+  }
+
+  Stats stats() const {
+    std::lock_guard lock(mu_);
+    return stats_;
   }
 
  private:
+  using RowId = std::array<uint8_t, 32>;
+
+  // Job is one submitted operation: its client's row and its current step.
+  struct Job {
+    RowId id{};
+    size_t step = 0;
+    Done done;
+  };
+
+  // Row is a job waiting for its row to be durable.
   struct Row {
-    int client;
+    Job job;
     Bytes sealed;
   };
 
-  // Compute does client `c`'s current step; returns whether it writes a row (into `row`).
-  Status Compute(int c, int step, std::optional<Row>& row) {
-    RETURN_IF_ERROR(hsm_.Mac(vault::MacKeyRole::kRecordId, pieces_.user));
-    auto seal = [&]() -> Status {
-      ASSIGN_OR_RETURN(vault::SealedBlob blob,
-                       hsm_.Seal(hsm_.CurrentSealingKeyId(), pieces_.plaintext.Reveal(),
-                                 pieces_.associated_data));
-      row = Row{c, vault::EncodeSealedBlob(blob)};
-      return OkStatus();
-    };
-    if (shape_ == FloorShape::kRegistration) return seal();
-    switch (step) {
-      case 0:
-        return hsm_.Unseal(pieces_.sealed, pieces_.associated_data).status();
-      case 1:
-        RETURN_IF_ERROR(
-            protocol::EvaluateWithProof(pieces_.key, pieces_.public_key, pieces_.blinded_input));
-        return seal();
-      default:
-        return seal();
+  // Compute does `step`; returns the sealed blob to write if the step writes a row.
+  StatusOr<std::optional<Bytes>> Compute(const Step& step) {
+    if (step.mac) RETURN_IF_ERROR(hsm_.Mac(vault::MacKeyRole::kRecordId, pieces_.user));
+    std::optional<SecretBytes> opened;
+    if (step.unseal) {
+      ASSIGN_OR_RETURN(opened, hsm_.Unseal(pieces_.sealed, pieces_.associated_data));
     }
-  }
-
-  int LastStep() const { return shape_ == FloorShape::kRegistration ? 0 : 2; }
-
-  void Fail(const Status& status) {
-    std::lock_guard lock(mu_);
-    if (failure_.ok()) failure_ = status;
-    done_cv_.notify_all();
-  }
-
-  // Finish records the end of client `c`'s operation and starts its next one if there is
-  // time. Called with mu_ held.
-  void FinishLocked(int c) {
-    Clock::time_point now = Clock::now();
-    if (now >= start_ && now < end_) ++counted_;
-    ++finished_;
-    steps_[c] = 0;
-    if (now < end_) {
-      ready_.push_back(c);
-      work_cv_.notify_one();
-    } else if (--active_ == 0) {
-      done_cv_.notify_all();
+    if (step.evaluate) {
+      RETURN_IF_ERROR(
+          protocol::EvaluateWithProof(pieces_.key, pieces_.public_key, pieces_.blinded_input));
     }
+    if (!step.seal) return std::optional<Bytes>();
+    const SecretBytes& plaintext = opened ? *opened : pieces_.plaintext;
+    ASSIGN_OR_RETURN(
+        vault::SealedBlob blob,
+        hsm_.Seal(hsm_.CurrentSealingKeyId(), plaintext.Reveal(), pieces_.associated_data));
+    return std::optional<Bytes>(vault::EncodeSealedBlob(blob));
   }
 
   void WorkerLoop() {
     for (;;) {
-      int c;
-      int step;
+      Job job;
       {
         std::unique_lock lock(mu_);
         work_cv_.wait(lock, [&] { return stop_ || !ready_.empty(); });
         if (stop_) return;
-        c = ready_.front();
+        job = std::move(ready_.front());
         ready_.pop_front();
-        step = steps_[c];
       }
+      // Steps without a row follow one another on this thread.
       for (;;) {
-        std::optional<Row> row;
-        Status status = Compute(c, step, row);
-        if (!status.ok()) return Fail(status);
-        if (row) {
-          std::lock_guard lock(mu_);
-          rows_.push_back(std::move(*row));
+        StatusOr<std::optional<Bytes>> row = Compute(steps_[job.step]);
+        if (!row.ok()) {
+          job.done(row.status());
+          break;
+        }
+        if (row->has_value()) {
+          {
+            std::lock_guard lock(mu_);
+            rows_.push_back(Row{std::move(job), std::move(**row)});
+          }
           write_cv_.notify_one();
           break;
         }
-        if (step == LastStep()) {
-          std::lock_guard lock(mu_);
-          FinishLocked(c);
+        if (job.step + 1 == steps_.size()) {
+          job.done(OkStatus());
           break;
         }
-        ++step;
-        std::lock_guard lock(mu_);
-        steps_[c] = step;
+        ++job.step;
       }
     }
   }
@@ -276,108 +261,105 @@ class Pipeline {
         if (stop_) return;
         batch.swap(rows_);
       }
-      Status status = db_.Exec("BEGIN");
+      Status status = db_->Exec("BEGIN");
       for (const Row& r : batch) {
-        if (status.ok()) status = db_.Insert(ids_[r.client], r.sealed);
+        if (status.ok()) status = db_->Insert(r.job.id, r.sealed);
       }
-      if (status.ok()) status = db_.Exec("COMMIT");
-      if (!status.ok()) return Fail(status);
-      std::lock_guard lock(mu_);
-      ++batches_;
-      rows_written_ += batch.size();
-      for (const Row& r : batch) {
-        if (steps_[r.client] == LastStep()) {
-          FinishLocked(r.client);
-        } else {
-          ++steps_[r.client];
-          ready_.push_back(r.client);
-          work_cv_.notify_one();
+      if (status.ok()) status = db_->Exec("COMMIT");
+      if (!status.ok()) db_->Exec("ROLLBACK").IgnoreError();
+      std::vector<Job> finished;
+      size_t continued = 0;
+      {
+        std::lock_guard lock(mu_);
+        if (status.ok()) {
+          ++stats_.batches;
+          stats_.rows += batch.size();
+        }
+        for (Row& r : batch) {
+          if (status.ok() && r.job.step + 1 < steps_.size()) {
+            ++r.job.step;
+            ready_.push_back(std::move(r.job));
+            ++continued;
+          } else {
+            finished.push_back(std::move(r.job));
+          }
         }
       }
+      if (continued == 1) work_cv_.notify_one();
+      if (continued > 1) work_cv_.notify_all();
+      for (Job& job : finished) job.done(status);
     }
   }
 
   vault::Hsm& hsm_;
-  Database& db_;
-  Pieces& pieces_;
-  const FloorShape shape_;
-  const int clients_;
-  std::vector<std::array<uint8_t, 32>> ids_;
-  Clock::time_point start_, end_;
+  const std::span<const Step> steps_;
+  const Pieces pieces_;
+  const std::unique_ptr<Database> db_;  // used by the writer thread only
 
-  std::mutex mu_;
-  std::condition_variable work_cv_, write_cv_, done_cv_;
-  std::deque<int> ready_;    // clients whose current step waits for a worker
-  std::vector<Row> rows_;    // rows waiting for the writer
-  std::vector<int> steps_;   // each client's current step
-  int active_ = 0;
+  mutable std::mutex mu_;
+  std::condition_variable work_cv_, write_cv_;
+  std::deque<Job> ready_;   // operations whose current step waits for a worker
+  std::vector<Row> rows_;   // rows waiting for the writer
+  std::vector<RowId> ids_;  // each client's row id (random, made at its first Submit)
   bool stop_ = false;
-  Status failure_;
-  uint64_t counted_ = 0;
-  uint64_t finished_ = 0;  // every operation, warm-up and drain included
-  uint64_t batches_ = 0;
-  uint64_t rows_written_ = 0;
+  Stats stats_;
+  std::vector<std::thread> threads_;
 };
 
-template <typename Fn>
-double MicrosPerCall(int calls, Fn&& fn) {
-  auto start = Clock::now();
-  for (int i = 0; i < calls; ++i) fn();
-  return std::chrono::duration<double, std::micro>(Clock::now() - start).count() / calls;
+StatusOr<std::unique_ptr<FloorPipeline>> FloorPipeline::Create(vault::Hsm& hsm,
+                                                               const std::filesystem::path& db_path,
+                                                               FloorShape shape, int workers) {
+  ASSIGN_OR_RETURN(Pieces pieces, Pieces::Make(hsm));
+  ASSIGN_OR_RETURN(std::unique_ptr<Database> db, Database::Open(db_path));
+  auto impl = std::make_unique<Impl>(hsm, shape, std::move(pieces), std::move(db));
+  impl->Start(workers);
+  return std::unique_ptr<FloorPipeline>(new FloorPipeline(std::move(impl)));
 }
 
-}  // namespace
+FloorPipeline::FloorPipeline(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+FloorPipeline::~FloorPipeline() = default;
+
+void FloorPipeline::Submit(uint32_t client, Done done) { impl_->Submit(client, std::move(done)); }
+
+FloorPipeline::Stats FloorPipeline::stats() const { return impl_->stats(); }
+
+// ---- ScratchTokens ----
 
 StatusOr<std::unique_ptr<ScratchTokens>> ScratchTokens::Create(
     const std::filesystem::path& dir, const std::vector<std::string>& labels) {
-  std::error_code ec;
-  std::filesystem::create_directories(dir / "tokens", ec);
-  if (ec) return UnavailableError("cannot create " + (dir / "tokens").string());
-  std::filesystem::permissions(dir, std::filesystem::perms::owner_all, ec);
-  std::filesystem::path conf = dir / "softhsm2.conf";
-  std::ofstream(conf) << "directories.tokendir = " << (dir / "tokens").string()
-                      << "\nobjectstore.backend = file\nlog.level = ERROR\n";
+  ASSIGN_OR_RETURN(std::string conf, pkcs11::WriteSoftHsmConfig(dir.string()));
   ::setenv("SOFTHSM2_CONF", conf.c_str(), 1);
+  ASSIGN_OR_RETURN(std::unique_ptr<pkcs11::Module> module,
+                   pkcs11::Module::Load(pkcs11::kDefaultModulePath));
+  std::unique_ptr<ScratchTokens> tokens(new ScratchTokens(dir, std::move(module)));
   for (const std::string& label : labels) {
-    std::filesystem::path pin_file = dir / (label + ".pin");
-    std::string pin = RandomHex(16);
-    {
-      std::ofstream out(pin_file);
-      out << pin;
-    }
-    std::filesystem::permissions(
-        pin_file, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write, ec);
-    // A throwaway token in this process's own directory: its PINs appear briefly in the
-    // process list (softhsm2-util takes them as arguments only).
-    RETURN_IF_ERROR(RunQuiet({"softhsm2-util", "--init-token", "--free", "--label", label,
-                              "--pin", pin, "--so-pin", RandomHex(16)}));
+    SecretBytes user_pin = pkcs11::RandomPin();
+    RETURN_IF_ERROR(
+        pkcs11::InitializeToken(*tokens->module_, label, pkcs11::RandomPin(), user_pin));
+    tokens->user_pins_.insert_or_assign(label, std::move(user_pin));
   }
-  return std::unique_ptr<ScratchTokens>(new ScratchTokens(dir));
+  return tokens;
 }
 
 StatusOr<std::unique_ptr<vault::Hsm>> ScratchTokens::Open(const std::string& label) {
-  if (module_ == nullptr) {
-    ASSIGN_OR_RETURN(std::unique_ptr<pkcs11::Module> module, pkcs11::Module::Load(kSoftHsmModule));
-    module_ = std::move(module);
-  }
-  std::filesystem::path pin_file = dir_ / (label + ".pin");
-  std::string uri = "pkcs11:token=" + label + "?pin-source=file:" + pin_file.string();
-  ASSIGN_OR_RETURN(pkcs11::TokenUri parsed, pkcs11::ParseTokenUri(uri));
-  ASSIGN_OR_RETURN(std::unique_ptr<pkcs11::SessionPool> pool,
-                   pkcs11::SessionPool::Open(module_, std::move(parsed)));
-  std::shared_ptr<pkcs11::SessionPool> shared_pool = std::move(pool);
-  pkcs11::TokenDescription token = shared_pool->token();
-  ASSIGN_OR_RETURN(pkcs11::Capabilities caps,
-                   pkcs11::DetectCapabilities(*module_, token.slot, token.flags));
-  RETURN_IF_ERROR(pkcs11::EnsureRealmKeys(*shared_pool, caps, {}));
-  ASSIGN_OR_RETURN(std::unique_ptr<pkcs11::TokenHsm> hsm, pkcs11::TokenHsm::Create(shared_pool));
-  return std::unique_ptr<vault::Hsm>(std::move(hsm));
+  auto pin = user_pins_.find(label);
+  if (pin == user_pins_.end()) return NotFoundError("no scratch token labelled '" + label + "'");
+  pkcs11::TokenUri uri;
+  uri.token = label;
+  pkcs11::ProvisionOptions options;
+  options.user_pin = pin->second.Clone();
+  ASSIGN_OR_RETURN(pkcs11::ProvisionedRealm realm,
+                   pkcs11::ProvisionRealm(module_, std::move(uri), std::move(options)));
+  return std::unique_ptr<vault::Hsm>(std::move(realm.hsm));
 }
 
 std::string ScratchTokens::description() const {
   return "SoftHSM2 token through pkcs11::TokenHsm (token files in " + (dir_ / "tokens").string() +
          ")";
 }
+
+// ---- Measurements ----
 
 StatusOr<FloorCosts> MeasureFloorCosts(vault::Hsm& hsm, const std::filesystem::path& dir) {
   ASSIGN_OR_RETURN(Pieces p, Pieces::Make(hsm));
@@ -401,8 +383,8 @@ StatusOr<FloorCosts> MeasureFloorCosts(vault::Hsm& hsm, const std::filesystem::p
   double after_us = 0;
   for (int i = 0; i < 20; ++i) {
     check(hsm.StoreAnchor(anchor));
-    after_us += MicrosPerCall(
-        1, [&] { check(hsm.Mac(vault::MacKeyRole::kRecordId, p.user).status()); });
+    after_us +=
+        MicrosPerCall(1, [&] { check(hsm.Mac(vault::MacKeyRole::kRecordId, p.user).status()); });
   }
   costs.hsm_hmac_after_anchor_write_us = after_us / 20;
   RETURN_IF_ERROR(failure);
@@ -429,27 +411,93 @@ StatusOr<FloorCosts> MeasureFloorCosts(vault::Hsm& hsm, const std::filesystem::p
     costs.sqlite_row_in_batch_us = total_us / (kRows * kTransactions);
     costs.sqlite_commit_us = commit_us / kTransactions;
   }
-  std::error_code ec;
-  for (const char* suffix : {"", "-wal", "-shm"}) {
-    std::filesystem::remove(path.string() + suffix, ec);
-  }
+  RemoveDatabase(path);
   return costs;
 }
 
+namespace {
+
+// ClosedLoopClients drives a FloorPipeline with `clients` closed-loop clients: each submits
+// its next operation when the previous one completes, until `end`; operations completing in
+// [start, end) are counted. The first failure stops every client.
+class ClosedLoopClients {
+ public:
+  ClosedLoopClients(FloorPipeline& pipeline, Clock::time_point start, Clock::time_point end)
+      : pipeline_(pipeline), start_(start), end_(end) {}
+
+  // Run starts the clients and waits until each has stopped; returns the first failure.
+  Status Run(int clients) {
+    {
+      std::lock_guard lock(mu_);
+      active_ = clients;
+    }
+    for (int c = 0; c < clients; ++c) Next(static_cast<uint32_t>(c));
+    std::unique_lock lock(mu_);
+    done_cv_.wait(lock, [&] { return active_ == 0; });
+    return failure_;
+  }
+
+  uint64_t counted() const { return counted_; }
+  uint64_t finished() const { return finished_; }
+
+ private:
+  void Next(uint32_t client) {
+    pipeline_.Submit(client, [this, client](const Status& status) {
+      Clock::time_point now = Clock::now();
+      bool again = false;
+      {
+        std::lock_guard lock(mu_);
+        if (!status.ok()) {
+          if (failure_.ok()) failure_ = status;
+        } else {
+          if (now >= start_ && now < end_) ++counted_;
+          ++finished_;
+        }
+        again = failure_.ok() && now < end_;
+        if (!again && --active_ == 0) done_cv_.notify_all();
+      }
+      if (again) Next(client);
+    });
+  }
+
+  FloorPipeline& pipeline_;
+  const Clock::time_point start_, end_;
+  std::mutex mu_;
+  std::condition_variable done_cv_;
+  int active_ = 0;
+  Status failure_;
+  uint64_t counted_ = 0;
+  uint64_t finished_ = 0;  // every operation, warm-up and drain included
+};
+
+}  // namespace
+
 StatusOr<FloorResult> MeasureFloor(vault::Hsm& hsm, const std::filesystem::path& dir,
                                    FloorShape shape, int clients, int workers, double seconds) {
-  ASSIGN_OR_RETURN(Pieces pieces, Pieces::Make(hsm));
   std::filesystem::path path = dir / "floor.sqlite";
-  StatusOr<FloorResult> result = InternalError("floor not run");
-  {
-    ASSIGN_OR_RETURN(std::unique_ptr<Database> db, Database::Open(path));
-    Pipeline pipeline(hsm, *db, pieces, shape, clients);
-    result = pipeline.Run(workers, seconds);
-  }
-  std::error_code ec;
-  for (const char* suffix : {"", "-wal", "-shm"}) {
-    std::filesystem::remove(path.string() + suffix, ec);
-  }
+  StatusOr<FloorResult> result = [&]() -> StatusOr<FloorResult> {
+    ASSIGN_OR_RETURN(std::unique_ptr<FloorPipeline> pipeline,
+                     FloorPipeline::Create(hsm, path, shape, workers));
+    const Clock::time_point start = Clock::now() + std::chrono::milliseconds(300);  // warm-up
+    const Clock::time_point end =
+        start + std::chrono::microseconds(static_cast<int64_t>(seconds * 1e6));
+    ClosedLoopClients loop(*pipeline, start, end);
+    double cpu_start = SelfCpuSeconds();
+    Status status = loop.Run(clients);
+    FloorPipeline::Stats stats = pipeline->stats();
+    pipeline.reset();
+    double cpu = SelfCpuSeconds() - cpu_start;
+    RETURN_IF_ERROR(status);
+    FloorResult r;
+    r.operations = loop.counted();
+    r.seconds = std::chrono::duration<double>(end - start).count();
+    r.operations_per_second = static_cast<double>(r.operations) / r.seconds;
+    r.average_batch = stats.batches == 0 ? 0 : static_cast<double>(stats.rows) / stats.batches;
+    r.cpu_us_per_operation =
+        loop.finished() == 0 ? 0 : cpu * 1e6 / static_cast<double>(loop.finished());
+    return r;
+  }();
+  RemoveDatabase(path);
   return result;
 }
 

@@ -1,16 +1,21 @@
-// The floor pinvault-bench compares a realm with: the work a realm cannot avoid, done on the
+// The floor the benchmarks compare a realm with: the work a realm cannot avoid, done on the
 // same machine in the same run, with nothing else around it (no HTTP, no JWT, no CBOR, no
-// Merkle tree, no record cache).
+// Merkle tree, no record cache). One implementation for both benchmarks: pinvault-bench (the
+// load generator, through MeasureFloor) and bench_vault (the in-process core benchmark, which
+// feeds a FloorPipeline from the same closed loop it drives the realm with).
 //
-// Per full recovery (the realm's three requests, in order):
-//   Recover1: HSM HMAC (record id) + HSM AES-GCM unseal of a record
-//   Recover2: HSM HMAC + EvaluateWithProof (OPRF evaluation and DLEQ proof) + HSM seal,
-//             then one row durable in a batched SQLite transaction before the next step
-//   Recover3: HSM HMAC + HSM seal, then one row durable
-// Per full registration: Register2's HSM HMAC + HSM seal + one durable row.
-// The HSM is a SoftHSM2 token reached through pkcs11/ (pkcs11::TokenHsm), exactly as the
-// realm reaches its own; rows are record-sized sealed blobs written by one writer thread in
-// group commits (WAL, synchronous=FULL), as the realm's committer does.
+// The operations (FloorShape):
+//   kRecovery, a full recovery (the realm's three requests, in order):
+//     Recover1: HSM HMAC (record id) + HSM AES-GCM unseal of a record
+//     Recover2: HSM HMAC + EvaluateWithProof (OPRF evaluation and DLEQ proof) + HSM seal,
+//               then one row durable in a batched SQLite transaction before the next step
+//     Recover3: HSM HMAC + HSM seal, then one row durable
+//   kRegistration: Register2's HSM HMAC + HSM seal + one durable row.
+//   kRecoveryRequest, one Recover2 of a user whose record is cached: EvaluateWithProof + HSM
+//     unseal + HSM seal + one durable row (2 HSM calls).
+// The HSM is whatever vault::Hsm the caller gives (a SoftHSM2 token through pkcs11::TokenHsm,
+// exactly as the realm reaches its own); rows are record-sized sealed blobs written by one
+// writer thread in group commits (WAL, synchronous=FULL), as the realm's committer does.
 //
 // ScratchTokens makes throwaway SoftHSM2 tokens with the realm keys generated on them, for
 // the floor and for realms embedded in the benchmark process.
@@ -19,43 +24,100 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "pkcs11/module.h"
 #include "vault/hsm.h"
+#include "vault/secret_bytes.h"
 #include "vault/status.h"
 
 namespace pinvault::api::bench {
 
 // ScratchTokens: a SoftHSM2 token directory of this process. Create writes
-// `dir`/softhsm2.conf, points SOFTHSM2_CONF at it and initialises one token per label (PINs
-// random, the user PIN in a 0600 file in the directory) -- all before SoftHSM2 is loaded,
-// since the module only sees the tokens present when it starts. Open generates the realm keys
-// on a token and returns it as a vault::Hsm. Not thread-safe.
+// `dir`/softhsm2.conf, points SOFTHSM2_CONF at it, loads SoftHSM2 and initialises one token
+// per label in the process (pkcs11::InitializeToken; random PINs, the user PINs kept in
+// secure memory and written nowhere). Open generates the realm keys on a token and returns it
+// as a vault::Hsm. The SoftHSM2 module stays loaded while the ScratchTokens and any Hsm it
+// opened live. Not thread-safe.
 class ScratchTokens {
  public:
-  // Create fails UNAVAILABLE if softhsm2-util or the SoftHSM2 module is missing. It must run
-  // before anything else in the process loads SoftHSM2.
+  // Create fails as pkcs11::WriteSoftHsmConfig (INTERNAL), Module::Load (NOT_FOUND if the
+  // SoftHSM2 module is missing, FAILED_PRECONDITION if SoftHSM2 is already loaded in this
+  // process) or pkcs11::InitializeToken. It must run before anything else in the process loads
+  // SoftHSM2.
   static StatusOr<std::unique_ptr<ScratchTokens>> Create(const std::filesystem::path& dir,
                                                          const std::vector<std::string>& labels);
 
-  // Open returns token `label` (one of Create's) as an Hsm holding the realm keys.
+  // Open returns token `label` (one of Create's) as an Hsm holding the realm keys (created on
+  // first use, as pkcs11::ProvisionRealm does). NOT_FOUND for a label Create did not make.
   StatusOr<std::unique_ptr<vault::Hsm>> Open(const std::string& label);
 
   // description names the HSM for reports.
   std::string description() const;
 
  private:
-  explicit ScratchTokens(std::filesystem::path dir) : dir_(std::move(dir)) {}
+  ScratchTokens(std::filesystem::path dir, std::shared_ptr<pkcs11::Module> module)
+      : dir_(std::move(dir)), module_(std::move(module)) {}
 
   std::filesystem::path dir_;
   std::shared_ptr<pkcs11::Module> module_;
+  std::map<std::string, SecretBytes> user_pins_;  // by token label
 };
 
-// FloorShape: which operation the floor does.
-enum class FloorShape { kRecovery, kRegistration };
+// FloorShape: which operation the floor does (see the file comment).
+enum class FloorShape { kRecovery, kRegistration, kRecoveryRequest };
+
+// FloorPipeline does floor operations of one shape with the realm's structure: `workers`
+// threads do the computing and HSM steps, one writer thread commits the rows of every waiting
+// operation in one durable SQLite transaction, and an operation's next step starts once its
+// row is durable. Operations come in through Submit, so any driver can feed it: MeasureFloor's
+// closed-loop clients, or bench_vault's closed loop. Submit and stats are thread-safe.
+class FloorPipeline {
+ public:
+  // Done is called once per submitted operation, on a pipeline thread: OK once its last step
+  // is done (its last row durable), or the first failure (an HSM call, an SQLite statement).
+  // It must not block; it may call Submit.
+  using Done = std::function<void(const Status&)>;
+
+  // Stats counts the writer's durable transactions and the rows they held.
+  struct Stats {
+    uint64_t batches = 0;
+    uint64_t rows = 0;
+  };
+
+  // Create opens (creating) the SQLite database `db_path`, seals the record that unseal steps
+  // open, and starts `workers` worker threads (at least 1) and the writer. `hsm` must hold the
+  // realm keys and outlive the pipeline. INTERNAL if the database cannot be set up; the HSM's
+  // error if the seal fails.
+  static StatusOr<std::unique_ptr<FloorPipeline>> Create(vault::Hsm& hsm,
+                                                         const std::filesystem::path& db_path,
+                                                         FloorShape shape, int workers);
+
+  FloorPipeline(const FloorPipeline&) = delete;
+  FloorPipeline& operator=(const FloorPipeline&) = delete;
+  // ~FloorPipeline stops and joins the threads and closes the database (the file stays).
+  // Destroy it only once every submitted operation has completed: operations still queued
+  // are dropped without their Done.
+  ~FloorPipeline();
+
+  // Submit starts one operation for `client`. Its rows go to the table's row of that client,
+  // rewritten by each of the client's operations (as a recovery rewrites its user's record).
+  // Never blocks on the work.
+  void Submit(uint32_t client, Done done);
+
+  // stats returns the counts so far.
+  Stats stats() const;
+
+ private:
+  class Impl;
+  explicit FloorPipeline(std::unique_ptr<Impl> impl);
+
+  std::unique_ptr<Impl> impl_;
+};
 
 // FloorCosts: single-thread costs of the pieces, in microseconds per call.
 struct FloorCosts {
@@ -88,9 +150,10 @@ struct FloorResult {
 // database file is created in `dir`).
 StatusOr<FloorCosts> MeasureFloorCosts(vault::Hsm& hsm, const std::filesystem::path& dir);
 
-// MeasureFloor runs `clients` closed-loop operations of `shape` for `seconds` on `workers`
-// threads plus one writer thread, against `hsm` and an SQLite database in `dir` (removed
-// afterwards). INTERNAL if a piece fails.
+// MeasureFloor runs `clients` closed-loop operations of `shape` on a FloorPipeline with
+// `workers` worker threads, against `hsm` and an SQLite database in `dir` (removed
+// afterwards): 300 ms of warm-up, then operations finishing within the next `seconds` are
+// counted. Returns the first failure of any operation (after the operations in flight end).
 StatusOr<FloorResult> MeasureFloor(vault::Hsm& hsm, const std::filesystem::path& dir,
                                    FloorShape shape, int clients, int workers, double seconds);
 

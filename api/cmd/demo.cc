@@ -7,13 +7,11 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
-#include <fstream>
 #include <memory>
 #include <optional>
 #include <sstream>
 #include <string_view>
 #include <utility>
-#include <vector>
 
 #include "api/http/authenticator.h"
 #include "api/http/http_transport.h"
@@ -26,14 +24,9 @@
 #include "backup/client/client.h"
 #include "backup/client/configuration.h"
 #include "backup/store/sqlite_record_store.h"
-#include "pkcs11/cryptoki.h"
-#include "pkcs11/hsm_keys.h"
 #include "pkcs11/key_set.h"
-#include "pkcs11/mechanisms.h"
 #include "pkcs11/module.h"
-#include "pkcs11/rv.h"
-#include "pkcs11/session_pool.h"
-#include "pkcs11/uri.h"
+#include "pkcs11/token_setup.h"
 #include "vault/bytes.h"
 #include "vault/realm.h"
 #include "vault/secret_bytes.h"
@@ -67,13 +60,6 @@ namespace {
 
 constexpr char kTokenLabel[] = "pinvault-demo";
 constexpr char kTenant[] = "demo";
-constexpr char kModulePath[] = "/usr/lib/softhsm/libsofthsm2.so";
-
-// RandomHex returns `bytes` random bytes as hex (for the throwaway token's PINs).
-std::string RandomHex(size_t bytes) {
-  SecretBytes random = SecretBytes::Random(bytes);
-  return HexEncode(random.Reveal());
-}
 
 SecretBytes SecretFromText(std::string_view text) { return SecretBytes::CopyFrom(AsBytes(text)); }
 
@@ -98,63 +84,6 @@ class ScopedEnv {
   const char* name_;
   std::optional<std::string> old_;
 };
-
-Status Check(CK_RV rv, std::string_view function) {
-  return rv == CKR_OK ? OkStatus() : pkcs11::RvToStatus(rv, function);
-}
-
-// FindSlot returns the slot whose token has `label`, or (with an empty label) a slot with
-// an uninitialised token.
-StatusOr<CK_SLOT_ID> FindSlot(CK_FUNCTION_LIST* f, std::string_view label) {
-  CK_ULONG count = 0;
-  RETURN_IF_ERROR(Check(f->C_GetSlotList(CK_TRUE, nullptr, &count), "C_GetSlotList"));
-  std::vector<CK_SLOT_ID> slots(count);
-  RETURN_IF_ERROR(Check(f->C_GetSlotList(CK_TRUE, slots.data(), &count), "C_GetSlotList"));
-  slots.resize(count);
-  for (CK_SLOT_ID slot : slots) {
-    CK_TOKEN_INFO info{};
-    if (f->C_GetTokenInfo(slot, &info) != CKR_OK) continue;
-    bool initialized = (info.flags & CKF_TOKEN_INITIALIZED) != 0;
-    if (label.empty()
-            ? !initialized
-            : initialized && pkcs11::PaddedToString(info.label, sizeof(info.label)) == label) {
-      return slot;
-    }
-  }
-  return NotFoundError(label.empty() ? "SoftHSM2 offers no free slot"
-                                     : "token " + std::string(label) + " not found");
-}
-
-// InitToken initialises a token labelled kTokenLabel in the SoftHSM2 store SOFTHSM2_CONF
-// names, with the given SO and user PINs.
-Status InitToken(const std::string& so_pin, const SecretBytes& user_pin) {
-  ASSIGN_OR_RETURN(std::unique_ptr<pkcs11::Module> module, pkcs11::Module::Load(kModulePath));
-  CK_FUNCTION_LIST* f = module->functions();
-  ASSIGN_OR_RETURN(CK_SLOT_ID free_slot, FindSlot(f, ""));
-  CK_UTF8CHAR label[32];
-  std::memset(label, ' ', sizeof(label));
-  std::memcpy(label, kTokenLabel, std::strlen(kTokenLabel));
-  std::string so(so_pin);
-  RETURN_IF_ERROR(
-      Check(f->C_InitToken(free_slot, reinterpret_cast<CK_UTF8CHAR*>(so.data()), so.size(), label),
-            "C_InitToken"));
-  ASSIGN_OR_RETURN(CK_SLOT_ID slot, FindSlot(f, kTokenLabel));  // SoftHSM renumbers it
-  CK_SESSION_HANDLE session = CK_INVALID_HANDLE;
-  RETURN_IF_ERROR(
-      Check(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr, &session),
-            "C_OpenSession"));
-  Status status =
-      Check(f->C_Login(session, CKU_SO, reinterpret_cast<CK_UTF8CHAR*>(so.data()), so.size()),
-            "C_Login(SO)");
-  if (status.ok()) {
-    SecretBytes pin = user_pin.Clone();
-    status = Check(f->C_InitPIN(session, pin.RevealMutable().data(), pin.size()), "C_InitPIN");
-    f->C_Logout(session);
-  }
-  f->C_CloseSession(session);
-  SecureWipe(std::span<uint8_t>(reinterpret_cast<uint8_t*>(so.data()), so.size()));
-  return status;
-}
 
 // Step narrates one step and counts failures.
 class Narrator {
@@ -226,42 +155,32 @@ struct DemoRealm {
 };
 
 Status StartRealm(const std::filesystem::path& dir, DemoRealm& demo, Narrator& narrator) {
-  // 1. A fresh SoftHSM2 token.
-  std::filesystem::path tokens = dir / "tokens";
-  std::filesystem::create_directories(tokens);
-  std::filesystem::permissions(dir, std::filesystem::perms::owner_all);
-  std::ofstream(dir / "softhsm2.conf") << "directories.tokendir = " << tokens.string()
-                                       << "\nobjectstore.backend = file\nlog.level = ERROR\n";
-  SecretBytes user_pin = SecretFromText(RandomHex(16));
-  RETURN_IF_ERROR(InitToken(RandomHex(16), user_pin));
+  // 1. A fresh SoftHSM2 token (SOFTHSM2_CONF names the configuration written here).
+  RETURN_IF_ERROR(pkcs11::WriteSoftHsmConfig(dir.string()));
+  ASSIGN_OR_RETURN(std::unique_ptr<pkcs11::Module> module,
+                   pkcs11::Module::Load(pkcs11::kDefaultModulePath));
+  demo.module = std::move(module);
+  SecretBytes user_pin = pkcs11::RandomPin();
+  RETURN_IF_ERROR(
+      pkcs11::InitializeToken(*demo.module, kTokenLabel, pkcs11::RandomPin(), user_pin));
   narrator.Say("[1] SoftHSM2 token \"" + std::string(kTokenLabel) + "\" created in " +
-               tokens.string());
+               (dir / "tokens").string());
 
   // 2. The realm keys, generated on the token (never extractable).
-  ASSIGN_OR_RETURN(std::unique_ptr<pkcs11::Module> module, pkcs11::Module::Load(kModulePath));
-  demo.module = std::move(module);
-  ASSIGN_OR_RETURN(pkcs11::TokenUri uri,
-                   pkcs11::ParseTokenUri(std::string("pkcs11:token=") + kTokenLabel));
-  ASSIGN_OR_RETURN(pkcs11::TokenDescription token, demo.module->FindToken(uri));
-  ASSIGN_OR_RETURN(pkcs11::Capabilities caps,
-                   pkcs11::DetectCapabilities(*demo.module, token.slot, token.flags));
-  ASSIGN_OR_RETURN(
-      std::unique_ptr<pkcs11::SessionPool> pool,
-      pkcs11::SessionPool::OpenWithPin(demo.module, std::move(uri), std::move(user_pin),
-                                       pkcs11::SessionPool::Options()));
-  std::shared_ptr<pkcs11::SessionPool> shared_pool = std::move(pool);
-  ASSIGN_OR_RETURN(std::vector<pkcs11::KeySetAction> actions,
-                   pkcs11::EnsureRealmKeys(*shared_pool, caps, pkcs11::KeySetOptions()));
+  pkcs11::ProvisionOptions provision;
+  provision.user_pin = std::move(user_pin);
+  ASSIGN_OR_RETURN(pkcs11::ProvisionedRealm realm,
+                   pkcs11::ProvisionRealm(demo.module, std::string("pkcs11:token=") + kTokenLabel,
+                                          std::move(provision)));
   narrator.Say("[2] realm keys generated on the token (sensitive, not extractable):");
-  for (const pkcs11::KeySetAction& action : actions) {
+  for (const pkcs11::KeySetAction& action : realm.actions) {
     narrator.Say("      " + action.label + ": " + action.kind);
   }
-  ASSIGN_OR_RETURN(std::unique_ptr<pkcs11::TokenHsm> hsm, pkcs11::TokenHsm::Create(shared_pool));
 
   // 3. Storage and the core.
   std::filesystem::path data = dir / "data";
   std::filesystem::create_directories(data);
-  ASSIGN_OR_RETURN(demo.core, OpenRealmCore(std::move(hsm), data, vault::RealmOptions()));
+  ASSIGN_OR_RETURN(demo.core, OpenRealmCore(std::move(realm.hsm), data, vault::RealmOptions()));
   RETURN_IF_ERROR(demo.core->realm->Ready().WithContext("the realm is not ready"));
   narrator.Say("[3] realm core started on SQLite " + demo.core->store->path() +
                " (Merkle root anchored in the HSM)");

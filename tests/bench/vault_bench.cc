@@ -5,7 +5,8 @@
 // realm's number of worker threads, one group-commit writer, the same HSM and the same disk.
 //   floor:  per operation EvaluateWithProof (the OPRF evaluation and DLEQ proof), one HSM
 //           AES-GCM unseal and one seal of a record-sized blob, and one row in a batched
-//           SQLite transaction (WAL, synchronous=FULL) that the client waits for;
+//           SQLite transaction (WAL, synchronous=FULL) that the client waits for (the floor
+//           pinvault-bench measures too: api/bench/bench_floor.h, kRecoveryRequest);
 //   realm:  Recover2 (wrong PIN) on the realm over the SQLite record store, and full
 //           recoveries (Recover1 + Recover2 + Recover3 with the right tag), each twice: on
 //           the realm as configured, where the bench's users are all in the record and id
@@ -31,7 +32,6 @@
 // verdict).
 #include <fcntl.h>
 #include <sodium.h>
-#include <sqlite3.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -42,7 +42,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -54,12 +53,10 @@
 #include <thread>
 #include <vector>
 
+#include "api/bench/bench_floor.h"
 #include "backup/store/sqlite_record_store.h"
 #include "pkcs11/hsm_keys.h"
-#include "pkcs11/key_set.h"
-#include "pkcs11/mechanisms.h"
-#include "pkcs11/session_pool.h"
-#include "pkcs11/uri.h"
+#include "pkcs11/token_setup.h"
 #include "tests/testing/softhsm_token.h"
 #include "tests/testing/software_hsm.h"
 #include "vault/protocol/oprf.h"
@@ -244,16 +241,6 @@ struct BenchHsm {
   std::string description;
 };
 
-Status EnsureKeys(std::shared_ptr<pkcs11::Module> module, const std::string& uri) {
-  ASSIGN_OR_RETURN(pkcs11::TokenUri parsed, pkcs11::ParseTokenUri(uri));
-  ASSIGN_OR_RETURN(std::unique_ptr<pkcs11::SessionPool> pool,
-                   pkcs11::SessionPool::Open(module, std::move(parsed)));
-  pkcs11::TokenDescription d = pool->token();
-  ASSIGN_OR_RETURN(pkcs11::Capabilities caps, pkcs11::DetectCapabilities(*module, d.slot, d.flags));
-  RETURN_IF_ERROR(pkcs11::EnsureRealmKeys(*pool, caps, {}));
-  return OkStatus();
-}
-
 std::unique_ptr<BenchHsm> SoftwareBenchHsm(const std::string& anchor_path, const std::string& why) {
   auto b = std::make_unique<BenchHsm>();
   testing::SoftwareHsm::Seed seed{};
@@ -272,10 +259,9 @@ std::unique_ptr<BenchHsm> FreshSoftHsm() {
   auto module = pkcs11::Module::Load(testing::SoftHsmToken::kModulePath);
   if (!module.ok()) return nullptr;
   b->module = std::move(module).value();
-  if (!EnsureKeys(b->module, b->token->uri()).ok()) return nullptr;
-  auto hsm = pkcs11::TokenHsm::Open(b->module, b->token->uri());
-  if (!hsm.ok()) return nullptr;
-  b->hsm = std::move(hsm).value();
+  auto realm = pkcs11::ProvisionRealm(b->module, b->token->uri());
+  if (!realm.ok()) return nullptr;
+  b->hsm = std::move(realm->hsm);
   b->description =
       "SoftHSM2 token through pkcs11::TokenHsm (token files on " + testing::TokenBaseDir() + ")";
   return b;
@@ -284,32 +270,34 @@ std::unique_ptr<BenchHsm> FreshSoftHsm() {
 // PersistentSoftHsm opens (creating on first use) a SoftHSM2 token kept in `dir`, so that a
 // second process can open the same token.
 std::unique_ptr<BenchHsm> PersistentSoftHsm(const std::string& dir) {
-  namespace fs = std::filesystem;
+  constexpr char kLabel[] = "pinvault-bench";
+  constexpr char kUserPin[] = "bench-user-pin";
   std::string conf = dir + "/softhsm2.conf";
   std::string pin_file = dir + "/pin";
-  std::string uri = "pkcs11:token=pinvault-bench?pin-source=file:" + pin_file;
-  bool fresh = !fs::exists(conf);
+  std::string uri = std::string("pkcs11:token=") + kLabel + "?pin-source=file:" + pin_file;
+  bool fresh = !std::filesystem::exists(conf);
   if (fresh) {
-    fs::create_directories(dir + "/tokens");
-    std::ofstream(conf) << "directories.tokendir = " << dir << "/tokens\n"
-                        << "objectstore.backend = file\nlog.level = ERROR\n";
-    if (!testing::WriteFile(pin_file, "bench-user-pin", 0600).ok()) return nullptr;
+    if (!pkcs11::WriteSoftHsmConfig(dir).ok()) return nullptr;
+    if (!testing::WriteFile(pin_file, kUserPin, 0600).ok()) return nullptr;
   }
   setenv("SOFTHSM2_CONF", conf.c_str(), 1);
-  if (fresh) {
-    Status init =
-        testing::RunProgram({"softhsm2-util", "--init-token", "--free", "--label", "pinvault-bench",
-                             "--pin", "bench-user-pin", "--so-pin", "bench-so-pin-1234"});
-    if (!init.ok()) return nullptr;
-  }
   auto b = std::make_unique<BenchHsm>();
   auto module = pkcs11::Module::Load(testing::SoftHsmToken::kModulePath);
   if (!module.ok()) return nullptr;
   b->module = std::move(module).value();
-  if (fresh && !EnsureKeys(b->module, uri).ok()) return nullptr;
-  auto hsm = pkcs11::TokenHsm::Open(b->module, uri);
-  if (!hsm.ok()) return nullptr;
-  b->hsm = std::move(hsm).value();
+  if (fresh) {
+    SecretBytes user_pin = SecretBytes::CopyFrom(AsBytes(kUserPin));
+    if (!pkcs11::InitializeToken(*b->module, kLabel, pkcs11::RandomPin(), user_pin).ok()) {
+      return nullptr;
+    }
+    auto realm = pkcs11::ProvisionRealm(b->module, uri);
+    if (!realm.ok()) return nullptr;
+    b->hsm = std::move(realm->hsm);
+  } else {
+    auto hsm = pkcs11::TokenHsm::Open(b->module, uri);
+    if (!hsm.ok()) return nullptr;
+    b->hsm = std::move(hsm).value();
+  }
   b->description = "SoftHSM2 token through pkcs11::TokenHsm (token in " + dir + ")";
   return b;
 }
@@ -409,129 +397,21 @@ Rate TimedRun(ClosedLoop& loop, int clients, double seconds, const ClosedLoop::S
 
 // ---- The floor ----
 
-// FloorPipeline does a recovery's unavoidable work with the realm's shape: `workers`
-// threads run the evaluation and the two HSM calls, one writer commits the rows of every
-// waiting operation in one SQLite transaction, then the operations complete.
-class FloorPipeline {
- public:
-  FloorPipeline(vault::Hsm& hsm, const std::string& db_path, int workers) : hsm_(hsm) {
-    if (sqlite3_open(db_path.c_str(), &db_) != SQLITE_OK) std::exit(2);
-    Exec("PRAGMA journal_mode=WAL");
-    Exec("PRAGMA synchronous=FULL");
-    Exec("CREATE TABLE IF NOT EXISTS rows (id BLOB PRIMARY KEY, sealed BLOB) WITHOUT ROWID");
-    sqlite3_prepare_v2(db_, "INSERT OR REPLACE INTO rows VALUES (?1, ?2)", -1, &insert_, nullptr);
-    key_ = protocol::RandomScalar();
-    public_key_ = Must(protocol::BasePointMult(key_), "base mult");
-    input_ = protocol::HashToGroup(AsBytes("floor input"));
-    SecretBytes plaintext(vault::kRecordPlaintextSize);
-    sealed_ = Must(hsm_.Seal(hsm_.CurrentSealingKeyId(), plaintext.Reveal(), aad_), "floor seal");
-    for (int i = 0; i < workers; ++i) threads_.emplace_back([this] { WorkerLoop(); });
-    threads_.emplace_back([this] { WriterLoop(); });
-  }
-
-  ~FloorPipeline() {
-    {
-      std::lock_guard lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    write_cv_.notify_all();
-    for (auto& t : threads_) t.join();
-    sqlite3_finalize(insert_);
-    sqlite3_close(db_);
-  }
-
-  void Submit(std::function<void(bool)> done) {
-    {
-      std::lock_guard lock(mu_);
-      jobs_.push_back(std::move(done));
-    }
-    cv_.notify_one();
-  }
-
- private:
-  struct Row {
-    std::array<uint8_t, 32> id;
-    Bytes sealed;
-    std::function<void(bool)> done;
-  };
-
-  void Exec(const char* sql) { sqlite3_exec(db_, sql, nullptr, nullptr, nullptr); }
-
-  void WorkerLoop() {
-    for (;;) {
-      std::function<void(bool)> done;
-      {
-        std::unique_lock lock(mu_);
-        cv_.wait(lock, [&] { return stop_ || !jobs_.empty(); });
-        if (stop_) return;
-        done = std::move(jobs_.front());
-        jobs_.pop_front();
-      }
-      bool ok = protocol::EvaluateWithProof(key_, public_key_, input_).ok();
-      auto opened = hsm_.Unseal(sealed_, aad_);
-      ok = ok && opened.ok();
-      StatusOr<vault::SealedBlob> resealed =
-          opened.ok() ? hsm_.Seal(hsm_.CurrentSealingKeyId(), opened->Reveal(), aad_)
-                      : StatusOr<vault::SealedBlob>(opened.status());
-      ok = ok && resealed.ok();
-      Row row;
-      randombytes_buf(row.id.data(), row.id.size());
-      row.sealed = resealed.ok() ? vault::EncodeSealedBlob(*resealed) : Bytes(480);
-      row.done = [done, ok](bool written) { done(ok && written); };
-      {
-        std::lock_guard lock(mu_);
-        rows_.push_back(std::move(row));
-      }
-      write_cv_.notify_one();
-    }
-  }
-
-  void WriterLoop() {
-    for (;;) {
-      std::vector<Row> batch;
-      {
-        std::unique_lock lock(mu_);
-        write_cv_.wait(lock, [&] { return stop_ || !rows_.empty(); });
-        if (stop_) return;
-        batch.swap(rows_);
-      }
-      bool ok = sqlite3_exec(db_, "BEGIN", nullptr, nullptr, nullptr) == SQLITE_OK;
-      for (const Row& r : batch) {
-        sqlite3_bind_blob(insert_, 1, r.id.data(), 32, SQLITE_STATIC);
-        sqlite3_bind_blob(insert_, 2, r.sealed.data(), static_cast<int>(r.sealed.size()),
-                          SQLITE_STATIC);
-        ok = ok && sqlite3_step(insert_) == SQLITE_DONE;
-        sqlite3_reset(insert_);
-      }
-      ok = ok && sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK;
-      for (Row& r : batch) r.done(ok);
-    }
-  }
-
-  vault::Hsm& hsm_;
-  sqlite3* db_ = nullptr;
-  sqlite3_stmt* insert_ = nullptr;
-  SecretBytes key_;
-  protocol::PointBytes public_key_{};
-  protocol::PointBytes input_{};
-  Bytes aad_ = ToBytes("floor-aad-of-record-size-0123456789012345678901234567890123456789");
-  vault::SealedBlob sealed_;
-  std::mutex mu_;
-  std::condition_variable cv_, write_cv_;
-  std::deque<std::function<void(bool)>> jobs_;
-  std::vector<Row> rows_;
-  bool stop_ = false;
-  std::vector<std::thread> threads_;
-};
-
+// MeasureFloor runs the floor of one recovery request (api/bench/bench_floor.h,
+// FloorShape::kRecoveryRequest: EvaluateWithProof, an HSM unseal and seal, one row in a
+// group-committed SQLite transaction) from the same closed loop as the realm figures.
 Rate MeasureFloor(vault::Hsm& hsm, const std::string& dir, const Flags& flags) {
-  FloorPipeline floor(hsm, dir + "/floor.sqlite", flags.workers);
+  std::unique_ptr<api::bench::FloorPipeline> floor =
+      Must(api::bench::FloorPipeline::Create(
+               hsm, dir + "/floor.sqlite", api::bench::FloorShape::kRecoveryRequest, flags.workers),
+           "floor pipeline");
+  auto step = [&](int client, std::function<void(bool)> done) {
+    floor->Submit(static_cast<uint32_t>(client),
+                  [done = std::move(done)](const Status& status) { done(status.ok()); });
+  };
   ClosedLoop loop;
-  loop.Run(flags.clients, Clock::now() + std::chrono::milliseconds(200),
-           [&](int, std::function<void(bool)> done) { floor.Submit(std::move(done)); });
-  return TimedRun(loop, flags.clients, flags.seconds,
-                  [&](int, std::function<void(bool)> done) { floor.Submit(std::move(done)); });
+  loop.Run(flags.clients, Clock::now() + std::chrono::milliseconds(200), step);
+  return TimedRun(loop, flags.clients, flags.seconds, step);
 }
 
 // ---- The realm ----

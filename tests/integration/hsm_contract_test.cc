@@ -10,11 +10,8 @@
 #include <utility>
 
 #include "pkcs11/hsm_keys.h"
-#include "pkcs11/key_set.h"
-#include "pkcs11/mechanisms.h"
 #include "pkcs11/module.h"
-#include "pkcs11/session_pool.h"
-#include "pkcs11/uri.h"
+#include "pkcs11/token_setup.h"
 #include "tests/pkcs11/token_backends.h"
 #include "tests/testing/nss_token.h"
 #include "tests/testing/software_hsm.h"
@@ -38,24 +35,6 @@ class SoftwareHsmFactory final : public HsmFactory {
   }
 };
 
-// CreateKeysAndOpen creates the realm key set on the token (as `pinvault-admin hsm init`
-// does) and opens a TokenHsm on it (as tests/integration/realm_token_test.cc does).
-StatusOr<std::unique_ptr<pkcs11::TokenHsm>> CreateKeysAndOpen(
-    std::shared_ptr<pkcs11::Module> module, const std::string& uri) {
-  pkcs11::TokenHsm::Options options;
-  options.pool.retry_backoff = std::chrono::milliseconds(0);
-  ASSIGN_OR_RETURN(pkcs11::TokenUri parsed, pkcs11::ParseTokenUri(uri));
-  {
-    ASSIGN_OR_RETURN(std::unique_ptr<pkcs11::SessionPool> pool,
-                     pkcs11::SessionPool::Open(module, std::move(parsed), options.pool));
-    pkcs11::TokenDescription d = pool->token();
-    ASSIGN_OR_RETURN(pkcs11::Capabilities caps,
-                     pkcs11::DetectCapabilities(*module, d.slot, d.flags));
-    RETURN_IF_ERROR(pkcs11::EnsureRealmKeys(*pool, caps, {}));
-  }
-  return pkcs11::TokenHsm::Open(module, uri, options);
-}
-
 // TokenHsmFactory makes a fresh token on `backend`, creates the realm keys on it and opens a
 // TokenHsm. It keeps the token and the module until it is destroyed, after the TokenHsm.
 class TokenHsmFactory final : public HsmFactory {
@@ -65,8 +44,11 @@ class TokenHsmFactory final : public HsmFactory {
   StatusOr<std::unique_ptr<vault::Hsm>> Open() override {
     ASSIGN_OR_RETURN(token_, pkcs11::MakeTestToken(backend_));
     ASSIGN_OR_RETURN(module_, token_.LoadModule());
-    ASSIGN_OR_RETURN(std::unique_ptr<pkcs11::TokenHsm> hsm, CreateKeysAndOpen(module_, token_.uri));
-    return std::unique_ptr<vault::Hsm>(std::move(hsm));
+    pkcs11::ProvisionOptions options;
+    options.hsm.pool.retry_backoff = std::chrono::milliseconds(0);
+    ASSIGN_OR_RETURN(pkcs11::ProvisionedRealm realm,
+                     pkcs11::ProvisionRealm(module_, token_.uri, std::move(options)));
+    return std::unique_ptr<vault::Hsm>(std::move(realm.hsm));
   }
 
   StatusOr<uint32_t> AddSealingKey(vault::Hsm& hsm) override {

@@ -12,10 +12,7 @@
 
 #include "backup/store/sqlite_record_store.h"
 #include "pkcs11/hsm_keys.h"
-#include "pkcs11/key_set.h"
-#include "pkcs11/mechanisms.h"
-#include "pkcs11/session_pool.h"
-#include "pkcs11/uri.h"
+#include "pkcs11/token_setup.h"
 #include "tests/pkcs11/token_backends.h"
 #include "tests/testing/fault_module.h"
 #include "tests/testing/realm_test_helpers.h"
@@ -44,22 +41,11 @@ using testing::VaultTestClient;
 using vault::Realm;
 using vault::RealmOptions;
 
-// CreateKeysAndOpen creates the realm key set on the token (as `pinvault-admin hsm init`
-// does) and opens a TokenHsm on it.
-StatusOr<std::unique_ptr<TokenHsm>> CreateKeysAndOpen(std::shared_ptr<Module> module,
-                                                      const std::string& uri) {
-  TokenHsm::Options options;
-  options.pool.retry_backoff = std::chrono::milliseconds(0);
-  ASSIGN_OR_RETURN(pkcs11::TokenUri parsed, pkcs11::ParseTokenUri(uri));
-  {
-    ASSIGN_OR_RETURN(std::unique_ptr<pkcs11::SessionPool> pool,
-                     pkcs11::SessionPool::Open(module, std::move(parsed), options.pool));
-    pkcs11::TokenDescription d = pool->token();
-    ASSIGN_OR_RETURN(pkcs11::Capabilities caps,
-                     pkcs11::DetectCapabilities(*module, d.slot, d.flags));
-    RETURN_IF_ERROR(pkcs11::EnsureRealmKeys(*pool, caps, {}));
-  }
-  return TokenHsm::Open(module, uri, options);
+// FastRetries: provisioning options whose TokenHsm pool reconnects without pausing.
+pkcs11::ProvisionOptions FastRetries() {
+  pkcs11::ProvisionOptions options;
+  options.hsm.pool.retry_backoff = std::chrono::milliseconds(0);
+  return options;
 }
 
 RealmOptions TestRealmOptions() {
@@ -90,9 +76,9 @@ class RealmOnTokenTest : public ::testing::TestWithParam<Backend> {
     auto module = token_.LoadModule();
     ASSERT_TRUE(module.ok()) << module.status();
     module_ = std::move(module).value();
-    auto hsm = CreateKeysAndOpen(module_, token_.uri);
-    ASSERT_TRUE(hsm.ok()) << hsm.status();
-    hsm_ = std::move(hsm).value();
+    auto realm = pkcs11::ProvisionRealm(module_, token_.uri, FastRetries());
+    ASSERT_TRUE(realm.ok()) << realm.status();
+    hsm_ = std::move(realm->hsm);
     StartRealm();
   }
 
@@ -210,9 +196,9 @@ class RealmTokenFaultTest : public ::testing::Test {
     auto module = fault_->CreateModule();
     ASSERT_TRUE(module.ok()) << module.status();
     module_ = std::move(module).value();
-    auto hsm = CreateKeysAndOpen(module_, token_->uri());
-    ASSERT_TRUE(hsm.ok()) << hsm.status();
-    hsm_ = std::move(hsm).value();
+    auto realm = pkcs11::ProvisionRealm(module_, token_->uri(), FastRetries());
+    ASSERT_TRUE(realm.ok()) << realm.status();
+    hsm_ = std::move(realm->hsm);
     store_ = std::move(SqliteRecordStore::Open(dir_.path())).value();
     realm_ = std::move(Realm::Create(*hsm_, *store_, TestRealmOptions())).value();
     ASSERT_TRUE(realm_->Ready().ok()) << realm_->Ready();
