@@ -7,7 +7,7 @@ cd "$root"
 
 bash deploy/install-deps.sh
 build=${PINVAULT_BUILD_DIR:-build}
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPINVAULT_WERROR=ON >/dev/null
 cmake --build "$build" -j"$(nproc)"
 if [[ ! -f tests/interop/node_modules/juicebox-sdk/package.json ]]; then
   (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)

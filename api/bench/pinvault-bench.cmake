@@ -4,7 +4,7 @@
 # (tests/bench/vault.cmake), so they measure the floor with one implementation.
 add_library(pinvault_bench_floor STATIC ${CMAKE_CURRENT_LIST_DIR}/bench_floor.cc
   ${CMAKE_CURRENT_LIST_DIR}/bench_stats.cc)
-target_compile_options(pinvault_bench_floor PRIVATE ${PINVAULT_WARNINGS})
+target_link_libraries(pinvault_bench_floor PRIVATE pinvault_warnings)
 target_include_directories(pinvault_bench_floor PUBLIC ${PROJECT_SOURCE_DIR})
 target_link_libraries(pinvault_bench_floor PUBLIC pinvault_pkcs11 pinvault_vault
   PRIVATE SQLite::SQLite3 PkgConfig::SODIUM OpenSSL::Crypto Boost::headers Threads::Threads)
@@ -13,7 +13,7 @@ target_link_libraries(pinvault_bench_floor PUBLIC pinvault_pkcs11 pinvault_vault
 # running realms, the floor of the machine measured in the same run). Helpers bench_*.cc.
 add_executable(pinvault-bench ${CMAKE_CURRENT_LIST_DIR}/pinvault_bench.cc
   ${CMAKE_CURRENT_LIST_DIR}/bench_material.cc)
-target_compile_options(pinvault-bench PRIVATE ${PINVAULT_WARNINGS})
+target_link_libraries(pinvault-bench PRIVATE pinvault_warnings)
 target_include_directories(pinvault-bench PRIVATE ${PROJECT_SOURCE_DIR})
 target_link_libraries(pinvault-bench PRIVATE pinvault_bench_floor pinvault_api_http
   pinvault_backup_client pinvault_backup_store pinvault_pkcs11 pinvault_vault SQLite::SQLite3

@@ -2,7 +2,7 @@
 # as a library, so the pinvault-admin binary and the tests link the same code.
 # pinvault-admin links it with: target_link_libraries(pinvault-admin PRIVATE pinvault_admin_tenant)
 add_library(pinvault_admin_tenant STATIC ${CMAKE_CURRENT_LIST_DIR}/admin_tenant.cc)
-target_compile_options(pinvault_admin_tenant PRIVATE ${PINVAULT_WARNINGS})
+target_link_libraries(pinvault_admin_tenant PRIVATE pinvault_warnings)
 target_link_libraries(pinvault_admin_tenant PUBLIC pinvault_api_http pinvault_cli_args)
 
 # tests/api/tenant_admin_test.cc exercises these commands; its target is declared later (in

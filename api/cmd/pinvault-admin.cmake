@@ -1,7 +1,7 @@
 # pinvault-admin: the operator tool (hsm init/audit/status; tenant and token commands).
 add_executable(pinvault-admin ${CMAKE_CURRENT_LIST_DIR}/pinvault_admin.cc
   ${CMAKE_CURRENT_LIST_DIR}/admin_hsm.cc)
-target_compile_options(pinvault-admin PRIVATE ${PINVAULT_WARNINGS})
+target_link_libraries(pinvault-admin PRIVATE pinvault_warnings)
 target_include_directories(pinvault-admin PRIVATE ${PROJECT_SOURCE_DIR})
 target_link_libraries(pinvault-admin PRIVATE pinvault_pkcs11 pinvault_admin_tenant pinvault_cli_args
   nlohmann_json::nlohmann_json)

@@ -1,7 +1,7 @@
 # pinvault: the client CLI (register / recover / delete over HTTP) and `pinvault demo`, which
 # embeds a whole realm (SoftHSM2 token, SQLite store, core and HTTP server).
 add_executable(pinvault ${CMAKE_CURRENT_LIST_DIR}/pinvault.cc ${CMAKE_CURRENT_LIST_DIR}/demo.cc)
-target_compile_options(pinvault PRIVATE ${PINVAULT_WARNINGS})
+target_link_libraries(pinvault PRIVATE pinvault_warnings)
 target_include_directories(pinvault PRIVATE ${PROJECT_SOURCE_DIR})
 target_link_libraries(pinvault PRIVATE pinvault_cli_args pinvault_api_http pinvault_backup_client
   pinvault_backup_store pinvault_pkcs11 pinvault_vault)

@@ -1,6 +1,6 @@
 # pinvaultd: the realm server (HSM token via PKCS#11, SQLite store, core, HTTP front end).
 add_executable(pinvaultd ${CMAKE_CURRENT_LIST_DIR}/pinvaultd.cc)
-target_compile_options(pinvaultd PRIVATE ${PINVAULT_WARNINGS})
+target_link_libraries(pinvaultd PRIVATE pinvault_warnings)
 target_include_directories(pinvaultd PRIVATE ${PROJECT_SOURCE_DIR})
 target_link_libraries(pinvaultd PRIVATE pinvault_api_http pinvault_backup_store pinvault_pkcs11
   pinvault_vault)
