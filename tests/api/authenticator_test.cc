@@ -4,25 +4,33 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <optional>
+#include <string>
+
 #include "api/http/jwt_mint.h"
+#include "tests/testing/status_matchers.h"
 
 namespace pinvault::api {
 namespace {
 
+using ::pinvault::testing::IsOk;
+using ::pinvault::testing::StatusIs;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr int64_t kNow = 1'800'000'000;
 constexpr char kRealmHex[] = "00112233445566778899aabbccddeeff";
 
 class AuthenticatorTest : public ::testing::Test {
  protected:
-  AuthenticatorTest() {
+  void SetUp() override {
+    ASSERT_OK_AND_ASSIGN(key_, TenantKey::Generate(JwtAlgorithm::kEdDsa));
     auto store = std::make_shared<TenantKeyStore>();
-    EXPECT_TRUE(store->Add("acme", 3, key_.PublicOnly()).ok());
+    EXPECT_OK(store->Add("acme", 3, key_->PublicOnly()));
     store_ = store;
-    auth_ = std::make_unique<Authenticator>(store_, [this] { return now_; },
-                                            JwtValidator::Options());
-    realm_ = *HexDecode(kRealmHex);
+    auth_ = std::make_unique<Authenticator>(
+        store_, [this] { return now_; }, JwtValidator::Options());
+    ASSERT_OK_AND_ASSIGN(realm_, HexDecode(kRealmHex));
   }
   std::string Mint(const std::string& user, int64_t lifetime = 600) {
     JwtMintRequest req;
@@ -32,16 +40,18 @@ class AuthenticatorTest : public ::testing::Test {
     req.realm_id_hex = kRealmHex;
     req.issued_at = now_;
     req.lifetime_seconds = lifetime;
-    return *MintJwt(key_, req);
+    StatusOr<std::string> jwt = MintJwt(*key_, req);
+    EXPECT_OK(jwt);
+    if (!jwt.ok()) return "";
+    return *jwt;
   }
   void ExpectRejected(std::string_view header, std::string_view reason) {
     StatusOr<AuthenticatedCaller> r = auth_->Authenticate(header, realm_);
-    ASSERT_FALSE(r.ok()) << header;
-    EXPECT_EQ(r.status().code(), StatusCode::kUnauthenticated);
-    EXPECT_THAT(r.status().message(), HasSubstr(reason)) << header;
+    ASSERT_THAT(r, Not(IsOk())) << header;
+    EXPECT_THAT(r, StatusIs(StatusCode::kUnauthenticated, HasSubstr(reason))) << header;
   }
 
-  TenantKey key_ = *TenantKey::Generate(JwtAlgorithm::kEdDsa);
+  std::optional<TenantKey> key_;  // set by SetUp
   std::shared_ptr<TenantKeyStore> store_;
   int64_t now_ = kNow;
   std::unique_ptr<Authenticator> auth_;
@@ -53,7 +63,7 @@ TEST_F(AuthenticatorTest, AcceptsBearerTokens) {
   for (const std::string& header :
        {"Bearer " + token, "bearer " + token, "BEARER   " + token, "  Bearer\t" + token + " "}) {
     StatusOr<AuthenticatedCaller> r = auth_->Authenticate(header, realm_);
-    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_OK(r);
     EXPECT_EQ(r->tenant, "acme");
     EXPECT_EQ(r->user, "alice");
     EXPECT_EQ(r->expires_at, kNow + 600);
@@ -80,17 +90,17 @@ TEST_F(AuthenticatorTest, RejectsBadTokensWithTheJwtReason) {
   now_ = kNow + 66;
   ExpectRejected("Bearer " + token, "jwt: token expired");
   now_ = kNow;
-  Bytes other = *HexDecode("ffffffffffffffffffffffffffffffff");
+  ASSERT_OK_AND_ASSIGN(Bytes other, HexDecode("ffffffffffffffffffffffffffffffff"));
   StatusOr<AuthenticatedCaller> r = auth_->Authenticate("Bearer " + Mint("bob"), other);
-  ASSERT_FALSE(r.ok());
+  ASSERT_THAT(r, Not(IsOk()));
   EXPECT_THAT(r.status().message(), HasSubstr("aud is not this realm"));
 }
 
 TEST_F(AuthenticatorTest, EachTokenSpeaksForItsOwnUser) {
   StatusOr<AuthenticatedCaller> alice = auth_->Authenticate("Bearer " + Mint("alice"), realm_);
   StatusOr<AuthenticatedCaller> bob = auth_->Authenticate("Bearer " + Mint("bob"), realm_);
-  ASSERT_TRUE(alice.ok());
-  ASSERT_TRUE(bob.ok());
+  ASSERT_OK(alice);
+  ASSERT_OK(bob);
   EXPECT_EQ(alice->user, "alice");
   EXPECT_EQ(bob->user, "bob");
 }

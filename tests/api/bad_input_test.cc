@@ -9,12 +9,15 @@
 #include "api/http/cbor_codec.h"
 #include "api/http/proto_codec.h"
 #include "tests/api/server_test_fixture.h"
+#include "tests/testing/status_matchers.h"
 
 namespace pinvault::api::test {
 namespace {
 
 using nlohmann::json;
+using ::pinvault::testing::IsOk;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using State = testing::InMemoryRealm::RecordState;
 
 class BadInputTest : public ServerFixture {
@@ -35,7 +38,7 @@ class BadInputTest : public ServerFixture {
     EXPECT_EQ(r.status, status) << r.text();
     EXPECT_THAT(r.header("content-type"), HasSubstr("text/plain"));
     EXPECT_THAT(r.text(), HasSubstr(reason));
-    EXPECT_FALSE(DecodeResponseCbor(r.body).ok()) << r.text();
+    EXPECT_THAT(DecodeResponseCbor(r.body), Not(IsOk())) << r.text();
     EXPECT_EQ(realm_->submits(), submits_before_);
   }
 
@@ -94,7 +97,7 @@ TEST_F(BadInputTest, RandomlyMutatedBodiesNeverChangeAnotherRecord) {
     TestResponse r = client.Send("POST", "/req", headers, body);
     ASSERT_TRUE(r.status == 200 || r.status == 400) << r.status << " " << r.text();
     if (r.status == 400) {
-      EXPECT_FALSE(DecodeResponseCbor(r.body).ok());
+      EXPECT_THAT(DecodeResponseCbor(r.body), Not(IsOk()));
     }
   }
   // Whatever the fuzzer's token did, it acted on the fuzzer's record only.
@@ -124,9 +127,9 @@ TEST_F(BadInputTest, MalformedProtobufAndJson) {
                  "invalid protobuf request");
   // Every truncation of a binary Register2.
   auto decoded = DecodeRequestCbor(register2_);
-  ASSERT_TRUE(decoded.ok());
+  ASSERT_OK(decoded);
   auto binary = EncodeRequestProto(*decoded, ProtoFormat::kBinary);
-  ASSERT_TRUE(binary.ok());
+  ASSERT_OK(binary);
   for (size_t n = 0; n < binary->size(); n += 7) {
     TestResponse r = client.Send("POST", "/v1/secrets", headers("application/x-protobuf"),
                                  Bytes(binary->begin(), binary->begin() + n));
@@ -373,7 +376,7 @@ TEST_F(BadInputTest, ReadyzAndRequestsWhileTheRealmIsUnavailable) {
                            "5ea52a3a5aa8d8ae134cf2b299e968d91605"));
   EXPECT_EQ(r.status, 503);
   EXPECT_EQ(r.header("retry-after"), "1");
-  EXPECT_FALSE(DecodeResponseCbor(r.body).ok());
+  EXPECT_THAT(DecodeResponseCbor(r.body), Not(IsOk()));
   realm_->inner().SetUnavailable(false);
   EXPECT_EQ(client.Send("GET", "/readyz", {}, {}).status, 200);
   ExpectVictimUnchanged("victim");
@@ -427,7 +430,7 @@ TEST_F(BadInputTest, AnotherUsersTokenCannotSpendTheVictimsGuesses) {
                                  HexBytes(e["request_cbor_hex"]));
     ASSERT_EQ(r.status, 200);
     auto response = DecodeResponseCbor(r.body);
-    ASSERT_TRUE(response.ok());
+    ASSERT_OK(response);
     std::visit(
         [](const auto& v) {
           using T = std::decay_t<decltype(v)>;
@@ -462,7 +465,7 @@ TEST_F(BadInputTest, RateLimitedRequestsGet429) {
   EXPECT_EQ(r.status, 429);
   EXPECT_EQ(r.header("retry-after"), "1");
   EXPECT_THAT(r.text(), HasSubstr("rate limit of this user exceeded"));
-  EXPECT_FALSE(DecodeResponseCbor(r.body).ok());
+  EXPECT_THAT(DecodeResponseCbor(r.body), Not(IsOk()));
   EXPECT_EQ(realm_->submits(), before);
   // Another user is not affected; the first recovers after a second of (fake) time.
   EXPECT_EQ(client.Send("POST", "/req", JuiceboxHeaders(Token("calm")), kRecover1).status, 200);
@@ -530,7 +533,7 @@ TEST(RealmErrorMappingTest, StatusCodesAndBodies) {
         Router::Create(RouterOptions{}, RouterDeps{std::make_shared<FailingRealm>(c.status),
                                                    std::make_shared<AcceptAll>(), nullptr, metrics,
                                                    std::make_shared<RequestLogger>(&log)});
-    ASSERT_TRUE(router.ok());
+    ASSERT_OK(router);
     HttpRequest request;
     request.method = "POST";
     request.target = "/req";
@@ -542,7 +545,7 @@ TEST(RealmErrorMappingTest, StatusCodesAndBodies) {
     EXPECT_EQ(got->status, c.http) << c.status;
     std::string body(got->body.begin(), got->body.end());
     EXPECT_THAT(body, HasSubstr(c.body));
-    EXPECT_FALSE(DecodeResponseCbor(got->body).ok());
+    EXPECT_THAT(DecodeResponseCbor(got->body), Not(IsOk()));
     // Internals of 5xx stay out of the body but reach the log.
     EXPECT_THAT(log.str(), HasSubstr(c.status.message()));
   }

@@ -9,16 +9,19 @@
 #include <string>
 #include <variant>
 
+#include "tests/testing/status_matchers.h"
+
 namespace pinvault::api {
 namespace {
 
+using ::pinvault::testing::StatusIs;
 using protocol::SecretsRequest;
 using protocol::SecretsResponse;
 using ::testing::HasSubstr;
 
 Bytes Hex(std::string_view hex) {
   auto bytes = HexDecode(hex);
-  EXPECT_TRUE(bytes.ok()) << hex;
+  EXPECT_OK(bytes) << hex;
   return bytes.ok() ? *bytes : Bytes();
 }
 
@@ -53,13 +56,13 @@ protocol::Register2Request SampleRegister2(uint16_t num_guesses) {
 
 Bytes MustEncode(const SecretsRequest& request) {
   auto encoded = EncodeRequestCbor(request);
-  EXPECT_TRUE(encoded.ok()) << encoded.status();
+  EXPECT_OK(encoded);
   return encoded.ok() ? *encoded : Bytes();
 }
 
 Bytes MustEncode(const SecretsResponse& response) {
   auto encoded = EncodeResponseCbor(response);
-  EXPECT_TRUE(encoded.ok()) << encoded.status();
+  EXPECT_OK(encoded);
   return encoded.ok() ? *encoded : Bytes();
 }
 
@@ -123,14 +126,14 @@ TEST(CborCodecTest, Recover2AndRecover3HaveTheRecordedSizes) {
 TEST(CborCodecTest, EveryRequestRoundTrips) {
   for (const Bytes& body : AllRequestBodies()) {
     auto decoded = DecodeRequestCbor(body);
-    ASSERT_TRUE(decoded.ok()) << decoded.status();
+    ASSERT_OK(decoded);
     EXPECT_EQ(MustEncode(*decoded), body);
   }
 }
 
 TEST(CborCodecTest, Register2FieldsSurviveDecoding) {
   auto decoded = DecodeRequestCbor(Register2Body(7));
-  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  ASSERT_OK(decoded);
   const auto& r = std::get<protocol::Register2Request>(*decoded);
   protocol::Register2Request want = SampleRegister2(7);
   EXPECT_EQ(r.version, want.version);
@@ -150,7 +153,7 @@ TEST(CborCodecTest, StructKeysMayComeInAnyOrder) {
                     "50" + HexEncode(Filled<16>(4)) + "6776657273696f6e" + "50" +
                     HexEncode(Filled<16>(3));
   auto decoded = DecodeRequestCbor(Hex(hex));
-  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  ASSERT_OK(decoded);
   const auto& r = std::get<protocol::Recover3Request>(*decoded);
   EXPECT_EQ(r.version, Filled<16>(3));
   EXPECT_EQ(r.unlock_key_tag, Filled<16>(4));
@@ -160,12 +163,12 @@ TEST(CborCodecTest, EncodingRejectsWrongSizedSecrets) {
   protocol::Register2Request r = SampleRegister2(5);
   r.oprf_private_key = SecretBytes(31);
   auto encoded = EncodeRequestCbor(SecretsRequest(std::move(r)));
-  EXPECT_EQ(encoded.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(encoded, StatusIs(StatusCode::kInvalidArgument));
 
   protocol::Recover3Response response;
   response.status = protocol::Recover3Response::Status::kOk;  // share left empty
-  EXPECT_EQ(EncodeResponseCbor(SecretsResponse(std::move(response))).status().code(),
-            StatusCode::kInvalidArgument);
+  EXPECT_THAT(EncodeResponseCbor(SecretsResponse(std::move(response))),
+              StatusIs(StatusCode::kInvalidArgument));
 }
 
 // ---- canonical response encodings ----
@@ -293,7 +296,7 @@ TEST(CborCodecTest, EveryResponseRoundTrips) {
   for (const SecretsResponse& response : responses) {
     Bytes body = MustEncode(response);
     auto decoded = DecodeResponseCbor(body);
-    ASSERT_TRUE(decoded.ok()) << decoded.status() << " " << HexEncode(body);
+    ASSERT_OK(decoded) << " " << HexEncode(body);
     EXPECT_EQ(decoded->index(), response.index());
     EXPECT_EQ(MustEncode(*decoded), body);
   }
@@ -303,22 +306,19 @@ TEST(CborCodecTest, EveryResponseRoundTrips) {
 
 TEST(CborCodecTest, RejectsEmptyAndOversizedBodies) {
   Status empty = DecodeError({});
-  EXPECT_EQ(empty.code(), StatusCode::kInvalidArgument);
-  EXPECT_THAT(empty.message(), HasSubstr("empty"));
+  EXPECT_THAT(empty, StatusIs(StatusCode::kInvalidArgument, HasSubstr("empty")));
 
   Bytes big = Register2Body();
   big.resize(kMaxJuiceboxBodySize + 1, 0);
   Status over = DecodeError(big);
-  EXPECT_EQ(over.code(), StatusCode::kInvalidArgument);
-  EXPECT_THAT(over.message(), HasSubstr("limit is 2048"));
+  EXPECT_THAT(over, StatusIs(StatusCode::kInvalidArgument, HasSubstr("limit is 2048")));
 }
 
 TEST(CborCodecTest, RejectsTrailingBytes) {
   Bytes body = MustEncode(SecretsRequest(protocol::Recover1Request{}));
   body.push_back(0x00);
   Status s = DecodeError(body);
-  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
-  EXPECT_THAT(s.message(), HasSubstr("1 trailing bytes"));
+  EXPECT_THAT(s, StatusIs(StatusCode::kInvalidArgument, HasSubstr("1 trailing bytes")));
 }
 
 TEST(CborCodecTest, RejectsIndefiniteLengths) {
@@ -332,8 +332,7 @@ TEST(CborCodecTest, RejectsIndefiniteLengths) {
       "08ff726f7072665f626c696e6465645f696e7075745820" +
       HexEncode(Filled<32>(1));
   Status s = DecodeError(Hex(hex));
-  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
-  EXPECT_THAT(s.message(), HasSubstr("Recover2.version"));
+  EXPECT_THAT(s, StatusIs(StatusCode::kInvalidArgument, HasSubstr("Recover2.version")));
   EXPECT_THAT(s.message(), HasSubstr("indefinite"));
 }
 
@@ -342,7 +341,7 @@ TEST(CborCodecTest, RejectsDeepNestingWithoutRecursing) {
     Bytes body(kMaxJuiceboxBodySize - 1, opener);
     body.push_back(0x00);
     Status s = DecodeError(body);
-    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+    EXPECT_THAT(s, StatusIs(StatusCode::kInvalidArgument));
   }
   // {"Recover2": {"version": [[[[...]]]]...}}
   Bytes nested = Hex("a1685265636f76657232a26776657273696f6e");
@@ -356,8 +355,8 @@ TEST(CborCodecTest, RejectsTagsFloatsAndSimpleValues) {
   EXPECT_THAT(DecodeError(Hex("c06644656c657465")).message(), HasSubstr("got a tag"));
   EXPECT_THAT(DecodeError(Hex("fb3ff0000000000000")).message(), HasSubstr("got a float"));
   EXPECT_THAT(DecodeError(Hex("f6")).message(), HasSubstr("got a simple value"));
-  EXPECT_EQ(DecodeError(Hex("ff")).code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(DecodeError(Hex("1c")).code(), StatusCode::kInvalidArgument);  // reserved info
+  EXPECT_THAT(DecodeError(Hex("ff")), StatusIs(StatusCode::kInvalidArgument));
+  EXPECT_THAT(DecodeError(Hex("1c")), StatusIs(StatusCode::kInvalidArgument));  // reserved info
 }
 
 TEST(CborCodecTest, RejectsUnknownVariantsAndWrongVariantShapes) {
@@ -458,7 +457,7 @@ TEST(CborCodecTest, ErrorMessagesDoNotEchoUnboundedInput) {
   Bytes body = Hex("7903e8");
   body.insert(body.end(), name.begin(), name.end());
   Status s = DecodeError(body);
-  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(s, StatusIs(StatusCode::kInvalidArgument));
   EXPECT_LT(s.message().size(), 120u);
 }
 
@@ -467,7 +466,8 @@ TEST(CborCodecTest, EveryTruncationIsRejected) {
     for (size_t n = 0; n < body.size(); ++n) {
       Bytes prefix(body.begin(), body.begin() + n);
       Status s = DecodeError(prefix);
-      EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << "length " << n << " of " << body.size();
+      EXPECT_THAT(s, StatusIs(StatusCode::kInvalidArgument))
+          << "length " << n << " of " << body.size();
     }
   }
 }
@@ -501,14 +501,14 @@ TEST(CborCodecTest, RandomMutationsNeverCrash) {
     auto decoded = DecodeRequestCbor(body);
     if (!decoded.ok()) {
       ++rejected;
-      EXPECT_EQ(decoded.status().code(), StatusCode::kInvalidArgument);
+      EXPECT_THAT(decoded, StatusIs(StatusCode::kInvalidArgument));
       EXPECT_FALSE(decoded.status().message().empty());
       continue;
     }
     ++accepted;
     Bytes again = MustEncode(*decoded);
     auto redecoded = DecodeRequestCbor(again);
-    ASSERT_TRUE(redecoded.ok()) << redecoded.status();
+    ASSERT_OK(redecoded);
     EXPECT_EQ(MustEncode(*redecoded), again);
   }
   // Most mutations break the structure; flips inside byte-string payloads are accepted.
@@ -524,7 +524,7 @@ TEST(CborCodecTest, RandomGarbageIsRejected) {
     for (auto& b : body) b = static_cast<uint8_t>(rng());
     auto decoded = DecodeRequestCbor(body);
     if (!decoded.ok()) {
-      EXPECT_EQ(decoded.status().code(), StatusCode::kInvalidArgument);
+      EXPECT_THAT(decoded, StatusIs(StatusCode::kInvalidArgument));
     }
   }
 }
@@ -534,8 +534,7 @@ TEST(CborCodecTest, ResponseDecoderIsStrictToo) {
   auto bad =
       DecodeResponseCbor(Hex("a16952656769737465723164"
                              "4e6f7065"));
-  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
-  EXPECT_THAT(bad.status().message(), HasSubstr("unknown variant \"Nope\""));
+  EXPECT_THAT(bad, StatusIs(StatusCode::kInvalidArgument, HasSubstr("unknown variant \"Nope\"")));
   // {"Recover3": "BadUnlockKeyTag"}: the struct variant needs its value.
   auto unit = DecodeResponseCbor(Hex("a1685265636f766572336f426164556e6c6f636b4b6579546167"));
   EXPECT_THAT(unit.status().message(), HasSubstr("needs a map value"));
@@ -543,7 +542,7 @@ TEST(CborCodecTest, ResponseDecoderIsStrictToo) {
   Bytes body = MustEncode(SecretsResponse(SampleRecover2Ok(5, 1)));
   for (size_t n = 0; n < body.size(); ++n) {
     auto r = DecodeResponseCbor(ByteView(body).first(n));
-    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << n;
+    EXPECT_THAT(r, StatusIs(StatusCode::kInvalidArgument)) << n;
   }
 }
 

@@ -13,6 +13,7 @@
 #include "backup/client/configuration.h"
 #include "tests/api/server_test_fixture.h"
 #include "tests/testing/in_memory_realm.h"
+#include "tests/testing/status_matchers.h"
 
 namespace pinvault::api::test {
 namespace {
@@ -29,7 +30,7 @@ class HttpTransportServerTest : public ServerFixture {
     realm_entry_.id = realm_id_;
     realm_entry_.address = "http://127.0.0.1:" + std::to_string(server_->port()) + "/";
     StatusOr<std::unique_ptr<HttpTransport>> transport = HttpTransport::Create();
-    ASSERT_TRUE(transport.ok()) << transport.status();
+    ASSERT_OK(transport);
     transport_ = std::move(*transport);
   }
 
@@ -45,11 +46,12 @@ class HttpTransportServerTest : public ServerFixture {
   std::unique_ptr<backup::Client> MakeClient(const std::string& user) {
     StatusOr<backup::Configuration> configuration = backup::Configuration::Create(
         {realm_entry_}, 1, 1, protocol::PinHashingMode::kFastInsecure);
-    EXPECT_TRUE(configuration.ok()) << configuration.status();
+    EXPECT_OK(configuration);
+    if (!configuration.ok()) return nullptr;
     auto tokens = std::make_shared<testing::FixedTokenProvider>(Token(user));
     StatusOr<std::unique_ptr<backup::Client>> client =
         backup::Client::Create(std::move(configuration).value(), {}, transport_, tokens);
-    EXPECT_TRUE(client.ok()) << client.status();
+    EXPECT_OK(client);
     return client.ok() ? std::move(client).value() : nullptr;
   }
 

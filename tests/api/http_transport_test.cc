@@ -30,9 +30,14 @@
 #include <vector>
 
 #include "api/http/cbor_codec.h"
+#include "tests/testing/status_matchers.h"
 
 namespace pinvault::api {
 namespace {
+
+using ::pinvault::testing::IsOk;
+using ::pinvault::testing::StatusIs;
+using ::testing::Not;
 
 namespace net = boost::asio;
 namespace beast = boost::beast;
@@ -49,7 +54,7 @@ using ::testing::HasSubstr;
 
 std::string Joined(std::string_view base) {
   StatusOr<HttpUrl> url = ResolveRelativePath(base, "req");
-  EXPECT_TRUE(url.ok()) << base << ": " << url.status();
+  EXPECT_OK(url) << base << ": " << url.status();
   return url.ok() ? url->ToString() : std::string();
 }
 
@@ -69,20 +74,20 @@ TEST(ResolveRelativePathTest, JoinsReqLikeTheSdk) {
 
 TEST(ResolveRelativePathTest, SplitsHostPortAndTarget) {
   StatusOr<HttpUrl> url = ResolveRelativePath("https://realm.example:8443/base/", "req");
-  ASSERT_TRUE(url.ok()) << url.status();
+  ASSERT_OK(url);
   EXPECT_TRUE(url->tls);
   EXPECT_EQ(url->host, "realm.example");
   EXPECT_EQ(url->port, 8443);
   EXPECT_EQ(url->target, "/base/req");
 
   url = ResolveRelativePath("http://10.0.0.1", "req");
-  ASSERT_TRUE(url.ok()) << url.status();
+  ASSERT_OK(url);
   EXPECT_FALSE(url->tls);
   EXPECT_EQ(url->port, 80);
   EXPECT_EQ(url->target, "/req");
 
   url = ResolveRelativePath("http://[fe80::1]/", "req");
-  ASSERT_TRUE(url.ok()) << url.status();
+  ASSERT_OK(url);
   EXPECT_EQ(url->host, "fe80::1");
 }
 
@@ -91,13 +96,14 @@ TEST(ResolveRelativePathTest, RejectsBadBasesAndReferences) {
                                "http://h:0/", "http://h:70000/", "http://h:12ab/", "http://h :80/",
                                "http://h/a b", "http://[::1/", "http://[::1]x/", "http://h/\x01"}) {
     StatusOr<HttpUrl> url = ResolveRelativePath(bad, "req");
-    EXPECT_FALSE(url.ok()) << "accepted " << bad;
+    EXPECT_THAT(url, Not(IsOk())) << "accepted " << bad;
     if (!url.ok()) {
-      EXPECT_EQ(url.status().code(), StatusCode::kInvalidArgument);
+      EXPECT_THAT(url, StatusIs(StatusCode::kInvalidArgument));
     }
   }
   for (std::string_view bad : {"", "/req", "x:req", "req?x", "req#y", "r eq"}) {
-    EXPECT_FALSE(ResolveRelativePath("https://h/", bad).ok()) << "accepted reference " << bad;
+    EXPECT_THAT(ResolveRelativePath("https://h/", bad), Not(IsOk()))
+        << "accepted reference " << bad;
   }
 }
 
@@ -212,7 +218,7 @@ struct Reply {
 
 std::string ResponseBody(const protocol::SecretsResponse& response) {
   StatusOr<Bytes> body = EncodeResponseCbor(response);
-  EXPECT_TRUE(body.ok()) << body.status();
+  EXPECT_OK(body);
   return body.ok() ? std::string(body->begin(), body->end()) : std::string();
 }
 
@@ -365,10 +371,9 @@ protocol::Recover1Response Recover1Ok(uint8_t fill) {
   return r;
 }
 
-std::unique_ptr<HttpTransport> MakeTransport(HttpTransportOptions options = {}) {
-  StatusOr<std::unique_ptr<HttpTransport>> transport = HttpTransport::Create(std::move(options));
-  EXPECT_TRUE(transport.ok()) << transport.status();
-  return transport.ok() ? std::move(transport).value() : nullptr;
+// MakeTransport creates a transport with `options`; callers ASSERT_OK_AND_ASSIGN it.
+StatusOr<std::unique_ptr<HttpTransport>> MakeTransport(HttpTransportOptions options = {}) {
+  return HttpTransport::Create(std::move(options));
 }
 
 // SendAndWait sends one request and waits (bounded) for its result.
@@ -396,7 +401,7 @@ TEST(HttpTransportTest, SendsTheSdkRequestShape) {
   ScriptedServer server([](const Recorded&) {
     return Reply{200, ResponseBody(protocol::Recover1Response{})};
   });
-  auto transport = MakeTransport();
+  ASSERT_OK_AND_ASSIGN(auto transport, MakeTransport());
   protocol::Recover3Request recover3;
   recover3.version.fill(7);
   recover3.unlock_key_tag.fill(9);
@@ -412,7 +417,7 @@ TEST(HttpTransportTest, SendsTheSdkRequestShape) {
   EXPECT_EQ(seen[0].juicebox_version, "0.3.7");
   EXPECT_FALSE(seen[0].has_content_type);  // the SDK sends none either
   StatusOr<Bytes> expected = EncodeRequestCbor(protocol::Recover3Request{recover3});
-  ASSERT_TRUE(expected.ok());
+  ASSERT_OK(expected);
   EXPECT_EQ(seen[0].body, std::string(expected->begin(), expected->end()));
 }
 
@@ -420,7 +425,7 @@ TEST(HttpTransportTest, JoinsReqOntoABasePath) {
   ScriptedServer server([](const Recorded&) {
     return Reply{200, ResponseBody(protocol::DeleteResponse{})};
   });
-  auto transport = MakeTransport();
+  ASSERT_OK_AND_ASSIGN(auto transport, MakeTransport());
   std::string base = "http://127.0.0.1:" + std::to_string(server.port());
   ASSERT_EQ(AsError(SendAndWait(*transport, RealmAt(base + "/realm/a/"))), nullptr);
   ASSERT_EQ(AsError(SendAndWait(*transport, RealmAt(base + "/realm/a"))), nullptr);
@@ -434,7 +439,7 @@ TEST(HttpTransportTest, JoinsReqOntoABasePath) {
 
 TEST(HttpTransportTest, DeliversA2xxResponse) {
   ScriptedServer server([](const Recorded&) { return Reply{200, ResponseBody(Recover1Ok(0x5a))}; });
-  auto transport = MakeTransport();
+  ASSERT_OK_AND_ASSIGN(auto transport, MakeTransport());
   TransportResult result = SendAndWait(*transport, RealmAt(server.address()));
   auto* response = std::get_if<protocol::SecretsResponse>(&result);
   ASSERT_NE(response, nullptr) << AsError(result)->detail;
@@ -461,7 +466,7 @@ TEST(HttpTransportTest, MapsErrorStatusesAsTheSdkDoes) {
   ScriptedServer server([&](const Recorded&) {
     return Reply{next_status.load(), "error: details for people\n"};
   });
-  auto transport = MakeTransport();
+  ASSERT_OK_AND_ASSIGN(auto transport, MakeTransport());
   for (const StatusCase& c : cases) {
     next_status = c.status;
     TransportResult result = SendAndWait(*transport, RealmAt(server.address()));
@@ -491,7 +496,7 @@ TEST(HttpTransportTest, A2xxWithAnUndecodableBodyIsMalformed) {
       }
     }
   });
-  auto transport = MakeTransport();
+  ASSERT_OK_AND_ASSIGN(auto transport, MakeTransport());
   for (int i = 0; i < 4; ++i) {
     which = i;
     TransportResult result = SendAndWait(*transport, RealmAt(server.address()));
@@ -506,7 +511,7 @@ TEST(HttpTransportTest, ANon2xxCarryingAResponseIsTheResponse) {
   ScriptedServer server([&](const Recorded&) {
     return Reply{status.load(), ResponseBody(Recover1Ok(3))};
   });
-  auto transport = MakeTransport();
+  ASSERT_OK_AND_ASSIGN(auto transport, MakeTransport());
   for (unsigned s : {500u, 401u, 429u, 404u}) {
     status = s;
     TransportResult result = SendAndWait(*transport, RealmAt(server.address()));
@@ -523,7 +528,7 @@ TEST(HttpTransportTest, OversizedAnswersAreNotRead) {
   });
   HttpTransportOptions options;
   options.max_response_body = 1024;
-  auto transport = MakeTransport(options);
+  ASSERT_OK_AND_ASSIGN(auto transport, MakeTransport(options));
   TransportResult result = SendAndWait(*transport, RealmAt(server.address()));
   ASSERT_NE(AsError(result), nullptr);
   EXPECT_EQ(AsError(result)->kind, TransportErrorKind::kMalformedResponse);
@@ -539,7 +544,7 @@ TEST(HttpTransportTest, ASlowRealmTimesOutAsTransient) {
   });
   HttpTransportOptions options;
   options.request_timeout = std::chrono::milliseconds(200);
-  auto transport = MakeTransport(options);
+  ASSERT_OK_AND_ASSIGN(auto transport, MakeTransport(options));
   TransportResult result = SendAndWait(*transport, RealmAt(server.address()));
   const TransportError* error = AsError(result);
   ASSERT_NE(error, nullptr);
@@ -555,7 +560,7 @@ TEST(HttpTransportTest, ARefusedConnectionIsTransient) {
     tcp::acceptor acceptor(io, tcp::endpoint(net::ip::make_address("127.0.0.1"), 0));
     port = acceptor.local_endpoint().port();
   }  // closed: nothing listens there now
-  auto transport = MakeTransport();
+  ASSERT_OK_AND_ASSIGN(auto transport, MakeTransport());
   TransportResult result =
       SendAndWait(*transport, RealmAt("http://127.0.0.1:" + std::to_string(port) + "/"));
   const TransportError* error = AsError(result);
@@ -565,7 +570,7 @@ TEST(HttpTransportTest, ARefusedConnectionIsTransient) {
 }
 
 TEST(HttpTransportTest, BadAddressesAndTokensFailWithoutSending) {
-  auto transport = MakeTransport();
+  ASSERT_OK_AND_ASSIGN(auto transport, MakeTransport());
   TransportResult result = SendAndWait(*transport, RealmAt("ftp://realm.example/"));
   ASSERT_NE(AsError(result), nullptr);
   EXPECT_EQ(AsError(result)->kind, TransportErrorKind::kTransient);
@@ -583,7 +588,7 @@ TEST(HttpTransportTest, ARegister2WithBadShareSizesIsNotSent) {
   ScriptedServer server([](const Recorded&) {
     return Reply{200, ResponseBody(protocol::Register2Response{})};
   });
-  auto transport = MakeTransport();
+  ASSERT_OK_AND_ASSIGN(auto transport, MakeTransport());
   protocol::Register2Request bad;  // empty key shares: not 32 bytes
   TransportResult result = SendAndWait(*transport, RealmAt(server.address()), std::move(bad));
   ASSERT_NE(AsError(result), nullptr);
@@ -593,7 +598,7 @@ TEST(HttpTransportTest, ARegister2WithBadShareSizesIsNotSent) {
 
 TEST(HttpTransportTest, ReusesKeptAliveConnections) {
   ScriptedServer server([](const Recorded&) { return Reply{200, ResponseBody(Recover1Ok(1))}; });
-  auto transport = MakeTransport();
+  ASSERT_OK_AND_ASSIGN(auto transport, MakeTransport());
   for (int i = 0; i < 5; ++i) {
     ASSERT_EQ(AsError(SendAndWait(*transport, RealmAt(server.address()))), nullptr);
   }
@@ -606,7 +611,7 @@ TEST(HttpTransportTest, DoesNotReuseWhenTheServerSaysClose) {
   ScriptedServer server([](const Recorded&) {
     return Reply{200, ResponseBody(Recover1Ok(1)), /*close_after=*/true};
   });
-  auto transport = MakeTransport();
+  ASSERT_OK_AND_ASSIGN(auto transport, MakeTransport());
   for (int i = 0; i < 3; ++i) {
     ASSERT_EQ(AsError(SendAndWait(*transport, RealmAt(server.address()))), nullptr);
   }
@@ -618,7 +623,7 @@ TEST(HttpTransportTest, ReplacesAKeptAliveConnectionTheServerClosed) {
   ScriptedServer server([](const Recorded&) {
     return Reply{200, ResponseBody(Recover1Ok(1)), false, /*drop_after=*/true};
   });
-  auto transport = MakeTransport();
+  ASSERT_OK_AND_ASSIGN(auto transport, MakeTransport());
   ASSERT_EQ(AsError(SendAndWait(*transport, RealmAt(server.address()))), nullptr);
   server.WaitForClosedConnections(1);
   TransportResult second = SendAndWait(*transport, RealmAt(server.address()));
@@ -631,7 +636,7 @@ TEST(HttpTransportTest, NoReuseWhenDisabled) {
   ScriptedServer server([](const Recorded&) { return Reply{200, ResponseBody(Recover1Ok(1))}; });
   HttpTransportOptions options;
   options.max_idle_per_host = 0;
-  auto transport = MakeTransport(options);
+  ASSERT_OK_AND_ASSIGN(auto transport, MakeTransport(options));
   for (int i = 0; i < 3; ++i) {
     ASSERT_EQ(AsError(SendAndWait(*transport, RealmAt(server.address()))), nullptr);
   }
@@ -644,7 +649,7 @@ TEST(HttpTransportTest, ManyConcurrentRequestsAllComplete) {
     uint8_t n = static_cast<uint8_t>(std::stoi(r.authorization.substr(7)));
     return Reply{200, ResponseBody(Recover1Ok(n)), false, false, std::chrono::milliseconds(5)};
   });
-  auto transport = MakeTransport();
+  ASSERT_OK_AND_ASSIGN(auto transport, MakeTransport());
   constexpr int kRequests = 24;
   std::vector<std::future<TransportResult>> futures;
   for (int i = 0; i < kRequests; ++i) {
@@ -666,7 +671,7 @@ TEST(HttpTransportTest, DestroyingFailsRequestsInFlight) {
   ScriptedServer server([](const Recorded&) {
     return Reply{200, ResponseBody(Recover1Ok(1)), false, false, std::chrono::seconds(20)};
   });
-  auto transport = MakeTransport();
+  ASSERT_OK_AND_ASSIGN(auto transport, MakeTransport());
   std::promise<TransportResult> promise;
   std::future<TransportResult> future = promise.get_future();
   transport->Send(RealmAt(server.address()), "t", protocol::Recover1Request{},
@@ -684,7 +689,7 @@ TEST(HttpTransportTest, DestroyingFailsRequestsInFlight) {
 
 TEST(HttpTransportTest, MayBeDestroyedFromItsOwnCallback) {
   ScriptedServer server([](const Recorded&) { return Reply{200, ResponseBody(Recover1Ok(1))}; });
-  std::unique_ptr<HttpTransport> transport = MakeTransport();
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<HttpTransport> transport, MakeTransport());
   std::promise<bool> destroyed;
   transport->Send(RealmAt(server.address()), "t", protocol::Recover1Request{},
                   [&](TransportResult r) {
@@ -701,10 +706,10 @@ TEST(HttpTransportTest, MayBeDestroyedFromItsOwnCallback) {
 TEST(HttpTransportTest, CreateRejectsBadOptions) {
   HttpTransportOptions options;
   options.request_timeout = std::chrono::milliseconds(0);
-  EXPECT_EQ(HttpTransport::Create(options).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(HttpTransport::Create(options), StatusIs(StatusCode::kInvalidArgument));
   options = HttpTransportOptions();
   options.ca_file = "/nonexistent/ca.pem";
-  EXPECT_EQ(HttpTransport::Create(options).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(HttpTransport::Create(options), StatusIs(StatusCode::kInvalidArgument));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -732,7 +737,7 @@ TEST_F(HttpTransportTlsTest, VerifiesTheRealmAgainstTheGivenCa) {
       &pki);
   HttpTransportOptions options;
   options.ca_file = pki.ca_file;
-  auto transport = MakeTransport(options);
+  ASSERT_OK_AND_ASSIGN(auto transport, MakeTransport(options));
   std::string port = std::to_string(server.port());
   for (std::string address :
        {"https://127.0.0.1:" + port + "/", "https://localhost:" + port + "/"}) {
@@ -750,7 +755,8 @@ TEST_F(HttpTransportTlsTest, RejectsAnUntrustedCertificate) {
         return Reply{200, ResponseBody(Recover1Ok(4))};
       },
       &pki);
-  auto transport = MakeTransport();  // system trust store: does not know our CA
+  ASSERT_OK_AND_ASSIGN(auto transport,
+                       MakeTransport());  // system trust store: does not know our CA
   TransportResult result = SendAndWait(*transport, RealmAt(server.address()));
   const TransportError* error = AsError(result);
   ASSERT_NE(error, nullptr);
@@ -769,7 +775,7 @@ TEST_F(HttpTransportTlsTest, RejectsACertificateForAnotherHost) {
       &pki);
   HttpTransportOptions options;
   options.ca_file = pki.ca_file;
-  auto transport = MakeTransport(options);
+  ASSERT_OK_AND_ASSIGN(auto transport, MakeTransport(options));
   for (std::string host : {"127.0.0.1", "localhost"}) {
     TransportResult result = SendAndWait(
         *transport, RealmAt("https://" + host + ":" + std::to_string(server.port()) + "/"));
@@ -790,7 +796,7 @@ TEST_F(HttpTransportTlsTest, PlainHttpToATlsRealmFails) {
       &pki);
   HttpTransportOptions options;
   options.request_timeout = std::chrono::milliseconds(2000);
-  auto transport = MakeTransport(options);
+  ASSERT_OK_AND_ASSIGN(auto transport, MakeTransport(options));
   TransportResult result =
       SendAndWait(*transport, RealmAt("http://127.0.0.1:" + std::to_string(server.port()) + "/"));
   ASSERT_NE(AsError(result), nullptr);

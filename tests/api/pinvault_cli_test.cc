@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "tests/api/server_test_fixture.h"
+#include "tests/testing/status_matchers.h"
 
 extern char** environ;
 
@@ -258,7 +259,7 @@ class PinvaultCliTest : public ServerFixture {
     StartServer(setup);
     config_ = Write("realms.json", ConfigJson(server_->port()));
     keys_file_ = (dir_ / "tenant-keys.json").string();
-    ASSERT_TRUE(keys_->SaveFile(keys_file_).ok());
+    ASSERT_OK(keys_->SaveFile(keys_file_));
     pin_ = Write("pin", "1234\n");
     wrong_pin_ = Write("wrong-pin", "0000\n");
   }

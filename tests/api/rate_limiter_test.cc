@@ -7,9 +7,12 @@
 #include <thread>
 #include <vector>
 
+#include "tests/testing/status_matchers.h"
+
 namespace pinvault::api {
 namespace {
 
+using ::pinvault::testing::StatusIs;
 using namespace std::chrono_literals;
 using LimitedBy = RateLimitDecision::LimitedBy;
 
@@ -175,19 +178,19 @@ TEST_F(RateLimiterTest, ThreadSafeAndExact) {
 }
 
 TEST(RateLimiterConfigTest, Validation) {
-  EXPECT_TRUE(ValidateRateLimiterConfig(RateLimiterConfig()).ok());
+  EXPECT_OK(ValidateRateLimiterConfig(RateLimiterConfig()));
   RateLimiterConfig c;
   c.user.burst = 0.5;
-  EXPECT_EQ(ValidateRateLimiterConfig(c).code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(ValidateRateLimiterConfig(c), StatusIs(StatusCode::kInvalidArgument));
   c = RateLimiterConfig();
   c.tenant.rate_per_second = std::numeric_limits<double>::infinity();
-  EXPECT_EQ(ValidateRateLimiterConfig(c).code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(ValidateRateLimiterConfig(c), StatusIs(StatusCode::kInvalidArgument));
   c = RateLimiterConfig();
   c.max_users = 0;
-  EXPECT_EQ(ValidateRateLimiterConfig(c).code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(ValidateRateLimiterConfig(c), StatusIs(StatusCode::kInvalidArgument));
   c = RateLimiterConfig();
   c.user = {0, 0};  // disabled is fine
-  EXPECT_TRUE(ValidateRateLimiterConfig(c).ok());
+  EXPECT_OK(ValidateRateLimiterConfig(c));
 }
 
 }  // namespace

@@ -7,11 +7,15 @@
 #include <vector>
 
 #include "api/http/config.h"
+#include "tests/testing/status_matchers.h"
 
 namespace pinvault::api {
 namespace {
 
+using ::pinvault::testing::IsOk;
+using ::pinvault::testing::StatusIs;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 const std::filesystem::path kExample =
     std::filesystem::path(PINVAULT_TEST_DATA).parent_path().parent_path() / "deploy" /
@@ -25,8 +29,8 @@ std::vector<const char*> Env(std::initializer_list<const char*> entries) {
 
 TEST(ServerConfigTest, DocumentedExampleParsesToTheDefaults) {
   auto config = LoadPinvaultdConfig(kExample);
-  ASSERT_TRUE(config.ok()) << config.status();
-  EXPECT_TRUE(ValidatePinvaultdConfig(*config).ok()) << ValidatePinvaultdConfig(*config);
+  ASSERT_OK(config);
+  EXPECT_OK(ValidatePinvaultdConfig(*config));
   PinvaultdConfig defaults;
   EXPECT_EQ(HexEncode(config->realm_id), "0102030405060708090a0b0c0d0e0f10");
   EXPECT_EQ(config->listen_address, defaults.listen_address);
@@ -61,7 +65,7 @@ TEST(ServerConfigTest, DocumentedExampleParsesToTheDefaults) {
 
 TEST(ServerConfigTest, EnvironmentOverridesTheFile) {
   auto config = LoadPinvaultdConfig(kExample);
-  ASSERT_TRUE(config.ok());
+  ASSERT_OK(config);
   auto env =
       Env({"PATH=/usr/bin", "PINVAULT_LISTEN=[::1]:9443",
            "PINVAULT_REALM_ID=FFEEDDCC-BBAA-9988-7766-554433221100",
@@ -69,7 +73,7 @@ TEST(ServerConfigTest, EnvironmentOverridesTheFile) {
            "PINVAULT_TLS_CERT=/etc/c.pem", "PINVAULT_TLS_KEY=/etc/k.pem", "PINVAULT_THREADS=8",
            "PINVAULT_REQUEST_LOG=false", "PINVAULT_ALLOW_INSECURE_HTTP=1",
            "PINVAULT_REQUEST_TIMEOUT_MS=2500", "PINVAULT_TENANT_KEYS_FILE=/etc/keys.json"});
-  ASSERT_TRUE(ApplyEnvironment(*config, env.data()).ok());
+  ASSERT_OK(ApplyEnvironment(*config, env.data()));
   EXPECT_EQ(config->listen_address, "::1");
   EXPECT_EQ(config->listen_port, 9443);
   EXPECT_EQ(HexEncode(config->realm_id), "ffeeddccbbaa99887766554433221100");
@@ -83,7 +87,7 @@ TEST(ServerConfigTest, EnvironmentOverridesTheFile) {
   EXPECT_TRUE(config->allow_insecure_plain_http);
   EXPECT_EQ(config->request_timeout, std::chrono::milliseconds(2500));
   EXPECT_EQ(config->tenant_keys_file, "/etc/keys.json");
-  EXPECT_TRUE(ValidatePinvaultdConfig(*config).ok());
+  EXPECT_OK(ValidatePinvaultdConfig(*config));
 
   ServerOptions server = config->ToServerOptions();
   EXPECT_EQ(server.address, "::1");
@@ -97,8 +101,7 @@ TEST(ServerConfigTest, BadEnvironmentValuesNameTheVariableNotTheValue) {
   PinvaultdConfig config;
   auto env = Env({"PINVAULT_THREADS=secret-looking-value"});
   Status s = ApplyEnvironment(config, env.data());
-  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
-  EXPECT_THAT(s.message(), HasSubstr("PINVAULT_THREADS"));
+  EXPECT_THAT(s, StatusIs(StatusCode::kInvalidArgument, HasSubstr("PINVAULT_THREADS")));
   EXPECT_THAT(s.message(), ::testing::Not(HasSubstr("secret-looking-value")));
   auto bad_id = Env({"PINVAULT_REALM_ID=0102"});
   EXPECT_THAT(ApplyEnvironment(config, bad_id.data()).message(), HasSubstr("PINVAULT_REALM_ID"));
@@ -133,8 +136,7 @@ TEST(ServerConfigTest, MistakesAreReportedByKey) {
   };
   for (const Case& c : cases) {
     auto config = ParsePinvaultdConfig(c.json);
-    EXPECT_EQ(config.status().code(), StatusCode::kInvalidArgument) << c.json;
-    EXPECT_THAT(config.status().message(), HasSubstr(c.message)) << c.json;
+    EXPECT_THAT(config, StatusIs(StatusCode::kInvalidArgument, HasSubstr(c.message))) << c.json;
   }
 }
 
@@ -146,7 +148,7 @@ TEST(ServerConfigTest, ValidationNeedsRealmIdAndTokenUri) {
   config.token_uri = "file:/tmp/token";
   EXPECT_THAT(ValidatePinvaultdConfig(config).message(), HasSubstr("pkcs11: URI"));
   config.token_uri = "pkcs11:token=x";
-  EXPECT_TRUE(ValidatePinvaultdConfig(config).ok());
+  EXPECT_OK(ValidatePinvaultdConfig(config));
   config.tls = TlsFiles{"/etc/cert.pem", ""};
   EXPECT_THAT(ValidatePinvaultdConfig(config).message(), HasSubstr("both certificate_chain"));
   config.tls.reset();
@@ -157,25 +159,24 @@ TEST(ServerConfigTest, ValidationNeedsRealmIdAndTokenUri) {
 TEST(ServerConfigTest, ListenAddresses) {
   std::string address;
   uint16_t port = 0;
-  ASSERT_TRUE(ParseListenAddress("0.0.0.0:443", address, port).ok());
+  ASSERT_OK(ParseListenAddress("0.0.0.0:443", address, port));
   EXPECT_EQ(address, "0.0.0.0");
   EXPECT_EQ(port, 443);
-  ASSERT_TRUE(ParseListenAddress("localhost:0", address, port).ok());
+  ASSERT_OK(ParseListenAddress("localhost:0", address, port));
   EXPECT_EQ(address, "127.0.0.1");
   EXPECT_EQ(port, 0);
-  ASSERT_TRUE(ParseListenAddress("[::]:8080", address, port).ok());
+  ASSERT_OK(ParseListenAddress("[::]:8080", address, port));
   EXPECT_EQ(address, "::");
-  EXPECT_FALSE(ParseListenAddress("::1:8080", address, port).ok());
-  EXPECT_FALSE(ParseListenAddress(":8080", address, port).ok());
-  EXPECT_FALSE(ParseListenAddress("host:", address, port).ok());
-  EXPECT_FALSE(ParseListenAddress("[::1]8080", address, port).ok());
+  EXPECT_THAT(ParseListenAddress("::1:8080", address, port), Not(IsOk()));
+  EXPECT_THAT(ParseListenAddress(":8080", address, port), Not(IsOk()));
+  EXPECT_THAT(ParseListenAddress("host:", address, port), Not(IsOk()));
+  EXPECT_THAT(ParseListenAddress("[::1]8080", address, port), Not(IsOk()));
 }
 
 TEST(ServerConfigTest, MissingFile) {
-  EXPECT_EQ(LoadPinvaultdConfig("/nonexistent/pinvaultd.json").status().code(),
-            StatusCode::kNotFound);
+  EXPECT_THAT(LoadPinvaultdConfig("/nonexistent/pinvaultd.json"), StatusIs(StatusCode::kNotFound));
   auto defaults = LoadPinvaultdConfig("");
-  ASSERT_TRUE(defaults.ok());
+  ASSERT_OK(defaults);
   EXPECT_FALSE(defaults->realm_id_set);
 }
 

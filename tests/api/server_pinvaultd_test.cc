@@ -23,6 +23,7 @@
 #include "api/http/tenant_keys.h"
 #include "tests/api/server_test_fixture.h"
 #include "tests/testing/softhsm_token.h"
+#include "tests/testing/status_matchers.h"
 
 extern char** environ;
 
@@ -123,19 +124,19 @@ class PinvaultdTest : public ::testing::Test {
  protected:
   void SetUp() override {
     auto token = testing::SoftHsmToken::Create();
-    ASSERT_TRUE(token.ok()) << token.status();
+    ASSERT_OK(token);
     token_ = std::move(*token);
     dir_ = token_->dir();
     std::string output;
     Status init = testing::RunProgram({kAdmin, "hsm", "init", "--token", token_->uri()}, &output);
-    ASSERT_TRUE(init.ok()) << init << output;
+    ASSERT_OK(init) << output;
 
     auto key = TenantKey::FromHmacSecret(SecretBytes::CopyFrom(AsBytes("pinvaultd test secret")));
-    ASSERT_TRUE(key.ok());
+    ASSERT_OK(key);
     key_ = *key;
     TenantKeyStore keys;
-    ASSERT_TRUE(keys.Add("acme", 1, *key).ok());
-    ASSERT_TRUE(keys.SaveFile(dir_ + "/tenant-keys.json").ok());
+    ASSERT_OK(keys.Add("acme", 1, *key));
+    ASSERT_OK(keys.SaveFile(dir_ + "/tenant-keys.json"));
 
     // The config file names a wrong data_dir and port; the environment overrides them.
     json config = {{"realm_id", kRealmHex},
@@ -144,7 +145,7 @@ class PinvaultdTest : public ::testing::Test {
                    {"hsm", {{"token_uri", token_->uri()}}},
                    {"tenant_keys_file", dir_ + "/tenant-keys.json"},
                    {"drain_timeout_ms", 20000}};
-    ASSERT_TRUE(testing::WriteFile(dir_ + "/pinvaultd.json", config.dump(2), 0600).ok());
+    ASSERT_OK(testing::WriteFile(dir_ + "/pinvaultd.json", config.dump(2), 0600));
   }
 
   std::vector<std::string> Env() const {
@@ -160,7 +161,7 @@ class PinvaultdTest : public ::testing::Test {
                             std::chrono::system_clock::now().time_since_epoch())
                             .count();
     auto token = MintJwt(*key_, request);
-    EXPECT_TRUE(token.ok());
+    EXPECT_OK(token);
     return token.ok() ? *token : "";
   }
 
@@ -197,7 +198,7 @@ TEST_F(PinvaultdTest, ServesTheSdkRequestsAndDrainsOnSigterm) {
       EXPECT_EQ(HexEncode(r.body), e["response_hex"].get<std::string>()) << kind;
     } else {
       auto got = DecodeResponseCbor(r.body);
-      ASSERT_TRUE(got.ok()) << got.status();
+      ASSERT_OK(got);
       const auto& g = std::get<protocol::Recover2Response>(*got);
       EXPECT_EQ(g.status, protocol::Recover2Response::Status::kOk);
       EXPECT_EQ(g.guess_count, 1);
@@ -255,7 +256,7 @@ TEST_F(PinvaultdTest, StartupFailuresExitOneWithAReason) {
   {
     // No realm id anywhere.
     json config = {{"hsm", {{"token_uri", token_->uri()}}}};
-    ASSERT_TRUE(testing::WriteFile(dir_ + "/no-realm.json", config.dump(), 0600).ok());
+    ASSERT_OK(testing::WriteFile(dir_ + "/no-realm.json", config.dump(), 0600));
     Daemon d({"--config", dir_ + "/no-realm.json"}, Env(), dir_ + "/fail1.log");
     EXPECT_EQ(d.Wait(), 1);
     EXPECT_THAT(d.Log(), HasSubstr("realm_id is required"));

@@ -13,11 +13,13 @@
 #include "api/http/cbor_codec.h"
 #include "api/http/proto_codec.h"
 #include "tests/api/server_test_fixture.h"
+#include "tests/testing/status_matchers.h"
 
 namespace pinvault::api::test {
 namespace {
 
 using nlohmann::json;
+using ::pinvault::testing::StatusIs;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
@@ -64,9 +66,9 @@ TEST_F(ServerTest, SdkTranscriptReplaysWithRecordedResponses) {
     } else {
       // The DLEQ proof is randomised; everything else is what the recorded realm answered.
       auto got = DecodeResponseCbor(r.body);
-      ASSERT_TRUE(got.ok()) << got.status();
+      ASSERT_OK(got);
       auto recorded = DecodeResponseCbor(HexBytes(want));
-      ASSERT_TRUE(recorded.ok()) << recorded.status();
+      ASSERT_OK(recorded);
       const auto& g = std::get<protocol::Recover2Response>(*got);
       const auto& w = std::get<protocol::Recover2Response>(*recorded);
       EXPECT_EQ(r.body.size(), HexBytes(want).size());
@@ -115,7 +117,7 @@ TEST_F(ServerTest, NativeApiFlowInBinaryAndJson) {
   json c = LoadCase("case1_fastinsecure_1realm.json");
   StartServer({});
   auto register2 = DecodeRequestCbor(HexBytes(c["realms"][0]["register2_request_cbor_hex"]));
-  ASSERT_TRUE(register2.ok());
+  ASSERT_OK(register2);
   for (ProtoFormat format : {ProtoFormat::kBinary, ProtoFormat::kJson}) {
     const std::string user = format == ProtoFormat::kBinary ? "native-bin" : "native-json";
     std::map<std::string, std::string> headers = {
@@ -124,12 +126,13 @@ TEST_F(ServerTest, NativeApiFlowInBinaryAndJson) {
     TestClient client(server_->port());
     auto send = [&](const protocol::SecretsRequest& request) {
       auto body = EncodeRequestProto(request, format);
-      EXPECT_TRUE(body.ok());
+      EXPECT_OK(body);
+      if (!body.ok()) return protocol::SecretsResponse();
       TestResponse r = client.Send("POST", "/v1/secrets", headers, *body);
       EXPECT_EQ(r.status, 200) << r.text();
       EXPECT_EQ(r.header("content-type"), ProtoContentType(format));
       auto decoded = DecodeResponseProto(r.body, format);
-      EXPECT_TRUE(decoded.ok()) << decoded.status() << " " << r.text();
+      EXPECT_OK(decoded) << " " << r.text();
       return decoded.ok() ? std::move(*decoded) : protocol::SecretsResponse();
     };
     auto r2 = send(*register2);
@@ -307,22 +310,21 @@ TEST(ServerCreateTest, RefusesPlainHttpOnNonLoopbackUnlessAllowed) {
   options.address = "0.0.0.0";
   options.port = 0;
   auto refused = HttpServer::Create(options, std::make_shared<NullHandler>(), nullptr);
-  EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
-  EXPECT_THAT(refused.status().message(), HasSubstr("allow_insecure_plain_http"));
+  EXPECT_THAT(refused,
+              StatusIs(StatusCode::kFailedPrecondition, HasSubstr("allow_insecure_plain_http")));
   options.allow_insecure_plain_http = true;
   auto allowed = HttpServer::Create(options, std::make_shared<NullHandler>(), nullptr);
-  EXPECT_TRUE(allowed.ok()) << allowed.status();
+  EXPECT_OK(allowed);
 
   ServerOptions bad;
   bad.address = "not-an-ip";
-  EXPECT_EQ(HttpServer::Create(bad, std::make_shared<NullHandler>(), nullptr).status().code(),
-            StatusCode::kInvalidArgument);
+  EXPECT_THAT(HttpServer::Create(bad, std::make_shared<NullHandler>(), nullptr),
+              StatusIs(StatusCode::kInvalidArgument));
   ServerOptions missing_tls;
   missing_tls.port = 0;
   missing_tls.tls = TlsFiles{"/nonexistent/cert.pem", "/nonexistent/key.pem"};
-  EXPECT_EQ(
-      HttpServer::Create(missing_tls, std::make_shared<NullHandler>(), nullptr).status().code(),
-      StatusCode::kNotFound);
+  EXPECT_THAT(HttpServer::Create(missing_tls, std::make_shared<NullHandler>(), nullptr),
+              StatusIs(StatusCode::kNotFound));
 }
 
 // Writes a fresh self-signed P-256 certificate and key for 127.0.0.1 into `dir`.
@@ -371,7 +373,7 @@ TEST(ServerTlsTest, ServesOverTls) {
   options.port = 0;
   options.tls = TlsFiles{dir / "cert.pem", dir / "key.pem"};
   auto server = HttpServer::Create(options, std::make_shared<LiveHandler>(), nullptr);
-  ASSERT_TRUE(server.ok()) << server.status();
+  ASSERT_OK(server);
   (*server)->Start();
 
   net::io_context ioc;

@@ -10,10 +10,12 @@
 #include "api/cmd/admin_tenant.h"
 #include "api/http/jwt.h"
 #include "api/http/tenant_keys.h"
+#include "tests/testing/status_matchers.h"
 
 namespace pinvault::api {
 namespace {
 
+using ::pinvault::testing::IsOk;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
@@ -47,7 +49,7 @@ class TenantAdminTest : public ::testing::Test {
 
   std::shared_ptr<TenantKeyStore> Load() {
     StatusOr<std::unique_ptr<TenantKeyStore>> s = TenantKeyStore::LoadFile(keys_, nullptr);
-    EXPECT_TRUE(s.ok()) << s.status();
+    EXPECT_OK(s);
     return s.ok() ? std::shared_ptr<TenantKeyStore>(std::move(*s))
                   : std::make_shared<TenantKeyStore>();
   }
@@ -55,15 +57,20 @@ class TenantAdminTest : public ::testing::Test {
     std::optional<TenantKey> key = Load()->Find(tenant, version);
     EXPECT_TRUE(key.has_value());
     if (!key) return "missing";
-    SecretBytes s = *key->ExportSecret();
-    return HexEncode(s.Reveal());
+    StatusOr<SecretBytes> s = key->ExportSecret();
+    EXPECT_OK(s);
+    if (!s.ok()) return "unexportable";
+    return HexEncode(s->Reveal());
   }
   StatusOr<VerifiedClaims> Validate(const std::string& printed_token) {
     EXPECT_FALSE(printed_token.empty());
     EXPECT_EQ(printed_token.back(), '\n');
     std::string token = printed_token.substr(0, printed_token.size() - 1);
     JwtValidator v(Load(), SystemUnixSecondsClock());
-    return v.ValidateUncached(token, *HexDecode(kRealmHex));
+    StatusOr<Bytes> realm = HexDecode(kRealmHex);
+    EXPECT_OK(realm);
+    if (!realm.ok()) return realm.status();
+    return v.ValidateUncached(token, *realm);
   }
 
   std::filesystem::path dir_;
@@ -82,7 +89,8 @@ TEST_F(TenantAdminTest, AddHs256KeepsTheSecretOutOfTheOutput) {
   EXPECT_THAT(r.out, HasSubstr("stored only in " + keys_));
   EXPECT_THAT(r.out, HasSubstr("kid \"acme:1\""));
 
-  Result shown = Tenant({"add", "other", "--algorithm=HS256", "--keys-file", keys_, "--show-secret"});
+  Result shown =
+      Tenant({"add", "other", "--algorithm=HS256", "--keys-file", keys_, "--show-secret"});
   ASSERT_EQ(shown.code, 0) << shown.err;
   EXPECT_THAT(shown.out, HasSubstr("HS256 secret (hex): " + SecretHex("other", 1)));
   // Adding a tenant kept the first one intact.
@@ -93,8 +101,10 @@ TEST_F(TenantAdminTest, AddEdDsaAndRs256PrintPublicKeys) {
   Result r = Tenant({"add", "edco", "--algorithm", "EdDSA", "--keys-file", keys_});
   ASSERT_EQ(r.code, 0) << r.err;
   TenantKey ed = *Load()->Find("edco", 1);
-  EXPECT_THAT(r.out, HasSubstr(*ed.PublicKeyPem()));
-  EXPECT_THAT(r.out, HasSubstr(HexEncode(*ed.PublicKeyDer())));
+  ASSERT_OK_AND_ASSIGN(std::string pem, ed.PublicKeyPem());
+  EXPECT_THAT(r.out, HasSubstr(pem));
+  ASSERT_OK_AND_ASSIGN(Bytes der, ed.PublicKeyDer());
+  EXPECT_THAT(r.out, HasSubstr(HexEncode(der)));
   EXPECT_THAT(r.out, Not(HasSubstr(SecretHex("edco", 1))));
 
   r = Tenant({"add", "test-rsa", "--algorithm", "RS256", "--keys-file", keys_, "--show-secret"});
@@ -139,28 +149,32 @@ TEST_F(TenantAdminTest, RotateAddsVersionsAndRemoveRetiresThem) {
   EXPECT_EQ(store->size(), 3u);
   EXPECT_EQ(store->Find("acme", 2)->algorithm(), JwtAlgorithm::kEdDsa);
   EXPECT_EQ(store->Find("acme", 3)->algorithm(), JwtAlgorithm::kHs256);
-  EXPECT_NE(*store->Find("acme", 1)->PublicKeyDer(), *store->Find("acme", 2)->PublicKeyDer());
+  ASSERT_OK_AND_ASSIGN(Bytes der_1, store->Find("acme", 1)->PublicKeyDer());
+  ASSERT_OK_AND_ASSIGN(Bytes der_2, store->Find("acme", 2)->PublicKeyDer());
+  EXPECT_NE(der_1, der_2);
 
   EXPECT_EQ(Tenant({"rotate", "nobody", "--keys-file", keys_}).code, 1);
 
   // Tokens for every version validate; after removing version 1 its token fails.
-  std::string t1 = Token({"mint", "--tenant", "acme", "--version", "1", "--user", "u",
-                          "--realm", kRealmHex, "--keys-file", keys_}).out;
-  std::string t3 = Token({"mint", "--tenant", "acme", "--user", "u", "--realm", kRealmHex,
-                          "--keys-file", keys_}).out;
+  std::string t1 = Token({"mint", "--tenant", "acme", "--version", "1", "--user", "u", "--realm",
+                          kRealmHex, "--keys-file", keys_})
+                       .out;
+  std::string t3 =
+      Token({"mint", "--tenant", "acme", "--user", "u", "--realm", kRealmHex, "--keys-file", keys_})
+          .out;
   StatusOr<VerifiedClaims> c1 = Validate(t1);
-  ASSERT_TRUE(c1.ok()) << c1.status();
+  ASSERT_OK(c1);
   EXPECT_EQ(c1->key_version, 1u);
   StatusOr<VerifiedClaims> c3 = Validate(t3);
-  ASSERT_TRUE(c3.ok()) << c3.status();
+  ASSERT_OK(c3);
   EXPECT_EQ(c3->key_version, 3u);  // latest by default
 
   r = Tenant({"remove", "acme", "--version", "1", "--keys-file", keys_});
   ASSERT_EQ(r.code, 0) << r.err;
   StatusOr<VerifiedClaims> gone = Validate(t1);
-  ASSERT_FALSE(gone.ok());
+  ASSERT_THAT(gone, Not(IsOk()));
   EXPECT_THAT(gone.status().message(), HasSubstr("unknown key version 1 for tenant acme"));
-  EXPECT_TRUE(Validate(t3).ok());
+  EXPECT_OK(Validate(t3));
   EXPECT_EQ(Tenant({"remove", "acme", "--version", "1", "--keys-file", keys_}).code, 1);
   EXPECT_EQ(Tenant({"remove", "acme", "--keys-file", keys_}).code, 2);
 }
@@ -184,11 +198,10 @@ TEST_F(TenantAdminTest, ListShowsNoSecrets) {
 TEST_F(TenantAdminTest, MintRoundTripsThroughTheValidator) {
   ASSERT_EQ(Tenant({"add", "acme", "--algorithm", "EdDSA", "--keys-file", keys_}).code, 0);
   Result r = Token({"mint", "--tenant", "acme", "--user", "alice", "--realm",
-                    "01020304-0506-0708-090A-0B0C0D0E0F10", "--ttl", "120", "--keys-file",
-                    keys_});
+                    "01020304-0506-0708-090A-0B0C0D0E0F10", "--ttl", "120", "--keys-file", keys_});
   ASSERT_EQ(r.code, 0) << r.err;
   StatusOr<VerifiedClaims> c = Validate(r.out);
-  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_OK(c);
   EXPECT_EQ(c->tenant, "acme");
   EXPECT_EQ(c->user, "alice");
   EXPECT_EQ(c->expires_at - c->not_before, 120);
@@ -207,7 +220,7 @@ TEST_F(TenantAdminTest, MintUsesTheKeysFileFromTheEnvironment) {
   ::unsetenv("PINVAULT_TENANT_KEYS_FILE");
   ASSERT_EQ(r.code, 0) << r.err;
   StatusOr<VerifiedClaims> c = Validate(r.out);
-  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_OK(c);
   EXPECT_EQ(c->user, "bob");
 }
 
@@ -219,8 +232,8 @@ TEST_F(TenantAdminTest, MintRejectsBadInput) {
     a.insert(a.end(), extra.begin(), extra.end());
     return Token(a);
   };
-  EXPECT_EQ(with({"--realm", kRealmHex}).code, 2);                       // no --user
-  EXPECT_EQ(with({"--user", "u"}).code, 2);                              // no --realm
+  EXPECT_EQ(with({"--realm", kRealmHex}).code, 2);  // no --user
+  EXPECT_EQ(with({"--user", "u"}).code, 2);         // no --realm
   EXPECT_EQ(with({"--user", "", "--realm", kRealmHex}).code, 2);
   EXPECT_EQ(with({"--user", "u", "--realm", "0102"}).code, 2);
   EXPECT_EQ(with({"--user", "u", "--realm", std::string(32, 'g')}).code, 2);
@@ -231,18 +244,20 @@ TEST_F(TenantAdminTest, MintRejectsBadInput) {
   EXPECT_EQ(with({"--user", "u", "--realm", kRealmHex, "--version", "2"}).code, 1);
   EXPECT_EQ(with({"--user", "u", "--realm", kRealmHex, "--user", "v"}).code, 2);
   EXPECT_EQ(with({"--user", "u", "--realm", kRealmHex, "stray"}).code, 2);
-  EXPECT_EQ(Token({"mint", "--tenant", "nobody", "--user", "u", "--realm", kRealmHex,
-                   "--keys-file", keys_}).code, 1);
+  EXPECT_EQ(Token({"mint", "--tenant", "nobody", "--user", "u", "--realm", kRealmHex, "--keys-file",
+                   keys_})
+                .code,
+            1);
   EXPECT_EQ(Token({"burn"}).code, 2);
 
   // A keys file holding only a public key cannot mint.
   TenantKeyStore pub;
-  ASSERT_TRUE(
-      pub.Add("pubco", 1, TenantKey::Generate(JwtAlgorithm::kEdDsa)->PublicOnly()).ok());
+  ASSERT_OK_AND_ASSIGN(TenantKey pub_key, TenantKey::Generate(JwtAlgorithm::kEdDsa));
+  ASSERT_OK(pub.Add("pubco", 1, pub_key.PublicOnly()));
   std::string pub_path = (dir_ / "pub.json").string();
-  ASSERT_TRUE(pub.SaveFile(pub_path).ok());
-  Result r = Token({"mint", "--tenant", "pubco", "--user", "u", "--realm", kRealmHex,
-                    "--keys-file", pub_path});
+  ASSERT_OK(pub.SaveFile(pub_path));
+  Result r = Token(
+      {"mint", "--tenant", "pubco", "--user", "u", "--realm", kRealmHex, "--keys-file", pub_path});
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.err, HasSubstr("only the public key"));
   EXPECT_TRUE(r.out.empty());

@@ -13,11 +13,13 @@
 #include <vector>
 
 #include "api/http/cbor_codec.h"
+#include "tests/testing/status_matchers.h"
 
 namespace pinvault::api {
 namespace {
 
 using nlohmann::json;
+using ::pinvault::testing::StatusIs;
 using protocol::SecretsRequest;
 using protocol::SecretsResponse;
 
@@ -43,7 +45,7 @@ std::vector<std::filesystem::path> CaseFiles() {
 
 Bytes Hex(const std::string& hex) {
   auto bytes = HexDecode(hex);
-  EXPECT_TRUE(bytes.ok()) << hex;
+  EXPECT_OK(bytes) << hex;
   return bytes.ok() ? *bytes : Bytes();
 }
 
@@ -166,10 +168,10 @@ TEST(VectorsCborTest, EveryRecordedRequestDecodesAndReencodesIdentically) {
       SCOPED_TRACE(e.where);
       Bytes body = Hex(e.node->at("request_cbor_hex").get<std::string>());
       auto decoded = DecodeRequestCbor(body);
-      ASSERT_TRUE(decoded.ok()) << decoded.status();
+      ASSERT_OK(decoded);
       EXPECT_EQ(protocol::RequestKindName(*decoded), VariantName(e.node->at("request_decoded")));
       auto reencoded = EncodeRequestCbor(*decoded);
-      ASSERT_TRUE(reencoded.ok()) << reencoded.status();
+      ASSERT_OK(reencoded);
       EXPECT_EQ(HexEncode(*reencoded), HexEncode(body));
       // Field values as the transcript decoded them.
       const json& d = e.node->at("request_decoded");
@@ -203,7 +205,7 @@ TEST(VectorsCborTest, EveryRecordedResponseIsReproducedByteForByte) {
       Bytes encoded;
       {
         auto r = EncodeResponseCbor(ResponseFromJson(*decoded));
-        ASSERT_TRUE(r.ok()) << r.status();
+        ASSERT_OK(r);
         encoded = *r;
       }
       if (e.node->contains("response_hex")) {
@@ -215,9 +217,9 @@ TEST(VectorsCborTest, EveryRecordedResponseIsReproducedByteForByte) {
       }
       // Our own decoder reads it back to the same encoding.
       auto back = DecodeResponseCbor(encoded);
-      ASSERT_TRUE(back.ok()) << back.status();
+      ASSERT_OK(back);
       auto again = EncodeResponseCbor(*back);
-      ASSERT_TRUE(again.ok());
+      ASSERT_OK(again);
       EXPECT_EQ(*again, encoded);
     }
   }
@@ -234,16 +236,16 @@ TEST(VectorsCborTest, PerRealmRegistrationRecordsMatch) {
       // Register1: request and response.
       Bytes r1 = Hex(realm.at("register1_request_cbor_hex").get<std::string>());
       auto d1 = DecodeRequestCbor(r1);
-      ASSERT_TRUE(d1.ok()) << d1.status();
+      ASSERT_OK(d1);
       EXPECT_TRUE(std::holds_alternative<protocol::Register1Request>(*d1));
       auto resp1 = EncodeResponseCbor(protocol::Register1Response{});
-      ASSERT_TRUE(resp1.ok());
+      ASSERT_OK(resp1);
       EXPECT_EQ(HexEncode(*resp1), realm.at("register1_response_cbor_hex").get<std::string>());
 
       // Register2: every field as the transcript lists it.
       Bytes r2 = Hex(realm.at("register2_request_cbor_hex").get<std::string>());
       auto d2 = DecodeRequestCbor(r2);
-      ASSERT_TRUE(d2.ok()) << d2.status();
+      ASSERT_OK(d2);
       const auto& req = std::get<protocol::Register2Request>(*d2);
       const json& f = realm.at("register2");
       EXPECT_EQ(req.version, Fixed<16>(f.at("version")));
@@ -262,10 +264,10 @@ TEST(VectorsCborTest, PerRealmRegistrationRecordsMatch) {
       EXPECT_EQ(req.encrypted_secret_commitment, Fixed<16>(f.at("encrypted_secret_commitment")));
       EXPECT_EQ(req.policy.num_guesses, f.at("policy").at("num_guesses").get<uint16_t>());
       auto re2 = EncodeRequestCbor(*d2);
-      ASSERT_TRUE(re2.ok());
+      ASSERT_OK(re2);
       EXPECT_EQ(*re2, r2);
       auto resp2 = EncodeResponseCbor(protocol::Register2Response{});
-      ASSERT_TRUE(resp2.ok());
+      ASSERT_OK(resp2);
       EXPECT_EQ(HexEncode(*resp2), realm.at("register2_response_cbor_hex").get<std::string>());
       ++realms;
     }
@@ -281,8 +283,8 @@ TEST(VectorsCborTest, LenientProbeResponsesAreNotCanonical) {
   ASSERT_EQ(probe.at("responses_hex").size(), 3u);
   for (const json& hex : probe.at("responses_hex")) {
     auto decoded = DecodeResponseCbor(Hex(hex.get<std::string>()));
-    EXPECT_EQ(decoded.status().code(), StatusCode::kInvalidArgument);
-    EXPECT_THAT(decoded.status().message(), ::testing::HasSubstr("got an array"));
+    EXPECT_THAT(decoded,
+                StatusIs(StatusCode::kInvalidArgument, ::testing::HasSubstr("got an array")));
   }
 }
 

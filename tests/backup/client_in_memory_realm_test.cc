@@ -8,6 +8,7 @@
 #include <string>
 
 #include "tests/testing/in_memory_realm.h"
+#include "tests/testing/status_matchers.h"
 #include "vault/protocol/oprf.h"
 
 namespace pinvault::testing {
@@ -21,9 +22,11 @@ using State = InMemoryRealm::RecordState;
 
 template <size_t N>
 std::array<uint8_t, N> HexArray(const nlohmann::json& value) {
-  Bytes bytes = *HexDecode(value.get<std::string>());
+  StatusOr<Bytes> bytes = HexDecode(value.get<std::string>());
+  EXPECT_OK(bytes);
   std::array<uint8_t, N> out{};
-  std::copy_n(bytes.begin(), N, out.begin());
+  if (!bytes.ok()) return out;
+  std::copy_n(bytes->begin(), N, out.begin());
   return out;
 }
 
@@ -58,7 +61,7 @@ class InMemoryRealmTest : public ::testing::Test {
   SecretsResponse Do(protocol::SecretsRequest request, const std::string& user = "alice") {
     StatusOr<SecretsResponse> response =
         realm_.Handle(vault::RequestContext{"tenant", user}, std::move(request));
-    EXPECT_TRUE(response.ok()) << response.status();
+    EXPECT_OK(response);
     return response.ok() ? std::move(response).value() : SecretsResponse();
   }
 
@@ -87,7 +90,10 @@ class InMemoryRealmTest : public ::testing::Test {
   }
 
   protocol::PointBytes Input() {
-    return protocol::Blind(AsBytes("some access key"))->blinded_input;
+    StatusOr<protocol::BlindedInput> blinded = protocol::Blind(AsBytes("some access key"));
+    EXPECT_OK(blinded);
+    if (!blinded.ok()) return protocol::PointBytes{};
+    return blinded->blinded_input;
   }
 
   protocol::UnlockKeyTag WrongTag() {
@@ -128,9 +134,8 @@ TEST_F(InMemoryRealmTest, Recover2CountsTheGuessAndProves) {
   EXPECT_EQ(r2.num_guesses, 5);
   EXPECT_EQ(r2.unlock_key_commitment, registration_.unlock_key_commitment);
   EXPECT_EQ(r2.oprf_signed_public_key, registration_.oprf_signed_public_key);
-  EXPECT_TRUE(protocol::VerifyProof(r2.oprf_signed_public_key.public_key, input,
-                                    r2.oprf_blinded_result, r2.oprf_proof)
-                  .ok());
+  EXPECT_OK(protocol::VerifyProof(r2.oprf_signed_public_key.public_key, input,
+                                  r2.oprf_blinded_result, r2.oprf_proof));
   EXPECT_EQ(realm_.GuessCount(Alice()), 1);
   // Another user is untouched.
   EXPECT_EQ(realm_.State(vault::RequestContext{"tenant", "bob"}), State::kNotRegistered);
@@ -161,21 +166,21 @@ TEST_F(InMemoryRealmTest, BadInputsChangeNothing) {
   for (const protocol::PointBytes& bad : {identity, noncanonical}) {
     StatusOr<SecretsResponse> response =
         realm_.Handle(Alice(), protocol::Recover2Request{registration_.version, bad});
-    EXPECT_EQ(response.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_THAT(response, StatusIs(StatusCode::kInvalidArgument));
   }
   EXPECT_EQ(realm_.GuessCount(Alice()), 0);
 
   protocol::Register2Request bad = RecordedRegister2();
   for (uint8_t& b : bad.oprf_private_key.RevealMutable()) b = 0xff;  // not < l
-  EXPECT_EQ(realm_.Handle(Alice(), std::move(bad)).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(realm_.Handle(Alice(), std::move(bad)), StatusIs(StatusCode::kInvalidArgument));
   EXPECT_EQ(realm_.RegisteredVersion(Alice()), registration_.version);
 
   realm_.SetUnavailable(true);
-  EXPECT_EQ(realm_.Ready().code(), StatusCode::kUnavailable);
-  EXPECT_EQ(realm_.Handle(Alice(), protocol::Recover1Request{}).status().code(),
-            StatusCode::kUnavailable);
+  EXPECT_THAT(realm_.Ready(), StatusIs(StatusCode::kUnavailable));
+  EXPECT_THAT(realm_.Handle(Alice(), protocol::Recover1Request{}),
+              StatusIs(StatusCode::kUnavailable));
   realm_.SetUnavailable(false);
-  EXPECT_TRUE(realm_.Ready().ok());
+  EXPECT_OK(realm_.Ready());
 }
 
 TEST_F(InMemoryRealmTest, BadTagCountsDownAndDestroysAtZero) {

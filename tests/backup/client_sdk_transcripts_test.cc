@@ -9,12 +9,14 @@
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "backup/client/client.h"
 #include "tests/testing/in_memory_realm.h"
+#include "tests/testing/status_matchers.h"
 
 namespace pinvault::backup {
 namespace {
@@ -37,7 +39,7 @@ Json LoadCase(const std::string& name) {
 
 Bytes Hex(const Json& value) {
   StatusOr<Bytes> bytes = HexDecode(value.get<std::string>());
-  EXPECT_TRUE(bytes.ok()) << value;
+  EXPECT_OK(bytes) << value;
   return bytes.ok() ? *bytes : Bytes();
 }
 
@@ -79,24 +81,26 @@ protocol::Register2Request Register2FromTranscript(const Json& r) {
 class TranscriptRealms {
  public:
   explicit TranscriptRealms(const Json& transcript)
-      : transcript_(transcript), transport_(std::make_shared<InMemoryTransport>()) {
-    for (const Json& entry : transcript["realms"]) {
-      RealmId id = *ParseRealmId(entry["id"].get<std::string>());
+      : transcript_(transcript), transport_(std::make_shared<InMemoryTransport>()) {}
+
+  // Load registers the transcript's realms and creates the client; call it under
+  // ASSERT_NO_FATAL_FAILURE before anything else.
+  void Load() {
+    for (const Json& entry : transcript_["realms"]) {
+      ASSERT_OK_AND_ASSIGN(RealmId id, ParseRealmId(entry["id"].get<std::string>()));
       auto realm = std::make_shared<InMemoryRealm>(id);
       StatusOr<protocol::SecretsResponse> loaded =
           realm->Handle(vault::RequestContext{std::string(InMemoryTransport::kTenant), kUser},
                         Register2FromTranscript(entry["register2"]));
-      EXPECT_TRUE(loaded.ok()) << loaded.status();
+      EXPECT_OK(loaded);
       transport_->AddRealm(id, realm);
       realms_.push_back(realm);
       ids_.push_back(id);
     }
-    StatusOr<Configuration> configuration =
-        Configuration::FromJson(transcript["configuration"].dump());
-    EXPECT_TRUE(configuration.ok()) << configuration.status();
-    configuration_ = std::move(configuration).value();
-    client_ = *Client::Create(configuration_, {}, transport_,
-                              std::make_shared<FixedTokenProvider>(kUser));
+    ASSERT_OK_AND_ASSIGN(configuration_,
+                         Configuration::FromJson(transcript_["configuration"].dump()));
+    ASSERT_OK_AND_ASSIGN(client_, Client::Create(*configuration_, {}, transport_,
+                                                 std::make_shared<FixedTokenProvider>(kUser)));
   }
 
   RecoverResult Recover(const SecretBytes& pin) const {
@@ -114,7 +118,7 @@ class TranscriptRealms {
     EXPECT_TRUE(result.value().Equals(RecordedSecret()));
   }
 
-  const Configuration& configuration() const { return configuration_; }
+  const Configuration& configuration() const { return *configuration_; }
   const std::vector<RealmId>& ids() const { return ids_; }
   InMemoryTransport& transport() const { return *transport_; }
   const Client& client() const { return *client_; }
@@ -124,16 +128,15 @@ class TranscriptRealms {
   Json transcript_;
   std::shared_ptr<InMemoryTransport> transport_;
   std::vector<std::shared_ptr<InMemoryRealm>> realms_;
-  std::vector<RealmId> ids_;  // transcript order
-  Configuration configuration_ = *Configuration::FromJson(
-      R"({"realms":[{"id":"00000000000000000000000000000001","address":"http://x/"}],
-          "register_threshold":1,"recover_threshold":1,"pin_hashing_mode":"FastInsecure"})");
+  std::vector<RealmId> ids_;                    // transcript order
+  std::optional<Configuration> configuration_;  // set by Load
   std::unique_ptr<Client> client_;
 };
 
 TEST(SdkTranscriptTest, Case1RecoversTheRecordedSecret) {
   Json transcript = LoadCase("case1_fastinsecure_1realm.json");
   TranscriptRealms realms(transcript);
+  ASSERT_NO_FATAL_FAILURE(realms.Load());
   realms.ExpectRecordedSecret();
   EXPECT_EQ(realms.realm(0).GuessCount(
                 vault::RequestContext{std::string(InMemoryTransport::kTenant), kUser}),
@@ -143,6 +146,7 @@ TEST(SdkTranscriptTest, Case1RecoversTheRecordedSecret) {
 TEST(SdkTranscriptTest, Case1WrongPinCountsDownAsTheSdkSaw) {
   Json transcript = LoadCase("case1_fastinsecure_1realm.json");
   TranscriptRealms realms(transcript);
+  ASSERT_NO_FATAL_FAILURE(realms.Load());
 
   // recover_wrong_pin, then recover_correct_pin (which resets the count).
   RecoverResult wrong =
@@ -185,6 +189,7 @@ TEST(SdkTranscriptTest, Case1WrongPinCountsDownAsTheSdkSaw) {
 TEST(SdkTranscriptTest, Case1DeleteThenNotRegistered) {
   Json transcript = LoadCase("case1_fastinsecure_1realm.json");
   TranscriptRealms realms(transcript);
+  ASSERT_NO_FATAL_FAILURE(realms.Load());
   ASSERT_TRUE(realms.client().Delete().ok());
   RecoverResult result = realms.Recover(realms.RecordedPin());
   ASSERT_FALSE(result.ok());
@@ -195,6 +200,7 @@ TEST(SdkTranscriptTest, Case1DeleteThenNotRegistered) {
 TEST(SdkTranscriptTest, Case2Standard2019RecoversTheRecordedSecret) {
   Json transcript = LoadCase("case2_standard2019_1realm.json");
   TranscriptRealms realms(transcript);
+  ASSERT_NO_FATAL_FAILURE(realms.Load());
   EXPECT_EQ(realms.configuration().pin_hashing_mode(), protocol::PinHashingMode::kStandard2019);
   realms.ExpectRecordedSecret();
 }
@@ -202,10 +208,11 @@ TEST(SdkTranscriptTest, Case2Standard2019RecoversTheRecordedSecret) {
 TEST(SdkTranscriptTest, Case3ShareIndicesMatchTheSdk) {
   Json transcript = LoadCase("case3_fastinsecure_3realms_2of3.json");
   TranscriptRealms realms(transcript);
+  ASSERT_NO_FATAL_FAILURE(realms.Load());
   for (const Json& entry : transcript["realms"]) {
-    StatusOr<protocol::ShareIndex> index =
-        realms.configuration().ShareIndexOf(*ParseRealmId(entry["id"].get<std::string>()));
-    ASSERT_TRUE(index.ok());
+    ASSERT_OK_AND_ASSIGN(RealmId id, ParseRealmId(entry["id"].get<std::string>()));
+    StatusOr<protocol::ShareIndex> index = realms.configuration().ShareIndexOf(id);
+    ASSERT_OK(index);
     EXPECT_EQ(*index, entry["share_index"].get<protocol::ShareIndex>());
   }
 }
@@ -213,6 +220,7 @@ TEST(SdkTranscriptTest, Case3ShareIndicesMatchTheSdk) {
 TEST(SdkTranscriptTest, Case3RecoversWithAllThreeRealms) {
   Json transcript = LoadCase("case3_fastinsecure_3realms_2of3.json");
   TranscriptRealms realms(transcript);
+  ASSERT_NO_FATAL_FAILURE(realms.Load());
   realms.ExpectRecordedSecret();
 }
 
@@ -221,6 +229,7 @@ TEST(SdkTranscriptTest, Case3RecoversWithAnyTwoRealms) {
   for (size_t down = 0; down < 3; ++down) {
     SCOPED_TRACE("realm down: " + transcript["realms"][down]["id"].get<std::string>());
     TranscriptRealms realms(transcript);
+    ASSERT_NO_FATAL_FAILURE(realms.Load());
     realms.transport().SetDown(realms.ids()[down], true);
     realms.ExpectRecordedSecret();
     EXPECT_EQ(realms.transport().RequestCount(realms.ids()[down], "Recover2"), 0u);
@@ -237,6 +246,7 @@ TEST(SdkTranscriptTest, Case3WithTwoRealmsDownFails) {
   // Two realms down out of three: below the threshold, nothing is recovered.
   Json transcript = LoadCase("case3_fastinsecure_3realms_2of3.json");
   TranscriptRealms realms(transcript);
+  ASSERT_NO_FATAL_FAILURE(realms.Load());
   realms.transport().SetDown(realms.ids()[0], true);
   realms.transport().SetDown(realms.ids()[1], true);
   RecoverResult result = realms.Recover(realms.RecordedPin());
@@ -247,6 +257,7 @@ TEST(SdkTranscriptTest, Case3WithTwoRealmsDownFails) {
 TEST(SdkTranscriptTest, Case3WrongPinCountsDown) {
   Json transcript = LoadCase("case3_fastinsecure_3realms_2of3.json");
   TranscriptRealms realms(transcript);
+  ASSERT_NO_FATAL_FAILURE(realms.Load());
   const int num_guesses = transcript["num_guesses"].get<int>();
   for (int expected = num_guesses - 1; expected >= 0; --expected) {
     RecoverResult result = realms.Recover("wrong horse");

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "tests/testing/in_memory_realm.h"
+#include "tests/testing/status_matchers.h"
 #include "vault/protocol/oprf.h"
 
 namespace pinvault::backup {
@@ -23,6 +24,7 @@ namespace {
 using ::pinvault::testing::FixedTokenProvider;
 using ::pinvault::testing::InMemoryRealm;
 using ::pinvault::testing::InMemoryTransport;
+using ::pinvault::testing::StatusIs;
 using protocol::SecretsResponse;
 using ::testing::HasSubstr;
 
@@ -57,27 +59,23 @@ class ClientTest : public ::testing::Test {
     return ids;
   }
 
-  Configuration Config(const std::vector<RealmId>& ids, uint32_t register_threshold,
-                       uint32_t recover_threshold) {
+  // Config makes a configuration of `ids`; callers ASSERT_OK_AND_ASSIGN it.
+  StatusOr<Configuration> Config(const std::vector<RealmId>& ids, uint32_t register_threshold,
+                                 uint32_t recover_threshold) {
     std::vector<Realm> realms;
     for (const RealmId& id : ids) {
       realms.push_back(Realm{id, "https://" + RealmIdHex(id) + ".example/", std::nullopt});
     }
-    StatusOr<Configuration> c =
-        Configuration::Create(std::move(realms), register_threshold, recover_threshold,
-                              protocol::PinHashingMode::kFastInsecure);
-    EXPECT_TRUE(c.ok()) << c.status();
-    return std::move(c).value();
+    return Configuration::Create(std::move(realms), register_threshold, recover_threshold,
+                                 protocol::PinHashingMode::kFastInsecure);
   }
 
-  std::unique_ptr<Client> MakeClient(Configuration configuration,
-                                     std::vector<Configuration> previous = {},
-                                     std::string user = "alice") {
-    StatusOr<std::unique_ptr<Client>> client =
-        Client::Create(std::move(configuration), std::move(previous), transport_,
-                       std::make_shared<FixedTokenProvider>(std::move(user)));
-    EXPECT_TRUE(client.ok()) << client.status();
-    return std::move(client).value();
+  // MakeClient makes a client for `user`; callers ASSERT_OK_AND_ASSIGN it.
+  StatusOr<std::unique_ptr<Client>> MakeClient(Configuration configuration,
+                                               std::vector<Configuration> previous = {},
+                                               std::string user = "alice") {
+    return Client::Create(std::move(configuration), std::move(previous), transport_,
+                          std::make_shared<FixedTokenProvider>(std::move(user)));
   }
 
   InMemoryRealm& RealmOf(const RealmId& id) { return *realms_.at(id); }
@@ -126,7 +124,9 @@ INSTANTIATE_TEST_SUITE_P(Realms, ClientShapeTest,
 TEST_P(ClientShapeTest, RegisterThenRecover) {
   const Shape shape = GetParam();
   std::vector<RealmId> ids = AddRealms(shape.realms);
-  auto client = MakeClient(Config(ids, shape.register_threshold, shape.recover_threshold));
+  ASSERT_OK_AND_ASSIGN(Configuration config,
+                       Config(ids, shape.register_threshold, shape.recover_threshold));
+  ASSERT_OK_AND_ASSIGN(auto client, MakeClient(config));
   RegisterOk(*client);
   for (const RealmId& id : ids) {
     EXPECT_EQ(RealmOf(id).State(User("alice")), InMemoryRealm::RecordState::kRegistered);
@@ -145,7 +145,9 @@ TEST_P(ClientShapeTest, RegisterThenRecover) {
   }
   EXPECT_GE(recover2, shape.recover_threshold);
   // Another user of the same realms is not registered.
-  auto bob = MakeClient(Config(ids, shape.register_threshold, shape.recover_threshold), {}, "bob");
+  ASSERT_OK_AND_ASSIGN(Configuration bob_config,
+                       Config(ids, shape.register_threshold, shape.recover_threshold));
+  ASSERT_OK_AND_ASSIGN(auto bob, MakeClient(bob_config, {}, "bob"));
   RecoverResult result = Recover(*bob);
   ASSERT_FALSE(result.ok());
   EXPECT_EQ(result.kind(), ErrorKind::kNotRegistered);
@@ -154,7 +156,9 @@ TEST_P(ClientShapeTest, RegisterThenRecover) {
 TEST_P(ClientShapeTest, WrongPinCountsDownToExhaustion) {
   const Shape shape = GetParam();
   std::vector<RealmId> ids = AddRealms(shape.realms);
-  auto client = MakeClient(Config(ids, shape.register_threshold, shape.recover_threshold));
+  ASSERT_OK_AND_ASSIGN(Configuration config,
+                       Config(ids, shape.register_threshold, shape.recover_threshold));
+  ASSERT_OK_AND_ASSIGN(auto client, MakeClient(config));
   RegisterOk(*client, /*num_guesses=*/4);
 
   for (uint16_t expected : {3, 2, 1, 0}) {
@@ -185,7 +189,9 @@ TEST_P(ClientShapeTest, WrongPinCountsDownToExhaustion) {
 TEST_P(ClientShapeTest, CorrectPinResetsTheCount) {
   const Shape shape = GetParam();
   std::vector<RealmId> ids = AddRealms(shape.realms);
-  auto client = MakeClient(Config(ids, shape.register_threshold, shape.recover_threshold));
+  ASSERT_OK_AND_ASSIGN(Configuration config,
+                       Config(ids, shape.register_threshold, shape.recover_threshold));
+  ASSERT_OK_AND_ASSIGN(auto client, MakeClient(config));
   RegisterOk(*client, /*num_guesses=*/3);
   for (int round = 0; round < 3; ++round) {
     for (uint16_t expected : {2, 1}) {
@@ -200,7 +206,9 @@ TEST_P(ClientShapeTest, CorrectPinResetsTheCount) {
 TEST_P(ClientShapeTest, Delete) {
   const Shape shape = GetParam();
   std::vector<RealmId> ids = AddRealms(shape.realms);
-  auto client = MakeClient(Config(ids, shape.register_threshold, shape.recover_threshold));
+  ASSERT_OK_AND_ASSIGN(Configuration config,
+                       Config(ids, shape.register_threshold, shape.recover_threshold));
+  ASSERT_OK_AND_ASSIGN(auto client, MakeClient(config));
   RegisterOk(*client);
   DeleteResult deleted = client->Delete();
   ASSERT_TRUE(deleted.ok()) << deleted.error().ToString();
@@ -217,7 +225,9 @@ TEST_P(ClientShapeTest, Delete) {
 TEST_P(ClientShapeTest, SecretSizes) {
   const Shape shape = GetParam();
   std::vector<RealmId> ids = AddRealms(shape.realms);
-  auto client = MakeClient(Config(ids, shape.register_threshold, shape.recover_threshold));
+  ASSERT_OK_AND_ASSIGN(Configuration config,
+                       Config(ids, shape.register_threshold, shape.recover_threshold));
+  ASSERT_OK_AND_ASSIGN(auto client, MakeClient(config));
   for (size_t size : {size_t{0}, size_t{1}, size_t{127}, size_t{128}}) {
     SecretBytes secret = SecretBytes::Random(size);
     RegisterResult registered = client->Register(Secret("pin"), secret, {}, 3);
@@ -232,7 +242,8 @@ TEST_P(ClientShapeTest, SecretSizes) {
 
 TEST_F(ClientTest, RejectsBadArgumentsBeforeSendingAnything) {
   std::vector<RealmId> ids = AddRealms(3);
-  auto client = MakeClient(Config(ids, 3, 2));
+  ASSERT_OK_AND_ASSIGN(Configuration config, Config(ids, 3, 2));
+  ASSERT_OK_AND_ASSIGN(auto client, MakeClient(config));
   RegisterResult too_long = client->Register(Secret("1"), SecretBytes::Random(129), {}, 5);
   ASSERT_FALSE(too_long.ok());
   EXPECT_EQ(too_long.kind(), ErrorKind::kInvalidArgument);
@@ -245,7 +256,8 @@ TEST_F(ClientTest, RejectsBadArgumentsBeforeSendingAnything) {
 
 TEST_F(ClientTest, InfoIsPartOfThePinHash) {
   std::vector<RealmId> ids = AddRealms(3);
-  auto client = MakeClient(Config(ids, 3, 2));
+  ASSERT_OK_AND_ASSIGN(Configuration config, Config(ids, 3, 2));
+  ASSERT_OK_AND_ASSIGN(auto client, MakeClient(config));
   RegisterOk(*client);  // info "info"
   RecoverResult result = client->Recover(Secret("1234"), AsBytes("other info"));
   ASSERT_FALSE(result.ok());
@@ -255,28 +267,28 @@ TEST_F(ClientTest, InfoIsPartOfThePinHash) {
 
 TEST_F(ClientTest, CreateRejectsHardwareRealmsAndNulls) {
   std::vector<RealmId> ids = AddRealms(1);
-  Configuration software = Config(ids, 1, 1);
+  ASSERT_OK_AND_ASSIGN(Configuration software, Config(ids, 1, 1));
   Realm hardware{ids[0], "https://hsm.example/", std::array<uint8_t, 32>{}};
-  Configuration with_hardware =
-      *Configuration::Create({hardware}, 1, 1, protocol::PinHashingMode::kFastInsecure);
+  ASSERT_OK_AND_ASSIGN(
+      Configuration with_hardware,
+      Configuration::Create({hardware}, 1, 1, protocol::PinHashingMode::kFastInsecure));
   auto tokens = std::make_shared<FixedTokenProvider>("alice");
   Status s = Client::Create(with_hardware, {}, transport_, tokens).status();
-  EXPECT_EQ(s.code(), StatusCode::kUnimplemented);
-  EXPECT_THAT(s.message(), HasSubstr("hardware realm"));
+  EXPECT_THAT(s, StatusIs(StatusCode::kUnimplemented, HasSubstr("hardware realm")));
   s = Client::Create(software, {with_hardware}, transport_, tokens).status();
-  EXPECT_EQ(s.code(), StatusCode::kUnimplemented);
-  EXPECT_THAT(s.message(), HasSubstr("previous configuration 0"));
-  EXPECT_EQ(Client::Create(software, {}, nullptr, tokens).status().code(),
-            StatusCode::kInvalidArgument);
-  EXPECT_EQ(Client::Create(software, {}, transport_, nullptr).status().code(),
-            StatusCode::kInvalidArgument);
+  EXPECT_THAT(s, StatusIs(StatusCode::kUnimplemented, HasSubstr("previous configuration 0")));
+  EXPECT_THAT(Client::Create(software, {}, nullptr, tokens),
+              StatusIs(StatusCode::kInvalidArgument));
+  EXPECT_THAT(Client::Create(software, {}, transport_, nullptr),
+              StatusIs(StatusCode::kInvalidArgument));
 }
 
 // ---- Realms down, retries ----
 
 TEST_F(ClientTest, OneRealmDownThresholdStillMet) {
   std::vector<RealmId> ids = AddRealms(3);
-  auto client = MakeClient(Config(ids, 2, 2));
+  ASSERT_OK_AND_ASSIGN(Configuration config, Config(ids, 2, 2));
+  ASSERT_OK_AND_ASSIGN(auto client, MakeClient(config));
   transport_->SetDown(ids[1], true);
   RegisterOk(*client);
   ExpectRecovers(*client);
@@ -292,7 +304,8 @@ TEST_F(ClientTest, OneRealmDownThresholdStillMet) {
 
 TEST_F(ClientTest, TooManyRealmsDownIsTransient) {
   std::vector<RealmId> ids = AddRealms(3);
-  auto client = MakeClient(Config(ids, 3, 2));
+  ASSERT_OK_AND_ASSIGN(Configuration config, Config(ids, 3, 2));
+  ASSERT_OK_AND_ASSIGN(auto client, MakeClient(config));
   RegisterOk(*client);
   transport_->SetDown(ids[0], true);
   transport_->SetDown(ids[2], true);
@@ -307,7 +320,8 @@ TEST_F(ClientTest, TooManyRealmsDownIsTransient) {
 
 TEST_F(ClientTest, TransientFailureIsRetriedOnce) {
   std::vector<RealmId> ids = AddRealms(1);
-  auto client = MakeClient(Config(ids, 1, 1));
+  ASSERT_OK_AND_ASSIGN(Configuration config, Config(ids, 1, 1));
+  ASSERT_OK_AND_ASSIGN(auto client, MakeClient(config));
   RegisterOk(*client);
   transport_->FailNext(ids[0], 1);
   ExpectRecovers(*client);
@@ -322,7 +336,8 @@ TEST_F(ClientTest, TransientFailureIsRetriedOnce) {
 
 TEST_F(ClientTest, RealmServiceErrorIsTransient) {
   std::vector<RealmId> ids = AddRealms(1);
-  auto client = MakeClient(Config(ids, 1, 1));
+  ASSERT_OK_AND_ASSIGN(Configuration config, Config(ids, 1, 1));
+  ASSERT_OK_AND_ASSIGN(auto client, MakeClient(config));
   RegisterOk(*client);
   RealmOf(ids[0]).SetUnavailable(true);
   RecoverResult result = Recover(*client);
@@ -335,7 +350,8 @@ TEST_F(ClientTest, RealmServiceErrorIsTransient) {
 
 TEST_F(ClientTest, OtherErrorsAreNotRetried) {
   std::vector<RealmId> ids = AddRealms(1);
-  auto client = MakeClient(Config(ids, 1, 1));
+  ASSERT_OK_AND_ASSIGN(Configuration config, Config(ids, 1, 1));
+  ASSERT_OK_AND_ASSIGN(auto client, MakeClient(config));
   for (auto [kind, expected] :
        {std::pair{TransportErrorKind::kInvalidAuth, ErrorKind::kInvalidAuth},
         std::pair{TransportErrorKind::kUpgradeRequired, ErrorKind::kUpgradeRequired},
@@ -354,7 +370,8 @@ TEST_F(ClientTest, OtherErrorsAreNotRetried) {
 
 TEST_F(ClientTest, RejectedTokenIsInvalidAuth) {
   std::vector<RealmId> ids = AddRealms(3);
-  auto client = MakeClient(Config(ids, 3, 2));
+  ASSERT_OK_AND_ASSIGN(Configuration config, Config(ids, 3, 2));
+  ASSERT_OK_AND_ASSIGN(auto client, MakeClient(config));
   RegisterOk(*client);
   transport_->RejectToken("alice");
   RecoverResult result = Recover(*client);
@@ -366,10 +383,10 @@ TEST_F(ClientTest, RejectedTokenIsInvalidAuth) {
 
 TEST_F(ClientTest, TokenProviderFailureForOneRealm) {
   std::vector<RealmId> ids = AddRealms(3);
-  Configuration config = Config(ids, 2, 2);
+  ASSERT_OK_AND_ASSIGN(Configuration config, Config(ids, 2, 2));
   auto tokens = std::make_shared<FixedTokenProvider>("alice");
   tokens->FailFor(ids[2]);
-  auto client = *Client::Create(config, {}, transport_, tokens);
+  ASSERT_OK_AND_ASSIGN(auto client, Client::Create(config, {}, transport_, tokens));
   RegisterOk(*client);
   ExpectRecovers(*client);
   EXPECT_EQ(transport_->TotalRequests(ids[2]), 0u);  // nothing sent without a token
@@ -383,8 +400,8 @@ TEST_F(ClientTest, TokenProviderFailureForOneRealm) {
 
 TEST_F(ClientTest, RecoverDoesNotWaitForASlowRealm) {
   std::vector<RealmId> ids = AddRealms(3);
-  Configuration config = Config(ids, 3, 2);
-  auto client = MakeClient(config);
+  ASSERT_OK_AND_ASSIGN(Configuration config, Config(ids, 3, 2));
+  ASSERT_OK_AND_ASSIGN(auto client, MakeClient(config));
   RegisterOk(*client);
   // The slow realm (the first asked) answers Recover1 at once but sits on Recover2.
   const RealmId slow = config.realms()[0].id;
@@ -413,8 +430,8 @@ TEST_F(ClientTest, RecoverDoesNotWaitForASlowRealm) {
 
 TEST_F(ClientTest, LateRecover1AnswerJoinsTheGroup) {
   std::vector<RealmId> ids = AddRealms(3);
-  Configuration config = Config(ids, 3, 2);
-  auto client = MakeClient(config);
+  ASSERT_OK_AND_ASSIGN(Configuration config, Config(ids, 3, 2));
+  ASSERT_OK_AND_ASSIGN(auto client, MakeClient(config));
   RegisterOk(*client);
   const RealmId bad = config.realms()[0].id;
   const RealmId good = config.realms()[1].id;
@@ -440,7 +457,8 @@ TEST_F(ClientTest, LateRecover1AnswerJoinsTheGroup) {
 
 TEST_F(ClientTest, RecoverThreeStepDoesNotWaitForASlowRealm) {
   std::vector<RealmId> ids = AddRealms(5);
-  auto client = MakeClient(Config(ids, 5, 3));
+  ASSERT_OK_AND_ASSIGN(Configuration config, Config(ids, 5, 3));
+  ASSERT_OK_AND_ASSIGN(auto client, MakeClient(config));
   RegisterOk(*client);
   transport_->SetHold(ids[1], true, "Recover3");
   transport_->SetHold(ids[3], true, "Recover3");
@@ -457,7 +475,8 @@ TEST_F(ClientTest, RecoverThreeStepDoesNotWaitForASlowRealm) {
 
 TEST_F(ClientTest, RegisterDoesNotWaitForASlowRealm) {
   std::vector<RealmId> ids = AddRealms(3);
-  auto client = MakeClient(Config(ids, 2, 2));
+  ASSERT_OK_AND_ASSIGN(Configuration config, Config(ids, 2, 2));
+  ASSERT_OK_AND_ASSIGN(auto client, MakeClient(config));
   transport_->SetHold(ids[2], true);
   RegisterOk(*client);
   EXPECT_EQ(transport_->HeldCount(ids[2]), 2u);  // its Register1 and Register2
@@ -472,7 +491,8 @@ TEST_F(ClientTest, RegisterDoesNotWaitForASlowRealm) {
 TEST_F(ClientTest, SlowRealmsAnsweringOnWorkerThreads) {
   std::vector<RealmId> ids = AddRealms(5);
   transport_->SetAsynchronous(true, 3);
-  auto client = MakeClient(Config(ids, 4, 3));
+  ASSERT_OK_AND_ASSIGN(Configuration config, Config(ids, 4, 3));
+  ASSERT_OK_AND_ASSIGN(auto client, MakeClient(config));
   transport_->SetHold(ids[4], true);
   RegisterOk(*client);
   ExpectRecovers(*client);
@@ -484,14 +504,14 @@ TEST_F(ClientTest, SlowRealmsAnsweringOnWorkerThreads) {
 TEST_F(ClientTest, ConcurrentUsersOnWorkerThreads) {
   std::vector<RealmId> ids = AddRealms(5);
   transport_->SetAsynchronous(true, 4);
-  Configuration config = Config(ids, 5, 3);
+  ASSERT_OK_AND_ASSIGN(Configuration config, Config(ids, 5, 3));
   std::atomic<int> recovered{0};
   std::vector<std::thread> threads;
   for (int u = 0; u < 4; ++u) {
     threads.emplace_back([&, u] {
       std::string user = "user-" + std::to_string(u);
-      auto client =
-          *Client::Create(config, {}, transport_, std::make_shared<FixedTokenProvider>(user));
+      ASSERT_OK_AND_ASSIGN(auto client, Client::Create(config, {}, transport_,
+                                                       std::make_shared<FixedTokenProvider>(user)));
       if (!client->Register(Secret("pin" + std::to_string(u)), Secret(user), {}, 3).ok()) return;
       for (int round = 0; round < 3; ++round) {
         RecoverResult wrong = client->Recover(Secret("nope"), {});
@@ -510,7 +530,8 @@ TEST_F(ClientTest, ConcurrentUsersOnWorkerThreads) {
 
 TEST_F(ClientTest, StaleRealmIsOutvoted) {
   std::vector<RealmId> ids = AddRealms(3);
-  auto client = MakeClient(Config(ids, 2, 2));
+  ASSERT_OK_AND_ASSIGN(Configuration config, Config(ids, 2, 2));
+  ASSERT_OK_AND_ASSIGN(auto client, MakeClient(config));
   RegisterOk(*client, 5, "first");
   // Re-register while one realm is down: it keeps the old version.
   transport_->SetDown(ids[0], true);
@@ -530,8 +551,8 @@ TEST_F(ClientTest, StaleRealmIsOutvoted) {
 
 TEST_F(ClientTest, RealmsReportingAnotherVersion) {
   std::vector<RealmId> ids = AddRealms(3);
-  Configuration config = Config(ids, 3, 2);
-  auto client = MakeClient(config);
+  ASSERT_OK_AND_ASSIGN(Configuration config, Config(ids, 3, 2));
+  ASSERT_OK_AND_ASSIGN(auto client, MakeClient(config));
   RegisterOk(*client);
   auto other_version = [](uint8_t fill) {
     protocol::RegistrationVersion version;
@@ -628,7 +649,8 @@ std::vector<Tamper> Tampers() {
 
 TEST_F(ClientTest, TamperedAnswerFromTheOnlyRealm) {
   std::vector<RealmId> ids = AddRealms(1);
-  auto client = MakeClient(Config(ids, 1, 1));
+  ASSERT_OK_AND_ASSIGN(Configuration config, Config(ids, 1, 1));
+  ASSERT_OK_AND_ASSIGN(auto client, MakeClient(config));
   RegisterOk(*client, /*num_guesses=*/100);
   for (const Tamper& tamper : Tampers()) {
     SCOPED_TRACE(tamper.name);
@@ -647,7 +669,8 @@ TEST_F(ClientTest, TamperedAnswerFromTheOnlyRealm) {
 
 TEST_F(ClientTest, TamperedAnswerFromOneRealmOfThreeIsOutvoted) {
   std::vector<RealmId> ids = AddRealms(3);
-  auto client = MakeClient(Config(ids, 3, 2));
+  ASSERT_OK_AND_ASSIGN(Configuration config, Config(ids, 3, 2));
+  ASSERT_OK_AND_ASSIGN(auto client, MakeClient(config));
   RegisterOk(*client, /*num_guesses=*/100);
   for (size_t target = 0; target < ids.size(); ++target) {
     for (const Tamper& tamper : Tampers()) {
@@ -661,7 +684,8 @@ TEST_F(ClientTest, TamperedAnswerFromOneRealmOfThreeIsOutvoted) {
 
 TEST_F(ClientTest, TamperedAnswersFromTwoRealmsOfThree) {
   std::vector<RealmId> ids = AddRealms(3);
-  auto client = MakeClient(Config(ids, 3, 2));
+  ASSERT_OK_AND_ASSIGN(Configuration config, Config(ids, 3, 2));
+  ASSERT_OK_AND_ASSIGN(auto client, MakeClient(config));
   RegisterOk(*client, /*num_guesses=*/100);
   for (const Tamper& tamper : Tampers()) {
     SCOPED_TRACE(tamper.name);
@@ -683,8 +707,8 @@ TEST_F(ClientTest, TamperedAnswersFromTwoRealmsOfThree) {
 
 TEST_F(ClientTest, BadUnlockKeyTagIsInvalidPin) {
   std::vector<RealmId> ids = AddRealms(3);
-  Configuration config = Config(ids, 3, 2);
-  auto client = MakeClient(config);
+  ASSERT_OK_AND_ASSIGN(Configuration config, Config(ids, 3, 2));
+  ASSERT_OK_AND_ASSIGN(auto client, MakeClient(config));
   RegisterOk(*client);
   auto bad_tag = [](uint16_t remaining) {
     return [remaining](SecretsResponse& response) {
@@ -709,15 +733,15 @@ TEST_F(ClientTest, BadUnlockKeyTagIsInvalidPin) {
 
 TEST_F(ClientTest, InvalidPinReportsTheFewestGuessesRemaining) {
   std::vector<RealmId> ids = AddRealms(3);
-  Configuration config = Config(ids, 3, 2);
-  auto client = MakeClient(config);
+  ASSERT_OK_AND_ASSIGN(Configuration config, Config(ids, 3, 2));
+  ASSERT_OK_AND_ASSIGN(auto client, MakeClient(config));
   RegisterOk(*client, /*num_guesses=*/6);
   // Someone spent two guesses at the first realm only.
   InMemoryRealm& spent = RealmOf(config.realms()[0].id);
   for (int i = 0; i < 2; ++i) {
-    protocol::Recover2Request guess{*spent.RegisteredVersion(User("alice")),
-                                    protocol::Blind(AsBytes("x"))->blinded_input};
-    ASSERT_TRUE(spent.Handle(User("alice"), guess).ok());
+    ASSERT_OK_AND_ASSIGN(protocol::BlindedInput blinded, protocol::Blind(AsBytes("x")));
+    protocol::Recover2Request guess{*spent.RegisteredVersion(User("alice")), blinded.blinded_input};
+    ASSERT_OK(spent.Handle(User("alice"), guess));
   }
   RecoverResult result = Recover(*client, "0000");
   ASSERT_FALSE(result.ok());
@@ -729,8 +753,8 @@ TEST_F(ClientTest, InvalidPinReportsTheFewestGuessesRemaining) {
 
 TEST_F(ClientTest, ErrorPrecedenceFollowsTheSdk) {
   std::vector<RealmId> ids = AddRealms(3);
-  Configuration config = Config(ids, 3, 2);
-  auto client = MakeClient(config);
+  ASSERT_OK_AND_ASSIGN(Configuration config, Config(ids, 3, 2));
+  ASSERT_OK_AND_ASSIGN(auto client, MakeClient(config));
   RegisterOk(*client);
   const RealmId first = config.realms()[0].id;
   const RealmId second = config.realms()[1].id;
@@ -751,7 +775,7 @@ TEST_F(ClientTest, ErrorPrecedenceFollowsTheSdk) {
   EXPECT_EQ(Recover(*client).kind(), ErrorKind::kUpgradeRequired);
   // NotRegistered beats Transient.
   transport_->SetFailure(second, std::nullopt);
-  ASSERT_TRUE(RealmOf(second).Handle(User("alice"), protocol::DeleteRequest{}).ok());
+  ASSERT_OK(RealmOf(second).Handle(User("alice"), protocol::DeleteRequest{}));
   RecoverResult result = Recover(*client);
   ASSERT_FALSE(result.ok());
   EXPECT_EQ(result.kind(), ErrorKind::kNotRegistered);
@@ -776,8 +800,8 @@ TEST(ErrorPrecedesTest, Order) {
 
 TEST_F(ClientTest, DeleteNeedsEveryRealmAndReportsTheFirstFailureInIdOrder) {
   std::vector<RealmId> ids = AddRealms(3);
-  Configuration config = Config(ids, 3, 2);
-  auto client = MakeClient(config);
+  ASSERT_OK_AND_ASSIGN(Configuration config, Config(ids, 3, 2));
+  ASSERT_OK_AND_ASSIGN(auto client, MakeClient(config));
   RegisterOk(*client);
   transport_->SetFailure(config.realms()[2].id, TransportErrorKind::kInvalidAuth);
   transport_->SetDown(config.realms()[1].id, true);
@@ -798,12 +822,15 @@ TEST_F(ClientTest, FallsBackToPreviousConfigurations) {
   std::vector<RealmId> oldest = AddRealms(1, 1);
   std::vector<RealmId> old = AddRealms(3, 2);
   std::vector<RealmId> current = AddRealms(5, 3);
-  Configuration oldest_config = Config(oldest, 1, 1);
-  Configuration old_config = Config(old, 3, 2);
-  Configuration current_config = Config(current, 5, 3);
-  RegisterOk(*MakeClient(old_config), 5, "from the old realms");
+  ASSERT_OK_AND_ASSIGN(Configuration oldest_config, Config(oldest, 1, 1));
+  ASSERT_OK_AND_ASSIGN(Configuration old_config, Config(old, 3, 2));
+  ASSERT_OK_AND_ASSIGN(Configuration current_config, Config(current, 5, 3));
+  {
+    ASSERT_OK_AND_ASSIGN(auto old_client, MakeClient(old_config));
+    RegisterOk(*old_client, 5, "from the old realms");
+  }
 
-  auto client = MakeClient(current_config, {old_config, oldest_config});
+  ASSERT_OK_AND_ASSIGN(auto client, MakeClient(current_config, {old_config, oldest_config}));
   ExpectRecovers(*client, "from the old realms");
   for (const RealmId& id : oldest) EXPECT_EQ(transport_->TotalRequests(id), 0u);
   // A wrong PIN on the old realms is InvalidPin, not a fallback to the oldest.
@@ -817,7 +844,8 @@ TEST_F(ClientTest, FallsBackToPreviousConfigurations) {
   ExpectRecovers(*client, "migrated");
 
   // Registered nowhere: NotRegistered after trying every configuration.
-  auto carol = MakeClient(current_config, {old_config, oldest_config}, "carol");
+  ASSERT_OK_AND_ASSIGN(auto carol,
+                       MakeClient(current_config, {old_config, oldest_config}, "carol"));
   RecoverResult result = Recover(*carol);
   ASSERT_FALSE(result.ok());
   EXPECT_EQ(result.kind(), ErrorKind::kNotRegistered);

@@ -8,10 +8,15 @@
 #include <sstream>
 #include <string>
 
+#include "tests/testing/status_matchers.h"
+
 namespace pinvault::backup {
 namespace {
 
+using ::pinvault::testing::IsOk;
+using ::pinvault::testing::StatusIs;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path);
@@ -53,7 +58,7 @@ Status ParseStatus(const std::string& json) { return Configuration::FromJson(jso
 
 TEST(ConfigurationTest, ParsesSdkJsonAndSortsRealmsById) {
   StatusOr<Configuration> c = Configuration::FromJson(kThreeRealms);
-  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_OK(c);
   ASSERT_EQ(c->size(), 3u);
   EXPECT_EQ(RealmIdHex(c->realms()[0].id), "1a000000000000000000000000000001");
   EXPECT_EQ(RealmIdHex(c->realms()[1].id), "7f000000000000000000000000000002");
@@ -68,18 +73,21 @@ TEST(ConfigurationTest, ParsesSdkJsonAndSortsRealmsById) {
 TEST(ConfigurationTest, ShareIndicesFollowSortedIdsNotListOrder) {
   // PROTOCOL-NOTES (c): c0ffee…03 -> 3, 1a…01 -> 1, 7f…02 -> 2.
   StatusOr<Configuration> c = Configuration::FromJson(kThreeRealms);
-  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_OK(c);
   auto index_of = [&](const char* hex) {
-    StatusOr<protocol::ShareIndex> index = c->ShareIndexOf(*ParseRealmId(hex));
-    EXPECT_TRUE(index.ok()) << index.status();
+    StatusOr<RealmId> id = ParseRealmId(hex);
+    EXPECT_OK(id);
+    if (!id.ok()) return protocol::ShareIndex{0};
+    StatusOr<protocol::ShareIndex> index = c->ShareIndexOf(*id);
+    EXPECT_OK(index);
     return index.ok() ? *index : 0;
   };
   EXPECT_EQ(index_of("c0ffee00000000000000000000000003"), 3u);
   EXPECT_EQ(index_of("1a000000000000000000000000000001"), 1u);
   EXPECT_EQ(index_of("7f000000000000000000000000000002"), 2u);
   for (size_t i = 0; i < c->size(); ++i) EXPECT_EQ(c->share_index(i), i + 1);
-  EXPECT_EQ(c->ShareIndexOf(*ParseRealmId("00000000000000000000000000000009")).status().code(),
-            StatusCode::kNotFound);
+  ASSERT_OK_AND_ASSIGN(RealmId unknown, ParseRealmId("00000000000000000000000000000009"));
+  EXPECT_THAT(c->ShareIndexOf(unknown), StatusIs(StatusCode::kNotFound));
 }
 
 TEST(ConfigurationTest, ParsesEveryTranscriptConfiguration) {
@@ -89,7 +97,7 @@ TEST(ConfigurationTest, ParsesEveryTranscriptConfiguration) {
     nlohmann::json transcript =
         nlohmann::json::parse(ReadFile(std::string(PINVAULT_TEST_DATA) + "/juicebox/" + name));
     StatusOr<Configuration> c = Configuration::FromJson(transcript["configuration"].dump());
-    ASSERT_TRUE(c.ok()) << c.status();
+    ASSERT_OK(c);
     EXPECT_EQ(c->size(), transcript["configuration"]["realms"].size());
     EXPECT_EQ(c->recover_threshold(),
               transcript["configuration"]["recover_threshold"].get<uint32_t>());
@@ -102,9 +110,9 @@ TEST(ConfigurationTest, ParsesEveryTranscriptConfiguration) {
 
 TEST(ConfigurationTest, JsonRoundTrip) {
   StatusOr<Configuration> c = Configuration::FromJson(kThreeRealms);
-  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_OK(c);
   StatusOr<Configuration> again = Configuration::FromJson(c->ToJson());
-  ASSERT_TRUE(again.ok()) << again.status();
+  ASSERT_OK(again);
   EXPECT_EQ(*c, *again);
   EXPECT_THAT(c->ToJson(), HasSubstr("\"pin_hashing_mode\": \"Standard2019\""));
 }
@@ -115,81 +123,78 @@ TEST(ConfigurationTest, HardwareRealmIsFlagged) {
       "public_key": "0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20"}],
       "register_threshold": 1, "recover_threshold": 1, "pin_hashing_mode": "FastInsecure"})";
   StatusOr<Configuration> c = Configuration::FromJson(json);
-  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_OK(c);
   EXPECT_TRUE(c->has_hardware_realms());
   EXPECT_TRUE(c->realms()[0].is_hardware());
   StatusOr<Configuration> again = Configuration::FromJson(c->ToJson());
-  ASSERT_TRUE(again.ok());
+  ASSERT_OK(again);
   EXPECT_EQ(*c, *again);
 }
 
 TEST(ConfigurationTest, ThresholdRules) {
-  EXPECT_TRUE(Configuration::FromJson(WithThresholds(1, 1, 1)).ok());
-  EXPECT_TRUE(Configuration::FromJson(WithThresholds(3, 2, 2)).ok());
-  EXPECT_TRUE(Configuration::FromJson(WithThresholds(5, 5, 3)).ok());
-  EXPECT_TRUE(Configuration::FromJson(WithThresholds(4, 4, 3)).ok());
+  EXPECT_OK(Configuration::FromJson(WithThresholds(1, 1, 1)));
+  EXPECT_OK(Configuration::FromJson(WithThresholds(3, 2, 2)));
+  EXPECT_OK(Configuration::FromJson(WithThresholds(5, 5, 3)));
+  EXPECT_OK(Configuration::FromJson(WithThresholds(4, 4, 3)));
 
   Status s = ParseStatus(WithThresholds(3, 3, 0));
-  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
-  EXPECT_THAT(s.message(), HasSubstr("recover_threshold must be at least 1"));
+  EXPECT_THAT(
+      s, StatusIs(StatusCode::kInvalidArgument, HasSubstr("recover_threshold must be at least 1")));
 
   s = ParseStatus(WithThresholds(3, 3, 4));
-  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
-  EXPECT_THAT(s.message(), HasSubstr("recover_threshold 4 exceeds the 3 realms"));
+  EXPECT_THAT(s, StatusIs(StatusCode::kInvalidArgument,
+                          HasSubstr("recover_threshold 4 exceeds the 3 realms")));
 
   // 2 of 4 is not a strict majority; neither is 1 of 2.
   s = ParseStatus(WithThresholds(4, 4, 2));
-  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
-  EXPECT_THAT(s.message(), HasSubstr("not a strict majority"));
-  EXPECT_EQ(ParseStatus(WithThresholds(2, 2, 1)).code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(s, StatusIs(StatusCode::kInvalidArgument, HasSubstr("not a strict majority")));
+  EXPECT_THAT(ParseStatus(WithThresholds(2, 2, 1)), StatusIs(StatusCode::kInvalidArgument));
 
   s = ParseStatus(WithThresholds(3, 1, 2));
-  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
-  EXPECT_THAT(s.message(), HasSubstr("register_threshold 1 is below recover_threshold 2"));
+  EXPECT_THAT(s, StatusIs(StatusCode::kInvalidArgument,
+                          HasSubstr("register_threshold 1 is below recover_threshold 2")));
 
   s = ParseStatus(WithThresholds(3, 4, 2));
-  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
-  EXPECT_THAT(s.message(), HasSubstr("register_threshold 4 exceeds the 3 realms"));
+  EXPECT_THAT(s, StatusIs(StatusCode::kInvalidArgument,
+                          HasSubstr("register_threshold 4 exceeds the 3 realms")));
 }
 
 TEST(ConfigurationTest, RealmRules) {
   Status s = ParseStatus(
       R"({"realms": [], "register_threshold": 1, "recover_threshold": 1,
           "pin_hashing_mode": "FastInsecure"})");
-  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
-  EXPECT_THAT(s.message(), HasSubstr("at least one realm"));
+  EXPECT_THAT(s, StatusIs(StatusCode::kInvalidArgument, HasSubstr("at least one realm")));
 
   s = ParseStatus(R"({"realms": [
         {"id": "0102030405060708090a0b0c0d0e0f10", "address": "https://a/"},
         {"id": "01020304-0506-0708-090A-0B0C0D0E0F10", "address": "https://b/"},
         {"id": "1102030405060708090a0b0c0d0e0f10", "address": "https://c/"}],
       "register_threshold": 3, "recover_threshold": 2, "pin_hashing_mode": "FastInsecure"})");
-  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
-  EXPECT_THAT(s.message(),
-              HasSubstr("realm id 0102030405060708090a0b0c0d0e0f10 appears more than once"));
+  EXPECT_THAT(
+      s, StatusIs(StatusCode::kInvalidArgument,
+                  HasSubstr("realm id 0102030405060708090a0b0c0d0e0f10 appears more than once")));
 
   s = ParseStatus(R"({"realms": [{"id": "0102", "address": "https://a/"}],
       "register_threshold": 1, "recover_threshold": 1, "pin_hashing_mode": "FastInsecure"})");
-  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
-  EXPECT_THAT(s.message(), HasSubstr("realms[0].id"));
+  EXPECT_THAT(s, StatusIs(StatusCode::kInvalidArgument, HasSubstr("realms[0].id")));
   EXPECT_THAT(s.message(), HasSubstr("not 16 bytes of hex"));
 
   s = ParseStatus(R"({"realms": [{"id": "zz02030405060708090a0b0c0d0e0f10",
       "address": "https://a/"}],
       "register_threshold": 1, "recover_threshold": 1, "pin_hashing_mode": "FastInsecure"})");
-  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(s, StatusIs(StatusCode::kInvalidArgument));
 
   s = ParseStatus(R"({"realms": [{"id": "0102030405060708090a0b0c0d0e0f10",
       "address": "ftp://a/"}],
       "register_threshold": 1, "recover_threshold": 1, "pin_hashing_mode": "FastInsecure"})");
-  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
-  EXPECT_THAT(s.message(), HasSubstr("is not an http:// or https:// URL"));
+  EXPECT_THAT(
+      s, StatusIs(StatusCode::kInvalidArgument, HasSubstr("is not an http:// or https:// URL")));
 
   s = ParseStatus(R"({"realms": [{"id": "0102030405060708090a0b0c0d0e0f10",
       "address": "https://a/", "public_key": "0102"}],
       "register_threshold": 1, "recover_threshold": 1, "pin_hashing_mode": "FastInsecure"})");
-  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
-  EXPECT_THAT(s.message(), HasSubstr("public_key must be 32 bytes of hex"));
+  EXPECT_THAT(
+      s, StatusIs(StatusCode::kInvalidArgument, HasSubstr("public_key must be 32 bytes of hex")));
 
   nlohmann::json many = nlohmann::json::parse(WithThresholds(1, 1, 1));
   many["realms"] = nlohmann::json::array();
@@ -201,8 +206,7 @@ TEST(ConfigurationTest, RealmRules) {
   many["recover_threshold"] = 200;
   many["register_threshold"] = 200;
   s = ParseStatus(many.dump());
-  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
-  EXPECT_THAT(s.message(), HasSubstr("at most 255"));
+  EXPECT_THAT(s, StatusIs(StatusCode::kInvalidArgument, HasSubstr("at most 255")));
 }
 
 TEST(ConfigurationTest, MalformedJsonAndFields) {
@@ -220,15 +224,15 @@ TEST(ConfigurationTest, MalformedJsonAndFields) {
   EXPECT_THAT(ParseStatus(j.dump()).message(),
               HasSubstr("\"register_threshold\" must be an unsigned 32-bit integer"));
   j["register_threshold"] = 2.5;
-  EXPECT_EQ(ParseStatus(j.dump()).code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(ParseStatus(j.dump()), StatusIs(StatusCode::kInvalidArgument));
   j["register_threshold"] = "3";
-  EXPECT_EQ(ParseStatus(j.dump()).code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(ParseStatus(j.dump()), StatusIs(StatusCode::kInvalidArgument));
 
   j = nlohmann::json::parse(WithThresholds(3, 3, 2));
   j["pin_hashing_mode"] = "standard2019";  // case matters, as in the SDK
   EXPECT_THAT(ParseStatus(j.dump()).message(), HasSubstr("unknown pin_hashing_mode"));
   j.erase("pin_hashing_mode");
-  EXPECT_EQ(ParseStatus(j.dump()).code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(ParseStatus(j.dump()), StatusIs(StatusCode::kInvalidArgument));
 
   j = nlohmann::json::parse(WithThresholds(3, 3, 2));
   j["realms"][1].erase("address");
@@ -241,39 +245,36 @@ TEST(ConfigurationTest, MalformedJsonAndFields) {
 TEST(ConfigurationTest, ListFromJson) {
   std::string list = "[" + WithThresholds(1, 1, 1) + "," + WithThresholds(3, 3, 2) + "]";
   StatusOr<std::vector<Configuration>> configurations = Configuration::ListFromJson(list);
-  ASSERT_TRUE(configurations.ok()) << configurations.status();
+  ASSERT_OK(configurations);
   ASSERT_EQ(configurations->size(), 2u);
   EXPECT_EQ((*configurations)[1].size(), 3u);
 
   list = "[" + WithThresholds(1, 1, 1) + "," + WithThresholds(3, 3, 1) + "]";
   Status s = Configuration::ListFromJson(list).status();
-  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
-  EXPECT_THAT(s.message(), HasSubstr("configurations[1]"));
-  EXPECT_EQ(Configuration::ListFromJson("{}").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(s, StatusIs(StatusCode::kInvalidArgument, HasSubstr("configurations[1]")));
+  EXPECT_THAT(Configuration::ListFromJson("{}"), StatusIs(StatusCode::kInvalidArgument));
 }
 
 TEST(ConfigurationTest, CreateValidatesLikeFromJson) {
-  Realm a{*ParseRealmId("0102030405060708090a0b0c0d0e0f10"), "https://a/", std::nullopt};
-  EXPECT_TRUE(Configuration::Create({a}, 1, 1, protocol::PinHashingMode::kFastInsecure).ok());
-  EXPECT_EQ(
-      Configuration::Create({a, a}, 2, 2, protocol::PinHashingMode::kFastInsecure).status().code(),
-      StatusCode::kInvalidArgument);
+  ASSERT_OK_AND_ASSIGN(RealmId a_id, ParseRealmId("0102030405060708090a0b0c0d0e0f10"));
+  Realm a{a_id, "https://a/", std::nullopt};
+  EXPECT_OK(Configuration::Create({a}, 1, 1, protocol::PinHashingMode::kFastInsecure));
+  EXPECT_THAT(Configuration::Create({a, a}, 2, 2, protocol::PinHashingMode::kFastInsecure),
+              StatusIs(StatusCode::kInvalidArgument));
   Realm no_address = a;
   no_address.address = "";
-  EXPECT_EQ(Configuration::Create({no_address}, 1, 1, protocol::PinHashingMode::kFastInsecure)
-                .status()
-                .code(),
-            StatusCode::kInvalidArgument);
+  EXPECT_THAT(Configuration::Create({no_address}, 1, 1, protocol::PinHashingMode::kFastInsecure),
+              StatusIs(StatusCode::kInvalidArgument));
 }
 
 TEST(ConfigurationTest, ParseRealmId) {
   StatusOr<RealmId> id = ParseRealmId("01020304-0506-0708-090a-0b0c0d0e0f10");
-  ASSERT_TRUE(id.ok());
+  ASSERT_OK(id);
   EXPECT_EQ((*id)[0], 0x01);
   EXPECT_EQ((*id)[15], 0x10);
-  EXPECT_FALSE(ParseRealmId("0102030405060708090a0b0c0d0e0f").ok());      // 15 bytes
-  EXPECT_FALSE(ParseRealmId("0102030405060708090a0b0c0d0e0f1011").ok());  // 17 bytes
-  EXPECT_FALSE(ParseRealmId("").ok());
+  EXPECT_THAT(ParseRealmId("0102030405060708090a0b0c0d0e0f"), Not(IsOk()));      // 15 bytes
+  EXPECT_THAT(ParseRealmId("0102030405060708090a0b0c0d0e0f1011"), Not(IsOk()));  // 17 bytes
+  EXPECT_THAT(ParseRealmId(""), Not(IsOk()));
   std::string long_input(1000, 'a');
   Status s = ParseRealmId(long_input).status();
   EXPECT_LT(s.message().size(), 200u);  // the quote is capped

@@ -9,6 +9,7 @@
 #include "backup/store/sqlite_record_store.h"
 #include "tests/testing/realm_test_helpers.h"
 #include "tests/testing/software_hsm.h"
+#include "tests/testing/status_matchers.h"
 #include "tests/testing/vault_test_client.h"
 #include "tests/testing/vault_test_util.h"
 #include "vault/realm.h"
@@ -16,16 +17,17 @@
 namespace pinvault::backup {
 namespace {
 
+using ::pinvault::testing::As;
+using ::pinvault::testing::kTestRealmId;
+using ::pinvault::testing::ScopedTempDir;
+using ::pinvault::testing::SoftwareHsm;
+using ::pinvault::testing::StatusIs;
+using ::pinvault::testing::User;
+using ::pinvault::testing::VaultTestClient;
 using protocol::Recover1Request;
 using protocol::Recover1Response;
 using protocol::Recover2Response;
-using testing::As;
-using testing::kTestRealmId;
-using testing::ScopedTempDir;
-using testing::SoftwareHsm;
-using testing::StatusCodeOf;
-using testing::User;
-using testing::VaultTestClient;
+using ::testing::HasSubstr;
 using vault::Realm;
 using vault::RealmOptions;
 
@@ -35,15 +37,14 @@ constexpr SoftwareHsm::Seed kSeed = {7, 7, 7};
 // restarts, as with a real token and disk.
 class RealmSqliteTest : public ::testing::Test {
  protected:
+  // Start opens the node; call it under ASSERT_NO_FATAL_FAILURE.
   void Start() {
     hsm_ = std::make_unique<SoftwareHsm>(kSeed, dir_.File("anchor"));
-    auto store = SqliteRecordStore::Open(dir_.path());
-    ASSERT_TRUE(store.ok()) << store.status();
-    store_ = std::move(store).value();
+    ASSERT_OK_AND_ASSIGN(store_, SqliteRecordStore::Open(dir_.path()));
     RealmOptions options;
     options.genesis_bucket_bits = 8;
     options.worker_threads = 2;
-    realm_ = std::move(Realm::Create(*hsm_, *store_, options)).value();
+    ASSERT_OK_AND_ASSIGN(realm_, Realm::Create(*hsm_, *store_, options));
   }
 
   void Stop() {
@@ -68,7 +69,10 @@ class RealmSqliteTest : public ::testing::Test {
   }
 
   std::string IdHex(const vault::RequestContext& user) {
-    return HexEncode(*vault::ComputeRecordId(*hsm_, user.tenant, user.user));
+    StatusOr<vault::RecordId> id = vault::ComputeRecordId(*hsm_, user.tenant, user.user);
+    EXPECT_OK(id);
+    if (!id.ok()) return "";
+    return HexEncode(*id);
   }
 
   ScopedTempDir dir_;
@@ -78,22 +82,23 @@ class RealmSqliteTest : public ::testing::Test {
 };
 
 TEST_F(RealmSqliteTest, StateSurvivesRestarts) {
-  Start();
-  ASSERT_TRUE(realm_->Ready().ok()) << realm_->Ready();
+  ASSERT_NO_FATAL_FAILURE(Start());
+  ASSERT_OK(realm_->Ready());
   VaultTestClient client(kTestRealmId);
   auto user = User("alice");
   testing::Register(*realm_, client, user, "1234", 5);
   EXPECT_EQ(As<Recover2Response>(realm_->Handle(user, client.Recover2("0000"))).guess_count, 1);
   for (int restart = 0; restart < 3; ++restart) {
     Stop();
-    Start();
-    ASSERT_TRUE(realm_->Ready().ok()) << realm_->Ready();
+    ASSERT_NO_FATAL_FAILURE(Start());
+    ASSERT_OK(realm_->Ready());
     EXPECT_EQ(As<Recover2Response>(realm_->Handle(user, client.Recover2("0000"))).guess_count,
               restart + 2);
   }
   auto r2 = As<Recover2Response>(realm_->Handle(user, client.Recover2("1234")));
   auto tag = client.FinishRecover2(r2);
-  ASSERT_TRUE(tag.ok() && tag->has_value());
+  ASSERT_OK(tag);
+  ASSERT_TRUE(tag->has_value());
   EXPECT_EQ(As<protocol::Recover3Response>(realm_->Handle(user, client.Recover3(**tag))).status,
             protocol::Recover3Response::Status::kOk);
 }
@@ -101,7 +106,7 @@ TEST_F(RealmSqliteTest, StateSurvivesRestarts) {
 // Snapshot the database files, spend K guesses, put the snapshot back, restart: the realm
 // refuses to serve instead of handing out K fresh guesses.
 TEST_F(RealmSqliteTest, RestoredDatabaseSnapshotIsRefused) {
-  Start();
+  ASSERT_NO_FATAL_FAILURE(Start());
   VaultTestClient client(kTestRealmId);
   auto user = User("victim");
   testing::Register(*realm_, client, user, "1234", 6);
@@ -123,28 +128,25 @@ TEST_F(RealmSqliteTest, RestoredDatabaseSnapshotIsRefused) {
   ASSERT_TRUE(testing::CopyFileOrAbsence(dir_.File("no-such-file"), DbFile("-shm")));
 
   for (int restart = 0; restart < 2; ++restart) {
-    Start();
+    ASSERT_NO_FATAL_FAILURE(Start());
     Status ready = realm_->Ready();
-    EXPECT_EQ(ready.code(), StatusCode::kFailedPrecondition) << ready;
-    EXPECT_NE(ready.message().find("storage is at epoch " + std::to_string(snapshot_epoch)),
-              std::string::npos)
-        << ready;
-    EXPECT_NE(ready.message().find("anchor is at epoch " + std::to_string(anchored_epoch)),
-              std::string::npos)
+    EXPECT_THAT(ready,
+                StatusIs(StatusCode::kFailedPrecondition,
+                         HasSubstr("storage is at epoch " + std::to_string(snapshot_epoch))));
+    EXPECT_THAT(ready.message(), HasSubstr("anchor is at epoch " + std::to_string(anchored_epoch)))
         << ready;
     // No fresh guesses: every request is refused, nothing is evaluated or written.
-    EXPECT_EQ(StatusCodeOf(realm_->Handle(user, client.Recover2("1234"))),
-              StatusCode::kFailedPrecondition);
-    EXPECT_EQ(StatusCodeOf(realm_->Handle(user, Recover1Request{})),
-              StatusCode::kFailedPrecondition);
-    EXPECT_EQ(realm_->Resync().code(), StatusCode::kFailedPrecondition);
+    EXPECT_THAT(realm_->Handle(user, client.Recover2("1234")),
+                StatusIs(StatusCode::kFailedPrecondition));
+    EXPECT_THAT(realm_->Handle(user, Recover1Request{}), StatusIs(StatusCode::kFailedPrecondition));
+    EXPECT_THAT(realm_->Resync(), StatusIs(StatusCode::kFailedPrecondition));
     EXPECT_EQ(realm_->Stats().batches, 0u);
     Stop();
   }
 }
 
 TEST_F(RealmSqliteTest, RowsTamperedThroughSqlAreDataLoss) {
-  Start();
+  ASSERT_NO_FATAL_FAILURE(Start());
   VaultTestClient a(kTestRealmId), b(kTestRealmId);
   auto alice = User("alice");
   auto bob = User("bob");
@@ -159,7 +161,7 @@ TEST_F(RealmSqliteTest, RowsTamperedThroughSqlAreDataLoss) {
   Sql("UPDATE records SET sealed = (SELECT substr(sealed, 1, 100) || x'ff' || "
       "substr(sealed, 102) FROM records WHERE id = x'" +
       alice_id + "') WHERE id = x'" + alice_id + "'");
-  EXPECT_EQ(StatusCodeOf(realm_->Handle(alice, a.Recover2("1234"))), StatusCode::kDataLoss);
+  EXPECT_THAT(realm_->Handle(alice, a.Recover2("1234")), StatusIs(StatusCode::kDataLoss));
   Sql("DELETE FROM records; INSERT INTO records SELECT * FROM saved");
   EXPECT_EQ(As<Recover1Response>(realm_->Handle(alice, Recover1Request{})).status,
             Recover1Response::Status::kOk);
@@ -169,12 +171,12 @@ TEST_F(RealmSqliteTest, RowsTamperedThroughSqlAreDataLoss) {
       "'), record_hash = (SELECT record_hash FROM saved WHERE id = x'" + bob_id +
       "'), sealed = (SELECT sealed FROM saved WHERE id = x'" + bob_id + "') WHERE id = x'" +
       alice_id + "'");
-  EXPECT_EQ(StatusCodeOf(realm_->Handle(alice, a.Recover2("1234"))), StatusCode::kDataLoss);
+  EXPECT_THAT(realm_->Handle(alice, a.Recover2("1234")), StatusIs(StatusCode::kDataLoss));
   Sql("DELETE FROM records; INSERT INTO records SELECT * FROM saved");
 
   // Drop alice's row.
   Sql("DELETE FROM records WHERE id = x'" + alice_id + "'");
-  EXPECT_EQ(StatusCodeOf(realm_->Handle(alice, Recover1Request{})), StatusCode::kDataLoss);
+  EXPECT_THAT(realm_->Handle(alice, Recover1Request{}), StatusIs(StatusCode::kDataLoss));
   Sql("DELETE FROM records; INSERT INTO records SELECT * FROM saved");
 
   EXPECT_EQ(realm_->Inspect(alice)->guess_count, 1);
@@ -182,14 +184,14 @@ TEST_F(RealmSqliteTest, RowsTamperedThroughSqlAreDataLoss) {
 }
 
 TEST_F(RealmSqliteTest, LostAnchorIsRefused) {
-  Start();
+  ASSERT_NO_FATAL_FAILURE(Start());
   VaultTestClient client(kTestRealmId);
   testing::Register(*realm_, client, User("a"), "1234", 5);
   Stop();
   ASSERT_TRUE(testing::CopyFileOrAbsence(dir_.File("none"), dir_.File("anchor")));
-  Start();
-  EXPECT_EQ(realm_->Ready().code(), StatusCode::kFailedPrecondition) << realm_->Ready();
-  EXPECT_NE(realm_->Ready().message().find("anchor is at epoch none"), std::string::npos);
+  ASSERT_NO_FATAL_FAILURE(Start());
+  EXPECT_THAT(realm_->Ready(),
+              StatusIs(StatusCode::kFailedPrecondition, HasSubstr("anchor is at epoch none")));
   Stop();
 }
 

@@ -35,6 +35,7 @@
 #include "pkcs11/mechanisms.h"
 #include "tests/testing/softhsm_token.h"
 #include "tests/testing/software_hsm.h"
+#include "tests/testing/status_matchers.h"
 #include "tests/testing/vault_test_client.h"
 #include "tests/testing/vault_test_util.h"
 #include "vault/protocol/oprf.h"
@@ -317,7 +318,7 @@ class CrashTest : public ::testing::TestWithParam<CrashHsm> {
     for (int u = 0; u < kUsers; ++u) {
       UserTrack& track = users_[u];
       auto summary = realm.Inspect(vault::RequestContext{"tenant", UserName(u)});
-      ASSERT_TRUE(summary.ok()) << summary.status();
+      ASSERT_OK(summary);
       Model actual;
       actual.state = summary->state;
       if (actual.state == RecordState::kRegistered) {
@@ -374,12 +375,12 @@ TEST_P(CrashTest, KilledAtRandomPointsNeverLosesAcknowledgedWritesOrLowersCounts
   std::string token_uri;
   if (kind == CrashHsm::kSoftHsm2) {
     auto created = testing::SoftHsmToken::Create();
-    ASSERT_TRUE(created.ok()) << created.status();
+    ASSERT_OK(created);
     token = std::move(*created);
     token_uri = token->uri();
     // Keys are made here and the module released again: the children load it afresh.
     Status keys = InitRealmKeys(token_uri);
-    ASSERT_TRUE(keys.ok()) << keys;
+    ASSERT_OK(keys);
   }
   const int kills = Kills();
   std::mt19937_64 rng(20240611);
@@ -462,14 +463,14 @@ TEST_P(CrashTest, KilledAtRandomPointsNeverLosesAcknowledgedWritesOrLowersCounts
     // included) before the next fork.
     {
       auto hsm = OpenHsm(kind, dir.path(), token_uri);
-      ASSERT_TRUE(hsm.ok()) << hsm.status();
+      ASSERT_OK(hsm);
       auto store = SqliteRecordStore::Open(dir.path());
-      ASSERT_TRUE(store.ok()) << store.status();
+      ASSERT_OK(store);
       vault::RealmOptions options;
       options.genesis_bucket_bits = 4;
       options.worker_threads = 2;
-      auto realm = std::move(vault::Realm::Create(**hsm, **store, options)).value();
-      ASSERT_TRUE(realm->Ready().ok()) << "round " << round << ": " << realm->Ready();
+      ASSERT_OK_AND_ASSIGN(auto realm, vault::Realm::Create(**hsm, **store, options));
+      ASSERT_OK(realm->Ready()) << "round " << round << ": " << realm->Ready();
       roll_forwards += realm->Stats().roll_forwards;
       Check(*realm);
     }

@@ -7,6 +7,7 @@
 
 #include "tests/testing/nss_token.h"
 #include "tests/testing/softhsm_token.h"
+#include "tests/testing/status_matchers.h"
 
 namespace pinvault::pkcs11 {
 namespace {
@@ -42,11 +43,7 @@ bool Contains(const std::string& haystack, const std::string& needle) {
 
 class AdminCliTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    StatusOr<std::unique_ptr<SoftHsmToken>> token = SoftHsmToken::Create();
-    ASSERT_TRUE(token.ok()) << token.status();
-    token_ = *std::move(token);
-  }
+  void SetUp() override { ASSERT_OK_AND_ASSIGN(token_, SoftHsmToken::Create()); }
   std::unique_ptr<SoftHsmToken> token_;
 };
 
@@ -79,7 +76,7 @@ TEST_F(AdminCliTest, ExtractableKeyMadeWithPkcs11ToolFailsTheAudit) {
                             token_->label(), "--login", "--pin", token_->user_pin(), "--keygen",
                             "--key-type", "AES:32", "--label", "rogue", "--extractable"},
                            &tool_output);
-  ASSERT_TRUE(made.ok()) << made;
+  ASSERT_OK(made);
 
   Result audit = Admin({"hsm", "audit", "--token", token_->uri()});
   EXPECT_EQ(audit.exit_code, 1) << audit.output;
@@ -140,7 +137,7 @@ TEST_F(AdminCliTest, ClearErrorsForWrongModulePinAndToken) {
       << module.output;
 
   std::string bad_pin_file = token_->dir() + "/wrong-pin";
-  ASSERT_TRUE(testing::WriteFile(bad_pin_file, "wrong-pin-4321\n", 0600).ok());
+  ASSERT_OK(testing::WriteFile(bad_pin_file, "wrong-pin-4321\n", 0600));
   Result pin = Admin({"hsm", "init", "--token",
                       "pkcs11:token=" + token_->label() + "?pin-source=file:" + bad_pin_file});
   EXPECT_EQ(pin.exit_code, 3);
@@ -170,7 +167,7 @@ TEST_F(AdminCliTest, ClearErrorsForWrongModulePinAndToken) {
 
 TEST(AdminCliNssTest, NssTokenInitWorksAndTheAuditSaysWhatNssLacks) {
   StatusOr<std::unique_ptr<NssToken>> token = NssToken::Create();
-  ASSERT_TRUE(token.ok()) << token.status();
+  ASSERT_OK(token);
   std::vector<std::string> module = {"--module",      NssToken::ModulePath(),
                                      "--module-args", (*token)->init_parameters(),
                                      "--token",       (*token)->uri()};

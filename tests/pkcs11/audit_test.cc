@@ -11,6 +11,7 @@
 #include "pkcs11/mechanisms.h"
 #include "pkcs11/objects.h"
 #include "tests/pkcs11/token_backends.h"
+#include "tests/testing/status_matchers.h"
 
 namespace pinvault::pkcs11 {
 namespace {
@@ -31,18 +32,18 @@ class AuditTest : public ::testing::TestWithParam<Backend> {
  protected:
   void SetUp() override {
     StatusOr<TestToken> token = MakeTestToken(GetParam());
-    ASSERT_TRUE(token.ok()) << token.status();
+    ASSERT_OK(token);
     token_ = std::make_unique<TestToken>(*std::move(token));
     StatusOr<std::unique_ptr<Module>> module = token_->LoadModule();
-    ASSERT_TRUE(module.ok()) << module.status();
+    ASSERT_OK(module);
     module_ = *std::move(module);
-    StatusOr<std::unique_ptr<SessionPool>> pool =
-        SessionPool::Open(module_, MustParseUri(token_->uri));
-    ASSERT_TRUE(pool.ok()) << pool.status();
+    ASSERT_OK_AND_ASSIGN(TokenUri uri, ParseTokenUri(token_->uri));
+    StatusOr<std::unique_ptr<SessionPool>> pool = SessionPool::Open(module_, std::move(uri));
+    ASSERT_OK(pool);
     pool_ = *std::move(pool);
     TokenDescription d = pool_->token();
     StatusOr<Capabilities> caps = DetectCapabilities(*module_, d.slot, d.flags);
-    ASSERT_TRUE(caps.ok());
+    ASSERT_OK(caps);
     caps_ = *caps;
   }
   void TearDown() override {
@@ -55,7 +56,7 @@ class AuditTest : public ::testing::TestWithParam<Backend> {
     AuditPolicy policy;
     policy.require_local = require_local;
     StatusOr<AuditReport> report = AuditToken(*pool_, caps_, policy);
-    EXPECT_TRUE(report.ok()) << report.status();
+    EXPECT_OK(report);
     return report.ok() ? *std::move(report) : AuditReport();
   }
 
@@ -72,7 +73,7 @@ class AuditTest : public ::testing::TestWithParam<Backend> {
       return CallResult{pool_->functions()->C_GenerateKey(session, &m, t.data(), t.size(), &handle),
                         "C_GenerateKey"};
     });
-    EXPECT_TRUE(s.ok()) << s;
+    EXPECT_OK(s);
     return handle;
   }
 
@@ -84,7 +85,7 @@ class AuditTest : public ::testing::TestWithParam<Backend> {
 
 TEST_P(AuditTest, WrapEnforcementProbeMatchesTheModule) {
   StatusOr<std::optional<bool>> enforced = ProbeWrapEnforcement(*pool_, caps_);
-  ASSERT_TRUE(enforced.ok()) << enforced.status();
+  ASSERT_OK(enforced);
   ASSERT_TRUE(enforced->has_value());
   // NSS softokn 3.87 wraps CKA_EXTRACTABLE=false keys; SoftHSM2 refuses.
   EXPECT_EQ(**enforced, GetParam() == Backend::kSoftHsm);
@@ -102,11 +103,11 @@ TEST_P(AuditTest, EmptyTokenFailsNamingEveryMissingKey) {
 }
 
 TEST_P(AuditTest, FreshKeySetPassesTheAudit) {
-  ASSERT_TRUE(EnsureRealmKeys(*pool_, caps_, {}).ok());
+  ASSERT_OK(EnsureRealmKeys(*pool_, caps_, {}));
   // Store an anchor too: its holder is recognised and checked.
   StatusOr<std::unique_ptr<TokenHsm>> hsm = TokenHsm::Create(pool_);
-  ASSERT_TRUE(hsm.ok());
-  ASSERT_TRUE((*hsm)->StoreAnchor(ToBytes("root||epoch||mac")).ok());
+  ASSERT_OK(hsm);
+  ASSERT_OK((*hsm)->StoreAnchor(ToBytes("root||epoch||mac")));
 
   AuditReport report = Audit();
   ASSERT_EQ(report.objects.size(), 6u);
@@ -146,7 +147,7 @@ TEST_P(AuditTest, FreshKeySetPassesTheAudit) {
 }
 
 TEST_P(AuditTest, HandMadeExtractableKeyFailsTheAudit) {
-  ASSERT_TRUE(EnsureRealmKeys(*pool_, caps_, {}).ok());
+  ASSERT_OK(EnsureRealmKeys(*pool_, caps_, {}));
   AttributeTemplate rogue;
   rogue.Ulong(CKA_CLASS, CKO_SECRET_KEY)
       .Ulong(CKA_KEY_TYPE, CKK_AES)
@@ -173,7 +174,7 @@ TEST_P(AuditTest, HandMadeExtractableKeyFailsTheAudit) {
 }
 
 TEST_P(AuditTest, UnknownNonExtractableKeyIsListedAndPasses) {
-  ASSERT_TRUE(EnsureRealmKeys(*pool_, caps_, {}).ok());
+  ASSERT_OK(EnsureRealmKeys(*pool_, caps_, {}));
   AttributeTemplate other;
   other.Ulong(CKA_CLASS, CKO_SECRET_KEY)
       .Ulong(CKA_KEY_TYPE, CKK_AES)
@@ -220,7 +221,7 @@ TEST_P(AuditTest, RealmLabelOnAKeyWithTooManyUsagesFails) {
       .Bool(CKA_DERIVE, false)
       .String(CKA_LABEL, SealingKeyLabel(1));
   GenerateAes(t);
-  ASSERT_TRUE(EnsureRealmKeys(*pool_, caps_, {}).ok());  // creates the others, keeps this one
+  ASSERT_OK(EnsureRealmKeys(*pool_, caps_, {}));  // creates the others, keeps this one
   AuditReport report = Audit(/*require_local=*/GetParam() == Backend::kSoftHsm);
   std::set<Finding> expected = {{"pinvault-record-seal-1", "CKA_MODIFIABLE"},
                                 {"pinvault-record-seal-1", "CKA_WRAP"},
@@ -230,7 +231,7 @@ TEST_P(AuditTest, RealmLabelOnAKeyWithTooManyUsagesFails) {
 }
 
 TEST_P(AuditTest, DuplicateRealmLabelIsAFinding) {
-  ASSERT_TRUE(EnsureRealmKeys(*pool_, caps_, {}).ok());
+  ASSERT_OK(EnsureRealmKeys(*pool_, caps_, {}));
   AttributeTemplate t = SealingKeyTemplate(1);
   GenerateAes(t);
   AuditReport report = Audit(/*require_local=*/GetParam() == Backend::kSoftHsm);

@@ -8,39 +8,43 @@
 #include "tests/pkcs11/token_backends.h"
 #include "tests/testing/fault_module.h"
 #include "tests/testing/softhsm_token.h"
+#include "tests/testing/status_matchers.h"
 
 namespace pinvault::pkcs11 {
 namespace {
 
-using testing::FaultModule;
-using testing::SoftHsmToken;
+using ::pinvault::testing::FaultModule;
+using ::pinvault::testing::SoftHsmToken;
+using ::pinvault::testing::StatusIs;
+using ::testing::HasSubstr;
 
 class HsmFaultTest : public ::testing::Test {
  protected:
   void SetUp() override {
     StatusOr<std::unique_ptr<SoftHsmToken>> token = SoftHsmToken::Create();
-    ASSERT_TRUE(token.ok()) << token.status();
+    ASSERT_OK(token);
     token_ = *std::move(token);
     StatusOr<std::shared_ptr<FaultModule>> fault = FaultModule::Load(SoftHsmToken::kModulePath);
-    ASSERT_TRUE(fault.ok()) << fault.status();
+    ASSERT_OK(fault);
     fault_ = *fault;
     StatusOr<std::unique_ptr<Module>> module = fault_->CreateModule();
-    ASSERT_TRUE(module.ok()) << module.status();
+    ASSERT_OK(module);
     std::shared_ptr<Module> shared = *std::move(module);
     TokenHsm::Options options;
     options.pool.retry_backoff = std::chrono::milliseconds(0);
     // Create the key set, then open the HSM the way a realm would.
     {
+      ASSERT_OK_AND_ASSIGN(TokenUri uri, ParseTokenUri(token_->uri()));
       StatusOr<std::unique_ptr<SessionPool>> pool =
-          SessionPool::Open(shared, MustParseUri(token_->uri()), options.pool);
-      ASSERT_TRUE(pool.ok()) << pool.status();
+          SessionPool::Open(shared, std::move(uri), options.pool);
+      ASSERT_OK(pool);
       TokenDescription d = (*pool)->token();
       StatusOr<Capabilities> caps = DetectCapabilities(*shared, d.slot, d.flags);
-      ASSERT_TRUE(caps.ok());
-      ASSERT_TRUE(EnsureRealmKeys(**pool, *caps, {}).ok());
+      ASSERT_OK(caps);
+      ASSERT_OK(EnsureRealmKeys(**pool, *caps, {}));
     }
     StatusOr<std::unique_ptr<TokenHsm>> hsm = TokenHsm::Open(shared, token_->uri(), options);
-    ASSERT_TRUE(hsm.ok()) << hsm.status();
+    ASSERT_OK(hsm);
     hsm_ = *std::move(hsm);
   }
   void TearDown() override {
@@ -57,42 +61,42 @@ class HsmFaultTest : public ::testing::Test {
 TEST_F(HsmFaultTest, HsmGoneIsUnavailableAndComesBackWithoutRestart) {
   Bytes aad = ToBytes("record|1");
   StatusOr<vault::SealedBlob> before = hsm_->Seal(1, Bytes(64, 7), aad);
-  ASSERT_TRUE(before.ok());
-  ASSERT_TRUE(hsm_->StoreAnchor(ToBytes("anchor-1")).ok());
+  ASSERT_OK(before);
+  ASSERT_OK(hsm_->StoreAnchor(ToBytes("anchor-1")));
 
   fault_->Unplug();
-  EXPECT_EQ(hsm_->Seal(1, Bytes(64, 7), aad).status().code(), StatusCode::kUnavailable);
-  EXPECT_EQ(hsm_->Unseal(*before, aad).status().code(), StatusCode::kUnavailable);
-  EXPECT_EQ(hsm_->Mac(vault::MacKeyRole::kRecordId, aad).status().code(), StatusCode::kUnavailable);
-  EXPECT_EQ(hsm_->Sign(aad).status().code(), StatusCode::kUnavailable);
-  EXPECT_EQ(hsm_->LoadAnchor().status().code(), StatusCode::kUnavailable);
-  EXPECT_EQ(hsm_->StoreAnchor(ToBytes("anchor-2")).code(), StatusCode::kUnavailable);
+  EXPECT_THAT(hsm_->Seal(1, Bytes(64, 7), aad), StatusIs(StatusCode::kUnavailable));
+  EXPECT_THAT(hsm_->Unseal(*before, aad), StatusIs(StatusCode::kUnavailable));
+  EXPECT_THAT(hsm_->Mac(vault::MacKeyRole::kRecordId, aad), StatusIs(StatusCode::kUnavailable));
+  EXPECT_THAT(hsm_->Sign(aad), StatusIs(StatusCode::kUnavailable));
+  EXPECT_THAT(hsm_->LoadAnchor(), StatusIs(StatusCode::kUnavailable));
+  EXPECT_THAT(hsm_->StoreAnchor(ToBytes("anchor-2")), StatusIs(StatusCode::kUnavailable));
   std::array<uint8_t, 8> random{};
   Status s = hsm_->GenerateRandom(random);
-  EXPECT_EQ(s.code(), StatusCode::kUnavailable);
-  EXPECT_NE(s.message().find("not present"), std::string::npos) << s;
+  EXPECT_THAT(s, StatusIs(StatusCode::kUnavailable, HasSubstr("not present"))) << s;
 
   fault_->Replug();
   StatusOr<SecretBytes> opened = hsm_->Unseal(*before, aad);
-  ASSERT_TRUE(opened.ok()) << opened.status();
+  ASSERT_OK(opened);
   EXPECT_EQ(opened->size(), 64u);
-  EXPECT_TRUE(hsm_->Seal(1, Bytes(64, 7), aad).ok());
+  EXPECT_OK(hsm_->Seal(1, Bytes(64, 7), aad));
   StatusOr<std::optional<Bytes>> anchor = hsm_->LoadAnchor();
-  ASSERT_TRUE(anchor.ok() && anchor->has_value()) << anchor.status();
+  ASSERT_OK(anchor);
+  ASSERT_TRUE(anchor->has_value());
   EXPECT_EQ(**anchor, ToBytes("anchor-1"));
   EXPECT_GE(hsm_->pool().recoveries(), 1u);
 }
 
 TEST_F(HsmFaultTest, DeviceRemovedMidOperationIsRetriedOnANewSession) {
-  ASSERT_TRUE(fault_->FailNext("C_Encrypt", CKR_DEVICE_REMOVED, 1).ok());
+  ASSERT_OK(fault_->FailNext("C_Encrypt", CKR_DEVICE_REMOVED, 1));
   fault_->ResetCounts();
   StatusOr<vault::SealedBlob> blob = hsm_->Seal(1, Bytes(16, 1), {});
-  ASSERT_TRUE(blob.ok()) << blob.status();
+  ASSERT_OK(blob);
   EXPECT_EQ(fault_->CallCount("C_Encrypt"), 2u);
   EXPECT_EQ(fault_->CallCount("C_OpenSession"), 1u);
   // The retry used a fresh IV: the failed attempt's IV is never used again.
   EXPECT_EQ(blob->iv[11], 1);
-  EXPECT_TRUE(hsm_->Unseal(*blob, {}).ok());
+  EXPECT_OK(hsm_->Unseal(*blob, {}));
 }
 
 TEST_F(HsmFaultTest, OperationsDoNotSearchForObjects) {
@@ -100,12 +104,12 @@ TEST_F(HsmFaultTest, OperationsDoNotSearchForObjects) {
   fault_->ResetCounts();
   for (int i = 0; i < 50; ++i) {
     StatusOr<vault::SealedBlob> blob = hsm_->Seal(1, Bytes(64, 1), aad);
-    ASSERT_TRUE(blob.ok());
-    ASSERT_TRUE(hsm_->Unseal(*blob, aad).ok());
+    ASSERT_OK(blob);
+    ASSERT_OK(hsm_->Unseal(*blob, aad));
     StatusOr<vault::MacTag> tag = hsm_->Mac(vault::MacKeyRole::kRecordId, aad);
-    ASSERT_TRUE(tag.ok());
-    ASSERT_TRUE(hsm_->VerifyMac(vault::MacKeyRole::kRecordId, aad, *tag).ok());
-    ASSERT_TRUE(hsm_->Sign(aad).ok());
+    ASSERT_OK(tag);
+    ASSERT_OK(hsm_->VerifyMac(vault::MacKeyRole::kRecordId, aad, *tag));
+    ASSERT_OK(hsm_->Sign(aad));
   }
   EXPECT_EQ(fault_->CallCount("C_FindObjectsInit"), 0u);
   EXPECT_EQ(fault_->CallCount("C_OpenSession"), 0u);
@@ -113,20 +117,20 @@ TEST_F(HsmFaultTest, OperationsDoNotSearchForObjects) {
 }
 
 TEST_F(HsmFaultTest, InvalidatedKeyHandleIsLookedUpAgain) {
-  ASSERT_TRUE(fault_->FailNext("C_SignInit", CKR_KEY_HANDLE_INVALID, 1).ok());
+  ASSERT_OK(fault_->FailNext("C_SignInit", CKR_KEY_HANDLE_INVALID, 1));
   fault_->ResetCounts();
   StatusOr<vault::MacTag> tag = hsm_->Mac(vault::MacKeyRole::kAnchor, ToBytes("x"));
-  ASSERT_TRUE(tag.ok()) << tag.status();
+  ASSERT_OK(tag);
   EXPECT_GT(fault_->CallCount("C_FindObjectsInit"), 0u);
   EXPECT_EQ(fault_->CallCount("C_SignInit"), 2u);
 }
 
 TEST_F(HsmFaultTest, AuthenticationFailureIsNotRetried) {
   StatusOr<vault::SealedBlob> blob = hsm_->Seal(1, Bytes(16, 1), {});
-  ASSERT_TRUE(blob.ok());
+  ASSERT_OK(blob);
   blob->ciphertext[0] ^= 1;
   fault_->ResetCounts();
-  EXPECT_EQ(hsm_->Unseal(*blob, {}).status().code(), StatusCode::kDataLoss);
+  EXPECT_THAT(hsm_->Unseal(*blob, {}), StatusIs(StatusCode::kDataLoss));
   EXPECT_EQ(fault_->CallCount("C_Decrypt"), 1u);
 }
 

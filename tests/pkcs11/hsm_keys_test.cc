@@ -19,9 +19,14 @@
 #include "pkcs11/objects.h"
 #include "pkcs11/operations.h"
 #include "tests/pkcs11/token_backends.h"
+#include "tests/testing/status_matchers.h"
 
 namespace pinvault::pkcs11 {
 namespace {
+
+using ::pinvault::testing::IsOkAndHolds;
+using ::pinvault::testing::StatusIs;
+using ::testing::HasSubstr;
 
 SessionPool::Options FastOptions() {
   SessionPool::Options options;
@@ -74,18 +79,19 @@ class TokenHsmTest : public ::testing::TestWithParam<Backend> {
   void SetUp() override {
     ASSERT_EQ(sodium_init() < 0, false);
     StatusOr<TestToken> token = MakeTestToken(GetParam());
-    ASSERT_TRUE(token.ok()) << token.status();
+    ASSERT_OK(token);
     token_ = std::make_unique<TestToken>(*std::move(token));
     StatusOr<std::unique_ptr<Module>> module = token_->LoadModule();
-    ASSERT_TRUE(module.ok()) << module.status();
+    ASSERT_OK(module);
     module_ = *std::move(module);
+    ASSERT_OK_AND_ASSIGN(TokenUri uri, ParseTokenUri(token_->uri));
     StatusOr<std::unique_ptr<SessionPool>> pool =
-        SessionPool::Open(module_, MustParseUri(token_->uri), FastOptions());
-    ASSERT_TRUE(pool.ok()) << pool.status();
+        SessionPool::Open(module_, std::move(uri), FastOptions());
+    ASSERT_OK(pool);
     pool_ = *std::move(pool);
     TokenDescription description = pool_->token();
     StatusOr<Capabilities> caps = DetectCapabilities(*module_, description.slot, description.flags);
-    ASSERT_TRUE(caps.ok()) << caps.status();
+    ASSERT_OK(caps);
     caps_ = *caps;
   }
 
@@ -98,9 +104,9 @@ class TokenHsmTest : public ::testing::TestWithParam<Backend> {
 
   void InitKeys(KeySetOptions options = {}) {
     StatusOr<std::vector<KeySetAction>> actions = EnsureRealmKeys(*pool_, caps_, options);
-    ASSERT_TRUE(actions.ok()) << actions.status();
+    ASSERT_OK(actions);
     StatusOr<std::unique_ptr<TokenHsm>> hsm = TokenHsm::Create(pool_);
-    ASSERT_TRUE(hsm.ok()) << hsm.status();
+    ASSERT_OK(hsm);
     hsm_ = *std::move(hsm);
   }
 
@@ -108,7 +114,7 @@ class TokenHsmTest : public ::testing::TestWithParam<Backend> {
   void ExpectFlags(CK_OBJECT_HANDLE object,
                    const std::vector<std::pair<CK_ATTRIBUTE_TYPE, bool>>& expected) {
     StatusOr<SessionPool::Lease> lease = pool_->Acquire();
-    ASSERT_TRUE(lease.ok()) << lease.status();
+    ASSERT_OK(lease);
     for (auto [attribute, value_expected] : expected) {
       bool value = !value_expected;
       ASSERT_EQ(ReadBoolOn(pool_->functions(), lease->handle(), object, attribute, &value), CKR_OK)
@@ -122,7 +128,7 @@ class TokenHsmTest : public ::testing::TestWithParam<Backend> {
     AttributeTemplate all;
     all.Bool(CKA_TOKEN, true);
     StatusOr<std::vector<CK_OBJECT_HANDLE>> found = FindObjects(*pool_, all);
-    EXPECT_TRUE(found.ok()) << found.status();
+    EXPECT_OK(found);
     return found.ok() ? found->size() : 0;
   }
 
@@ -150,13 +156,13 @@ TEST_P(TokenHsmTest, CapabilitiesMatchTheModule) {
 
 TEST_P(TokenHsmTest, OpenWithoutRealmKeysSaysToRunInit) {
   StatusOr<std::unique_ptr<TokenHsm>> hsm = TokenHsm::Create(pool_);
-  ASSERT_EQ(hsm.status().code(), StatusCode::kNotFound);
-  EXPECT_NE(hsm.status().message().find("hsm init"), std::string::npos) << hsm.status();
+  ASSERT_THAT(hsm, StatusIs(StatusCode::kNotFound));
+  EXPECT_THAT(hsm.status().message(), HasSubstr("hsm init")) << hsm.status();
 }
 
 TEST_P(TokenHsmTest, InitCreatesTheKeySetOnceAndNeverDuplicates) {
   StatusOr<std::vector<KeySetAction>> first = EnsureRealmKeys(*pool_, caps_, {});
-  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_OK(first);
   std::set<std::string> created;
   for (const KeySetAction& a : *first) {
     EXPECT_TRUE(a.created) << a.label;
@@ -168,7 +174,7 @@ TEST_P(TokenHsmTest, InitCreatesTheKeySetOnceAndNeverDuplicates) {
   EXPECT_EQ(objects, 5u);  // four secret/private keys and the audit public key
 
   StatusOr<std::vector<KeySetAction>> second = EnsureRealmKeys(*pool_, caps_, {});
-  ASSERT_TRUE(second.ok()) << second.status();
+  ASSERT_OK(second);
   for (const KeySetAction& a : *second) EXPECT_FALSE(a.created) << a.label;
   EXPECT_EQ(CountObjects(), objects);
 }
@@ -176,10 +182,10 @@ TEST_P(TokenHsmTest, InitCreatesTheKeySetOnceAndNeverDuplicates) {
 TEST_P(TokenHsmTest, InitRefusesAHalfAuditKeyPair) {
   InitKeys();
   RealmKeys keys = hsm_->keys();
-  ASSERT_TRUE(DestroyObject(*pool_, keys.audit_public).ok());
+  ASSERT_OK(DestroyObject(*pool_, keys.audit_public));
   size_t objects = CountObjects();
   StatusOr<std::vector<KeySetAction>> again = EnsureRealmKeys(*pool_, caps_, {});
-  EXPECT_EQ(again.status().code(), StatusCode::kFailedPrecondition) << again.status();
+  EXPECT_THAT(again, StatusIs(StatusCode::kFailedPrecondition)) << again.status();
   EXPECT_EQ(CountObjects(), objects);
 }
 
@@ -188,7 +194,7 @@ TEST_P(TokenHsmTest, RealmKeysHaveThePolicyAttributes) {
   RealmKeys keys = hsm_->keys();
   CK_FUNCTION_LIST* f = pool_->functions();
   StatusOr<SessionPool::Lease> lease = pool_->Acquire();
-  ASSERT_TRUE(lease.ok());
+  ASSERT_OK(lease);
   for (CK_OBJECT_HANDLE key :
        {keys.sealing.at(1), keys.record_id_mac, keys.anchor_mac, keys.audit_private}) {
     ExpectFlags(key, {{CKA_TOKEN, true},
@@ -220,11 +226,11 @@ TEST_P(TokenHsmTest, SealUnsealRoundTrip) {
     Bytes plaintext = Seq(size);
     Bytes aad = ToBytes("record-7|v3");
     StatusOr<vault::SealedBlob> blob = hsm_->Seal(1, plaintext, aad);
-    ASSERT_TRUE(blob.ok()) << blob.status();
+    ASSERT_OK(blob);
     EXPECT_EQ(blob->key_id, 1u);
     EXPECT_EQ(blob->ciphertext.size(), size + 16);
     StatusOr<SecretBytes> opened = hsm_->Unseal(*blob, aad);
-    ASSERT_TRUE(opened.ok()) << opened.status() << " size " << size;
+    ASSERT_OK(opened) << " size " << size;
     EXPECT_TRUE(SecretEquals(*opened, plaintext)) << size;
   }
 }
@@ -235,7 +241,7 @@ TEST_P(TokenHsmTest, IvsAreNeverRepeated) {
   std::array<uint8_t, 8> prefix{};
   for (int i = 0; i < 500; ++i) {
     StatusOr<vault::SealedBlob> blob = hsm_->Seal(1, Seq(8), {});
-    ASSERT_TRUE(blob.ok());
+    ASSERT_OK(blob);
     EXPECT_TRUE(ivs.insert(blob->iv).second) << "IV repeated at " << i;
     if (i == 0) std::copy(blob->iv.begin(), blob->iv.begin() + 8, prefix.begin());
     EXPECT_TRUE(std::equal(prefix.begin(), prefix.end(), blob->iv.begin()));
@@ -250,82 +256,82 @@ TEST_P(TokenHsmTest, TamperedCiphertextTagIvOrAadIsRejected) {
   Bytes plaintext = Seq(64);
   Bytes aad = ToBytes("record-id|version-9");
   StatusOr<vault::SealedBlob> blob = hsm_->Seal(1, plaintext, aad);
-  ASSERT_TRUE(blob.ok());
+  ASSERT_OK(blob);
   int checked = 0;
   // Every bit of ciphertext and tag.
   for (size_t i = 0; i < blob->ciphertext.size() * 8; ++i) {
     vault::SealedBlob bad = *blob;
     bad.ciphertext[i / 8] ^= static_cast<uint8_t>(1u << (i % 8));
     StatusOr<SecretBytes> opened = hsm_->Unseal(bad, aad);
-    ASSERT_EQ(opened.status().code(), StatusCode::kDataLoss) << "ciphertext bit " << i;
+    ASSERT_THAT(opened, StatusIs(StatusCode::kDataLoss)) << "ciphertext bit " << i;
     ++checked;
   }
   // Every bit of the IV.
   for (size_t i = 0; i < 96; ++i) {
     vault::SealedBlob bad = *blob;
     bad.iv[i / 8] ^= static_cast<uint8_t>(1u << (i % 8));
-    ASSERT_EQ(hsm_->Unseal(bad, aad).status().code(), StatusCode::kDataLoss) << "iv bit " << i;
+    ASSERT_THAT(hsm_->Unseal(bad, aad), StatusIs(StatusCode::kDataLoss)) << "iv bit " << i;
     ++checked;
   }
   // Every bit of the associated data, and its truncations and extension.
   for (size_t i = 0; i < aad.size() * 8; ++i) {
     Bytes bad = aad;
     bad[i / 8] ^= static_cast<uint8_t>(1u << (i % 8));
-    ASSERT_EQ(hsm_->Unseal(*blob, bad).status().code(), StatusCode::kDataLoss) << "aad bit " << i;
+    ASSERT_THAT(hsm_->Unseal(*blob, bad), StatusIs(StatusCode::kDataLoss)) << "aad bit " << i;
     ++checked;
   }
   for (size_t len = 0; len < aad.size(); ++len) {
     Bytes bad(aad.begin(), aad.begin() + len);
-    ASSERT_EQ(hsm_->Unseal(*blob, bad).status().code(), StatusCode::kDataLoss);
+    ASSERT_THAT(hsm_->Unseal(*blob, bad), StatusIs(StatusCode::kDataLoss));
   }
   Bytes longer = aad;
   longer.push_back(0);
-  EXPECT_EQ(hsm_->Unseal(*blob, longer).status().code(), StatusCode::kDataLoss);
+  EXPECT_THAT(hsm_->Unseal(*blob, longer), StatusIs(StatusCode::kDataLoss));
   // Every truncation of the ciphertext.
   for (size_t len = 0; len < blob->ciphertext.size(); ++len) {
     vault::SealedBlob bad = *blob;
     bad.ciphertext.resize(len);
-    ASSERT_EQ(hsm_->Unseal(bad, aad).status().code(), StatusCode::kDataLoss) << "length " << len;
+    ASSERT_THAT(hsm_->Unseal(bad, aad), StatusIs(StatusCode::kDataLoss)) << "length " << len;
   }
   EXPECT_EQ(checked, 80 * 8 + 96 + static_cast<int>(aad.size()) * 8);
   // The untouched blob still opens: the failures did not disturb the sessions.
   StatusOr<SecretBytes> opened = hsm_->Unseal(*blob, aad);
-  ASSERT_TRUE(opened.ok()) << opened.status();
+  ASSERT_OK(opened);
   EXPECT_TRUE(SecretEquals(*opened, plaintext));
 }
 
 TEST_P(TokenHsmTest, UnknownSealingKeyIsNotFound) {
   InitKeys();
-  EXPECT_EQ(hsm_->Seal(2, Seq(4), {}).status().code(), StatusCode::kNotFound);
+  EXPECT_THAT(hsm_->Seal(2, Seq(4), {}), StatusIs(StatusCode::kNotFound));
   StatusOr<vault::SealedBlob> blob = hsm_->Seal(1, Seq(4), {});
-  ASSERT_TRUE(blob.ok());
+  ASSERT_OK(blob);
   blob->key_id = 7;
-  EXPECT_EQ(hsm_->Unseal(*blob, {}).status().code(), StatusCode::kNotFound);
+  EXPECT_THAT(hsm_->Unseal(*blob, {}), StatusIs(StatusCode::kNotFound));
 }
 
 TEST_P(TokenHsmTest, KeyRotationKeepsOldRecordsReadable) {
   InitKeys();
   Bytes aad = ToBytes("r");
   StatusOr<vault::SealedBlob> old_blob = hsm_->Seal(1, Seq(20), aad);
-  ASSERT_TRUE(old_blob.ok());
+  ASSERT_OK(old_blob);
   StatusOr<uint32_t> id = hsm_->AddSealingKey();
-  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_OK(id);
   EXPECT_EQ(*id, 2u);
   EXPECT_EQ(hsm_->CurrentSealingKeyId(), 2u);
   StatusOr<vault::SealedBlob> new_blob = hsm_->Seal(2, Seq(20), aad);
-  ASSERT_TRUE(new_blob.ok());
+  ASSERT_OK(new_blob);
   EXPECT_NE(new_blob->ciphertext, old_blob->ciphertext);
-  EXPECT_TRUE(hsm_->Unseal(*old_blob, aad).ok());
-  EXPECT_TRUE(hsm_->Unseal(*new_blob, aad).ok());
+  EXPECT_OK(hsm_->Unseal(*old_blob, aad));
+  EXPECT_OK(hsm_->Unseal(*new_blob, aad));
   // A ciphertext relabelled with the other key id does not open.
   vault::SealedBlob swapped = *old_blob;
   swapped.key_id = 2;
-  EXPECT_EQ(hsm_->Unseal(swapped, aad).status().code(), StatusCode::kDataLoss);
+  EXPECT_THAT(hsm_->Unseal(swapped, aad), StatusIs(StatusCode::kDataLoss));
   // A second TokenHsm on the same token sees both keys.
   StatusOr<std::unique_ptr<TokenHsm>> other = TokenHsm::Create(pool_);
-  ASSERT_TRUE(other.ok());
+  ASSERT_OK(other);
   EXPECT_EQ((*other)->CurrentSealingKeyId(), 2u);
-  EXPECT_TRUE((*other)->Unseal(*old_blob, aad).ok());
+  EXPECT_OK((*other)->Unseal(*old_blob, aad));
 }
 
 TEST_P(TokenHsmTest, MacIsDeterministicPerRoleAndVerifiedInTheToken) {
@@ -335,32 +341,35 @@ TEST_P(TokenHsmTest, MacIsDeterministicPerRoleAndVerifiedInTheToken) {
   StatusOr<vault::MacTag> b = hsm_->Mac(vault::MacKeyRole::kRecordId, data);
   StatusOr<vault::MacTag> c = hsm_->Mac(vault::MacKeyRole::kAnchor, data);
   StatusOr<vault::MacTag> d = hsm_->Mac(vault::MacKeyRole::kRecordId, ToBytes("tenant-a|user-43"));
-  ASSERT_TRUE(a.ok() && b.ok() && c.ok() && d.ok());
+  ASSERT_OK(a);
+  ASSERT_OK(b);
+  ASSERT_OK(c);
+  ASSERT_OK(d);
   EXPECT_EQ(*a, *b);
   EXPECT_NE(*a, *c);
   EXPECT_NE(*a, *d);
-  EXPECT_TRUE(hsm_->VerifyMac(vault::MacKeyRole::kRecordId, data, *a).ok());
+  EXPECT_OK(hsm_->VerifyMac(vault::MacKeyRole::kRecordId, data, *a));
   Status wrong_key = hsm_->VerifyMac(vault::MacKeyRole::kAnchor, data, *a);
-  EXPECT_EQ(wrong_key.code(), StatusCode::kDataLoss) << wrong_key;
+  EXPECT_THAT(wrong_key, StatusIs(StatusCode::kDataLoss)) << wrong_key;
   for (size_t i = 0; i < 256; ++i) {
     vault::MacTag bad = *a;
     bad[i / 8] ^= static_cast<uint8_t>(1u << (i % 8));
     Status flipped = hsm_->VerifyMac(vault::MacKeyRole::kRecordId, data, bad);
-    ASSERT_EQ(flipped.code(), StatusCode::kDataLoss) << "tag bit " << i << ": " << flipped;
+    ASSERT_THAT(flipped, StatusIs(StatusCode::kDataLoss)) << "tag bit " << i << ": " << flipped;
   }
-  EXPECT_EQ(hsm_->VerifyMac(vault::MacKeyRole::kRecordId, data, ByteView(a->data(), 31)).code(),
-            StatusCode::kDataLoss);
-  EXPECT_EQ(hsm_->VerifyMac(vault::MacKeyRole::kRecordId, ToBytes("other"), *a).code(),
-            StatusCode::kDataLoss);
+  EXPECT_THAT(hsm_->VerifyMac(vault::MacKeyRole::kRecordId, data, ByteView(a->data(), 31)),
+              StatusIs(StatusCode::kDataLoss));
+  EXPECT_THAT(hsm_->VerifyMac(vault::MacKeyRole::kRecordId, ToBytes("other"), *a),
+              StatusIs(StatusCode::kDataLoss));
 }
 
 TEST_P(TokenHsmTest, SignaturesVerifyWithTheExportedPublicKey) {
   InitKeys();
   StatusOr<vault::SigningPublicKey> public_key = hsm_->AuditPublicKey();
-  ASSERT_TRUE(public_key.ok()) << public_key.status();
+  ASSERT_OK(public_key);
   Bytes message = ToBytes("audit entry 1: register record 00ff");
   StatusOr<Bytes> signature = hsm_->Sign(message);
-  ASSERT_TRUE(signature.ok()) << signature.status();
+  ASSERT_OK(signature);
   ASSERT_EQ(signature->size(), 64u);
   if (public_key->algorithm == vault::SignatureAlgorithm::kEd25519) {
     ASSERT_EQ(public_key->key.size(), 32u);
@@ -388,28 +397,28 @@ TEST_P(TokenHsmTest, EcdsaFallbackWorksWhereEdDsaExistsToo) {
   options.audit_algorithm = vault::SignatureAlgorithm::kEcdsaP256;
   InitKeys(options);
   StatusOr<vault::SigningPublicKey> public_key = hsm_->AuditPublicKey();
-  ASSERT_TRUE(public_key.ok()) << public_key.status();
+  ASSERT_OK(public_key);
   EXPECT_EQ(public_key->algorithm, vault::SignatureAlgorithm::kEcdsaP256);
   Bytes message = ToBytes("fallback");
   StatusOr<Bytes> signature = hsm_->Sign(message);
-  ASSERT_TRUE(signature.ok()) << signature.status();
+  ASSERT_OK(signature);
   EXPECT_TRUE(VerifyP256(public_key->key, message, *signature));
 }
 
 TEST_P(TokenHsmTest, GenerateRandom) {
   InitKeys();
   std::array<uint8_t, 32> a{}, b{};
-  ASSERT_TRUE(hsm_->GenerateRandom(a).ok());
-  ASSERT_TRUE(hsm_->GenerateRandom(b).ok());
+  ASSERT_OK(hsm_->GenerateRandom(a));
+  ASSERT_OK(hsm_->GenerateRandom(b));
   EXPECT_NE(a, b);
   EXPECT_NE(a, (std::array<uint8_t, 32>{}));
-  EXPECT_TRUE(hsm_->GenerateRandom(std::span<uint8_t>()).ok());
+  EXPECT_OK(hsm_->GenerateRandom(std::span<uint8_t>()));
 }
 
 // Anchor holders: the handles of the objects labelled as the anchor, sorted.
 std::vector<CK_OBJECT_HANDLE> AnchorHolders(SessionPool& pool) {
   StatusOr<std::vector<CK_OBJECT_HANDLE>> found = FindByLabel(pool, kAnchorLabel, std::nullopt);
-  EXPECT_TRUE(found.ok()) << found.status();
+  EXPECT_OK(found);
   std::vector<CK_OBJECT_HANDLE> handles = found.ok() ? *found : std::vector<CK_OBJECT_HANDLE>{};
   std::sort(handles.begin(), handles.end());
   return handles;
@@ -418,15 +427,15 @@ std::vector<CK_OBJECT_HANDLE> AnchorHolders(SessionPool& pool) {
 TEST_P(TokenHsmTest, AnchorKeepsTwoHoldersAndRewritesTheOlderInPlace) {
   InitKeys();
   StatusOr<std::optional<Bytes>> none = hsm_->LoadAnchor();
-  ASSERT_TRUE(none.ok()) << none.status();
+  ASSERT_OK(none);
   EXPECT_FALSE(none->has_value());
   size_t base = CountObjects();
   std::vector<CK_OBJECT_HANDLE> holders;
   for (int epoch = 1; epoch <= 6; ++epoch) {
     Bytes anchor = Seq(72, static_cast<uint8_t>(epoch));
-    ASSERT_TRUE(hsm_->StoreAnchor(anchor).ok()) << epoch;
+    ASSERT_OK(hsm_->StoreAnchor(anchor)) << epoch;
     StatusOr<std::optional<Bytes>> loaded = hsm_->LoadAnchor();
-    ASSERT_TRUE(loaded.ok()) << loaded.status();
+    ASSERT_OK(loaded);
     ASSERT_TRUE(loaded->has_value());
     EXPECT_EQ(**loaded, anchor);
     EXPECT_EQ(CountObjects(), base + std::min(epoch, 2)) << "at most two anchor holders";
@@ -440,7 +449,7 @@ TEST_P(TokenHsmTest, AnchorKeepsTwoHoldersAndRewritesTheOlderInPlace) {
   EXPECT_EQ(hsm_->anchor_storage(), TokenHsm::AnchorStorage::kSecretKeyId);
   // Each holder is a usage-less, sensitive, non-extractable private token key.
   StatusOr<SessionPool::Lease> lease = pool_->Acquire();
-  ASSERT_TRUE(lease.ok());
+  ASSERT_OK(lease);
   for (CK_OBJECT_HANDLE holder : holders) {
     CK_ULONG object_class = 0;
     ASSERT_EQ(ReadUlongOn(pool_->functions(), lease->handle(), holder, CKA_CLASS, &object_class),
@@ -460,28 +469,30 @@ TEST_P(TokenHsmTest, AnchorKeepsTwoHoldersAndRewritesTheOlderInPlace) {
   }
   // A new process (here: a new TokenHsm) reads the same anchor back and carries on in place.
   StatusOr<std::unique_ptr<TokenHsm>> other = TokenHsm::Create(pool_);
-  ASSERT_TRUE(other.ok());
+  ASSERT_OK(other);
   StatusOr<std::optional<Bytes>> loaded = (*other)->LoadAnchor();
-  ASSERT_TRUE(loaded.ok() && loaded->has_value());
+  ASSERT_OK(loaded);
+  ASSERT_TRUE(loaded->has_value());
   EXPECT_EQ(**loaded, Seq(72, 6));
   // Large anchors fit too.
-  ASSERT_TRUE((*other)->StoreAnchor(Seq(1000)).ok());
+  ASSERT_OK((*other)->StoreAnchor(Seq(1000)));
   EXPECT_EQ(AnchorHolders(*pool_), holders);
   loaded = hsm_->LoadAnchor();
-  ASSERT_TRUE(loaded.ok() && loaded->has_value());
+  ASSERT_OK(loaded);
+  ASSERT_TRUE(loaded->has_value());
   EXPECT_EQ(**loaded, Seq(1000));
 }
 
 TEST_P(TokenHsmTest, AnchorLoadPicksTheHighestSequence) {
   InitKeys();
-  ASSERT_TRUE(hsm_->StoreAnchor(ToBytes("epoch-1")).ok());
-  ASSERT_TRUE(hsm_->StoreAnchor(ToBytes("epoch-2")).ok());
+  ASSERT_OK(hsm_->StoreAnchor(ToBytes("epoch-1")));
+  ASSERT_OK(hsm_->StoreAnchor(ToBytes("epoch-2")));
   // A stray older holder, as a crash between creating a holder and destroying another leaves.
   // (Its bytes differ from the other holders': NSS softokn merges identical token keys.)
   CK_FUNCTION_LIST* f = pool_->functions();
   Bytes stale = EncodeAnchorCarrier(0, ToBytes("epoch-0"));
   StatusOr<SessionPool::Lease> lease = pool_->Acquire();
-  ASSERT_TRUE(lease.ok());
+  ASSERT_OK(lease);
   CK_OBJECT_HANDLE handle;
   AttributeTemplate t;
   t.Ulong(CKA_CLASS, CKO_SECRET_KEY)
@@ -495,16 +506,18 @@ TEST_P(TokenHsmTest, AnchorLoadPicksTheHighestSequence) {
   CK_MECHANISM m{CKM_GENERIC_SECRET_KEY_GEN, nullptr, 0};
   ASSERT_EQ(f->C_GenerateKey(lease->handle(), &m, t.data(), t.size(), &handle), CKR_OK);
   StatusOr<std::unique_ptr<TokenHsm>> other = TokenHsm::Create(pool_);
-  ASSERT_TRUE(other.ok());
+  ASSERT_OK(other);
   StatusOr<std::optional<Bytes>> loaded = (*other)->LoadAnchor();
-  ASSERT_TRUE(loaded.ok() && loaded->has_value()) << loaded.status();
+  ASSERT_OK(loaded);
+  ASSERT_TRUE(loaded->has_value());
   EXPECT_EQ(**loaded, ToBytes("epoch-2"));
   // The next store rewrites one older holder and destroys the other.
   size_t before = CountObjects();
-  ASSERT_TRUE((*other)->StoreAnchor(ToBytes("epoch-3")).ok());
+  ASSERT_OK((*other)->StoreAnchor(ToBytes("epoch-3")));
   EXPECT_EQ(CountObjects(), before - 1);
   loaded = hsm_->LoadAnchor();
-  ASSERT_TRUE(loaded.ok() && loaded->has_value());
+  ASSERT_OK(loaded);
+  ASSERT_TRUE(loaded->has_value());
   EXPECT_EQ(**loaded, ToBytes("epoch-3"));
 }
 
@@ -514,7 +527,7 @@ TEST_P(TokenHsmTest, DataObjectHoldersAreReadAndReplaced) {
   if (GetParam() != Backend::kSoftHsm) GTEST_SKIP() << "NSS softokn has no token data objects";
   InitKeys();
   StatusOr<SessionPool::Lease> lease = pool_->Acquire();
-  ASSERT_TRUE(lease.ok());
+  ASSERT_OK(lease);
   CK_OBJECT_HANDLE data;
   AttributeTemplate t;
   Bytes carrier = EncodeAnchorCarrier(7, ToBytes("epoch-7"));
@@ -527,17 +540,19 @@ TEST_P(TokenHsmTest, DataObjectHoldersAreReadAndReplaced) {
       .Bytes(CKA_VALUE, carrier);
   ASSERT_EQ(pool_->functions()->C_CreateObject(lease->handle(), t.data(), t.size(), &data), CKR_OK);
   StatusOr<std::optional<Bytes>> loaded = hsm_->LoadAnchor();
-  ASSERT_TRUE(loaded.ok() && loaded->has_value()) << loaded.status();
+  ASSERT_OK(loaded);
+  ASSERT_TRUE(loaded->has_value());
   EXPECT_EQ(**loaded, ToBytes("epoch-7"));
   EXPECT_EQ(hsm_->anchor_storage(), TokenHsm::AnchorStorage::kDataObject);
   size_t base = CountObjects();
   for (int epoch = 8; epoch <= 10; ++epoch) {
     Bytes anchor = ToBytes("epoch-" + std::to_string(epoch));
-    ASSERT_TRUE(hsm_->StoreAnchor(anchor).ok()) << epoch;
+    ASSERT_OK(hsm_->StoreAnchor(anchor)) << epoch;
     StatusOr<std::unique_ptr<TokenHsm>> fresh = TokenHsm::Create(pool_);
-    ASSERT_TRUE(fresh.ok());
+    ASSERT_OK(fresh);
     loaded = (*fresh)->LoadAnchor();
-    ASSERT_TRUE(loaded.ok() && loaded->has_value()) << loaded.status();
+    ASSERT_OK(loaded);
+    ASSERT_TRUE(loaded->has_value());
     EXPECT_EQ(**loaded, anchor);
     EXPECT_EQ(CountObjects(), base + 1) << epoch;  // the data object, then two key holders
   }
@@ -555,13 +570,13 @@ TEST_P(TokenHsmTest, DataObjectHoldersAreReadAndReplaced) {
 // behind: the intact (newest acknowledged) anchor is loaded and the damaged holder reused.
 TEST_P(TokenHsmTest, DamagedHolderBesideAnIntactOneIsIgnoredAndRewritten) {
   InitKeys();
-  ASSERT_TRUE(hsm_->StoreAnchor(ToBytes("epoch-1")).ok());
-  ASSERT_TRUE(hsm_->StoreAnchor(ToBytes("epoch-2")).ok());
+  ASSERT_OK(hsm_->StoreAnchor(ToBytes("epoch-1")));
+  ASSERT_OK(hsm_->StoreAnchor(ToBytes("epoch-2")));
   std::vector<CK_OBJECT_HANDLE> holders = AnchorHolders(*pool_);
   ASSERT_EQ(holders.size(), 2u);
   // Damage the holder of epoch 1.
   StatusOr<SessionPool::Lease> lease = pool_->Acquire();
-  ASSERT_TRUE(lease.ok());
+  ASSERT_OK(lease);
   CK_OBJECT_HANDLE older = CK_INVALID_HANDLE;
   for (CK_OBJECT_HANDLE h : holders) {
     Bytes id;
@@ -575,21 +590,23 @@ TEST_P(TokenHsmTest, DamagedHolderBesideAnIntactOneIsIgnoredAndRewritten) {
                                                     garbage.size()),
             CKR_OK);
   StatusOr<std::unique_ptr<TokenHsm>> other = TokenHsm::Create(pool_);
-  ASSERT_TRUE(other.ok());
+  ASSERT_OK(other);
   StatusOr<std::optional<Bytes>> loaded = (*other)->LoadAnchor();
-  ASSERT_TRUE(loaded.ok() && loaded->has_value()) << loaded.status();
+  ASSERT_OK(loaded);
+  ASSERT_TRUE(loaded->has_value());
   EXPECT_EQ(**loaded, ToBytes("epoch-2"));
-  ASSERT_TRUE((*other)->StoreAnchor(ToBytes("epoch-3")).ok());
+  ASSERT_OK((*other)->StoreAnchor(ToBytes("epoch-3")));
   EXPECT_EQ(AnchorHolders(*pool_), holders);  // the damaged holder was rewritten
   loaded = hsm_->LoadAnchor();
-  ASSERT_TRUE(loaded.ok() && loaded->has_value()) << loaded.status();
+  ASSERT_OK(loaded);
+  ASSERT_TRUE(loaded->has_value());
   EXPECT_EQ(**loaded, ToBytes("epoch-3"));
 }
 
 TEST_P(TokenHsmTest, MalformedAnchorHolderIsDataLoss) {
   InitKeys();
   StatusOr<SessionPool::Lease> lease = pool_->Acquire();
-  ASSERT_TRUE(lease.ok());
+  ASSERT_OK(lease);
   CK_FUNCTION_LIST* f = pool_->functions();
   CK_OBJECT_HANDLE handle;
   if (GetParam() == Backend::kSoftHsm) {
@@ -613,35 +630,35 @@ TEST_P(TokenHsmTest, MalformedAnchorHolderIsDataLoss) {
     CK_MECHANISM m{CKM_GENERIC_SECRET_KEY_GEN, nullptr, 0};
     ASSERT_EQ(f->C_GenerateKey(lease->handle(), &m, t.data(), t.size(), &handle), CKR_OK);
   }
-  EXPECT_EQ(hsm_->LoadAnchor().status().code(), StatusCode::kDataLoss);
-  EXPECT_EQ(hsm_->StoreAnchor(ToBytes("x")).code(), StatusCode::kDataLoss);
+  EXPECT_THAT(hsm_->LoadAnchor(), StatusIs(StatusCode::kDataLoss));
+  EXPECT_THAT(hsm_->StoreAnchor(ToBytes("x")), StatusIs(StatusCode::kDataLoss));
 }
 
 TEST(TokenHsmOpenTest, OpensFromTheUriAlone) {
   StatusOr<std::unique_ptr<testing::SoftHsmToken>> token = testing::SoftHsmToken::Create();
-  ASSERT_TRUE(token.ok()) << token.status();
+  ASSERT_OK(token);
   {
     StatusOr<std::unique_ptr<Module>> module = Module::Load(testing::SoftHsmToken::kModulePath);
-    ASSERT_TRUE(module.ok());
+    ASSERT_OK(module);
     std::shared_ptr<Module> shared = *std::move(module);
-    StatusOr<std::unique_ptr<SessionPool>> pool =
-        SessionPool::Open(shared, MustParseUri((*token)->uri()));
-    ASSERT_TRUE(pool.ok());
+    ASSERT_OK_AND_ASSIGN(TokenUri uri, ParseTokenUri((*token)->uri()));
+    StatusOr<std::unique_ptr<SessionPool>> pool = SessionPool::Open(shared, std::move(uri));
+    ASSERT_OK(pool);
     TokenDescription d = (*pool)->token();
     StatusOr<Capabilities> caps = DetectCapabilities(*shared, d.slot, d.flags);
-    ASSERT_TRUE(caps.ok());
-    ASSERT_TRUE(EnsureRealmKeys(**pool, *caps, {}).ok());
+    ASSERT_OK(caps);
+    ASSERT_OK(EnsureRealmKeys(**pool, *caps, {}));
   }
   for (std::string module :
        {"&module-path=/usr/lib/softhsm/libsofthsm2.so", "&module-name=softhsm2", ""}) {
     StatusOr<std::unique_ptr<TokenHsm>> hsm = TokenHsm::Open((*token)->uri() + module);
-    ASSERT_TRUE(hsm.ok()) << hsm.status() << " with '" << module << "'";
+    ASSERT_OK(hsm) << " with '" << module << "'";
     StatusOr<vault::SealedBlob> blob = (*hsm)->Seal(1, Seq(3), {});
-    ASSERT_TRUE(blob.ok());
-    EXPECT_TRUE((*hsm)->Unseal(*blob, {}).ok());
+    ASSERT_OK(blob);
+    EXPECT_OK((*hsm)->Unseal(*blob, {}));
   }
-  EXPECT_EQ(TokenHsm::Open((*token)->uri() + "&module-path=/nonexistent.so").status().code(),
-            StatusCode::kNotFound);
+  EXPECT_THAT(TokenHsm::Open((*token)->uri() + "&module-path=/nonexistent.so"),
+              StatusIs(StatusCode::kNotFound));
 }
 
 TEST(AnchorCarrierTest, EncodeDecode) {
@@ -651,31 +668,31 @@ TEST(AnchorCarrierTest, EncodeDecode) {
             "0102030405060708"
             "616263");
   StatusOr<std::pair<uint64_t, Bytes>> decoded = DecodeAnchorCarrier(carrier);
-  ASSERT_TRUE(decoded.ok());
+  ASSERT_OK(decoded);
   EXPECT_EQ(decoded->first, 0x0102030405060708u);
   EXPECT_EQ(decoded->second, ToBytes("abc"));
   for (size_t len = 0; len < 12; ++len) {
-    EXPECT_EQ(DecodeAnchorCarrier(ByteView(carrier.data(), len)).status().code(),
-              StatusCode::kDataLoss);
+    EXPECT_THAT(DecodeAnchorCarrier(ByteView(carrier.data(), len)),
+                StatusIs(StatusCode::kDataLoss));
   }
   carrier[0] = 'X';
-  EXPECT_EQ(DecodeAnchorCarrier(carrier).status().code(), StatusCode::kDataLoss);
+  EXPECT_THAT(DecodeAnchorCarrier(carrier), StatusIs(StatusCode::kDataLoss));
 }
 
 TEST(EcPointTest, ParsesWrappedAndRawPoints) {
   Bytes raw32 = Seq(32);
   Bytes wrapped32 = Concat({Bytes{0x04, 0x20}, raw32});
-  EXPECT_EQ(*ParseEcPoint(wrapped32, vault::SignatureAlgorithm::kEd25519), raw32);
-  EXPECT_EQ(*ParseEcPoint(raw32, vault::SignatureAlgorithm::kEd25519), raw32);
+  EXPECT_THAT(ParseEcPoint(wrapped32, vault::SignatureAlgorithm::kEd25519), IsOkAndHolds(raw32));
+  EXPECT_THAT(ParseEcPoint(raw32, vault::SignatureAlgorithm::kEd25519), IsOkAndHolds(raw32));
   Bytes raw65 = Concat({Bytes{0x04}, Seq(64)});
   Bytes wrapped65 = Concat({Bytes{0x04, 0x41}, raw65});
-  EXPECT_EQ(*ParseEcPoint(wrapped65, vault::SignatureAlgorithm::kEcdsaP256), raw65);
-  EXPECT_EQ(*ParseEcPoint(raw65, vault::SignatureAlgorithm::kEcdsaP256), raw65);
-  EXPECT_EQ(ParseEcPoint(Seq(31), vault::SignatureAlgorithm::kEd25519).status().code(),
-            StatusCode::kDataLoss);
+  EXPECT_THAT(ParseEcPoint(wrapped65, vault::SignatureAlgorithm::kEcdsaP256), IsOkAndHolds(raw65));
+  EXPECT_THAT(ParseEcPoint(raw65, vault::SignatureAlgorithm::kEcdsaP256), IsOkAndHolds(raw65));
+  EXPECT_THAT(ParseEcPoint(Seq(31), vault::SignatureAlgorithm::kEd25519),
+              StatusIs(StatusCode::kDataLoss));
   Bytes compressed = Concat({Bytes{0x02}, Seq(64)});
-  EXPECT_EQ(ParseEcPoint(compressed, vault::SignatureAlgorithm::kEcdsaP256).status().code(),
-            StatusCode::kDataLoss);
+  EXPECT_THAT(ParseEcPoint(compressed, vault::SignatureAlgorithm::kEcdsaP256),
+              StatusIs(StatusCode::kDataLoss));
 }
 
 TEST(SealingKeyLabelTest, ParsesOnlyCanonicalIds) {

@@ -10,9 +10,13 @@
 #include "pkcs11/mechanisms.h"
 #include "pkcs11/objects.h"
 #include "tests/pkcs11/token_backends.h"
+#include "tests/testing/status_matchers.h"
 
 namespace pinvault::pkcs11 {
 namespace {
+
+using ::pinvault::testing::StatusIs;
+using ::testing::HasSubstr;
 
 SessionPool::Options FastOptions() {
   SessionPool::Options options;
@@ -86,23 +90,24 @@ class OperationsTest : public ::testing::TestWithParam<Backend> {
  protected:
   void SetUp() override {
     StatusOr<TestToken> token = MakeTestToken(GetParam());
-    ASSERT_TRUE(token.ok()) << token.status();
+    ASSERT_OK(token);
     token_ = std::make_unique<TestToken>(*std::move(token));
     if (GetParam() == Backend::kSoftHsm) {
       StatusOr<std::string> second = token_->softhsm->AddToken("clone-target");
-      ASSERT_TRUE(second.ok()) << second.status();
+      ASSERT_OK(second);
       second_uri_ = *second;
     }
     StatusOr<std::unique_ptr<Module>> module = token_->LoadModule();
-    ASSERT_TRUE(module.ok()) << module.status();
+    ASSERT_OK(module);
     module_ = *std::move(module);
+    ASSERT_OK_AND_ASSIGN(TokenUri uri, ParseTokenUri(token_->uri));
     StatusOr<std::unique_ptr<SessionPool>> pool =
-        SessionPool::Open(module_, MustParseUri(token_->uri), FastOptions());
-    ASSERT_TRUE(pool.ok()) << pool.status();
+        SessionPool::Open(module_, std::move(uri), FastOptions());
+    ASSERT_OK(pool);
     pool_ = *std::move(pool);
     TokenDescription d = pool_->token();
     StatusOr<Capabilities> caps = DetectCapabilities(*module_, d.slot, d.flags);
-    ASSERT_TRUE(caps.ok());
+    ASSERT_OK(caps);
     caps_ = *caps;
   }
   void TearDown() override {
@@ -123,7 +128,7 @@ class OperationsTest : public ::testing::TestWithParam<Backend> {
 TEST_P(OperationsTest, IvSourceRotatesPrefixesAndStopsAtItsLimit) {
   GcmIvSource ivs(/*ivs_per_prefix=*/4, /*max_prefixes=*/3);
   StatusOr<SessionPool::Lease> lease = pool_->Acquire();
-  ASSERT_TRUE(lease.ok());
+  ASSERT_OK(lease);
   std::set<GcmIv> seen;
   std::set<std::array<uint8_t, 8>> prefixes;
   for (int i = 0; i < 12; ++i) {
@@ -147,13 +152,13 @@ TEST_P(OperationsTest, IvSourceRotatesPrefixesAndStopsAtItsLimit) {
 
 TEST_P(OperationsTest, EncryptRefusesWhenTheIvSourceIsExhausted) {
   StatusOr<CK_OBJECT_HANDLE> key = GenerateClonableKey(*pool_);
-  ASSERT_TRUE(key.ok()) << key.status();
+  ASSERT_OK(key);
   GcmIvSource ivs(2, 1);
   Bytes plaintext(10, 1);
-  EXPECT_TRUE(AesGcmEncrypt(*pool_, *key, ivs, plaintext, {}).ok());
-  EXPECT_TRUE(AesGcmEncrypt(*pool_, *key, ivs, plaintext, {}).ok());
-  EXPECT_EQ(AesGcmEncrypt(*pool_, *key, ivs, plaintext, {}).status().code(),
-            StatusCode::kResourceExhausted);
+  EXPECT_OK(AesGcmEncrypt(*pool_, *key, ivs, plaintext, {}));
+  EXPECT_OK(AesGcmEncrypt(*pool_, *key, ivs, plaintext, {}));
+  EXPECT_THAT(AesGcmEncrypt(*pool_, *key, ivs, plaintext, {}),
+              StatusIs(StatusCode::kResourceExhausted));
 }
 
 TEST_P(OperationsTest, WrappedKeyUnwrapsOnTheTargetAndDecryptsThere) {
@@ -162,43 +167,44 @@ TEST_P(OperationsTest, WrappedKeyUnwrapsOnTheTargetAndDecryptsThere) {
   }
   // The target: a second SoftHSM token, or (NSS has one key token) the same token.
   if (!second_uri_.empty()) {
+    ASSERT_OK_AND_ASSIGN(TokenUri target_uri, ParseTokenUri(second_uri_));
     StatusOr<std::unique_ptr<SessionPool>> target =
-        SessionPool::Open(module_, MustParseUri(second_uri_), FastOptions());
-    ASSERT_TRUE(target.ok()) << target.status();
+        SessionPool::Open(module_, std::move(target_uri), FastOptions());
+    ASSERT_OK(target);
     target_ = *std::move(target);
     ASSERT_NE(target_->token().serial, pool_->token().serial);
   } else {
     target_ = pool_;
   }
   StatusOr<CK_OBJECT_HANDLE> source_wrap = ImportWrappingKey(*pool_, "wrap-source");
-  ASSERT_TRUE(source_wrap.ok()) << source_wrap.status();
+  ASSERT_OK(source_wrap);
   StatusOr<CK_OBJECT_HANDLE> target_wrap = ImportWrappingKey(*target_, "wrap-target");
-  ASSERT_TRUE(target_wrap.ok()) << target_wrap.status();
+  ASSERT_OK(target_wrap);
   StatusOr<CK_OBJECT_HANDLE> key = GenerateClonableKey(*pool_);
-  ASSERT_TRUE(key.ok()) << key.status();
+  ASSERT_OK(key);
 
   StatusOr<Bytes> wrapped = WrapKey(*pool_, *source_wrap, *key);
-  ASSERT_TRUE(wrapped.ok()) << wrapped.status();
+  ASSERT_OK(wrapped);
   EXPECT_GE(wrapped->size(), 40u);
 
   AttributeTemplate t = UnwrappedKeyTemplate();
   StatusOr<CK_OBJECT_HANDLE> clone = UnwrapKey(*target_, *target_wrap, *wrapped, t);
-  ASSERT_TRUE(clone.ok()) << clone.status();
+  ASSERT_OK(clone);
 
   GcmIvSource ivs;
   Bytes plaintext = ToBytes("sealed on the source, opened on the clone");
   Bytes aad = ToBytes("aad");
   StatusOr<GcmSealed> sealed = AesGcmEncrypt(*pool_, *key, ivs, plaintext, aad);
-  ASSERT_TRUE(sealed.ok());
+  ASSERT_OK(sealed);
   StatusOr<SecretBytes> opened =
       AesGcmDecrypt(*target_, *clone, sealed->iv, sealed->ciphertext, aad);
-  ASSERT_TRUE(opened.ok()) << opened.status();
+  ASSERT_OK(opened);
   EXPECT_TRUE(std::equal(plaintext.begin(), plaintext.end(), opened->Reveal().begin()));
 
   // The clone is itself non-extractable (on modules that enforce it; see below).
   StatusOr<Bytes> rewrap = WrapKey(*target_, *target_wrap, *clone);
   if (GetParam() == Backend::kSoftHsm) {
-    EXPECT_EQ(rewrap.status().code(), StatusCode::kFailedPrecondition) << rewrap.status();
+    EXPECT_THAT(rewrap, StatusIs(StatusCode::kFailedPrecondition)) << rewrap.status();
   }
 
   // A damaged wrapped key does not unwrap.
@@ -206,28 +212,26 @@ TEST_P(OperationsTest, WrappedKeyUnwrapsOnTheTargetAndDecryptsThere) {
   damaged[damaged.size() / 2] ^= 0x01;
   AttributeTemplate t2 = UnwrappedKeyTemplate();
   StatusOr<CK_OBJECT_HANDLE> bad = UnwrapKey(*target_, *target_wrap, damaged, t2);
-  EXPECT_EQ(bad.status().code(), StatusCode::kDataLoss) << bad.status();
+  EXPECT_THAT(bad, StatusIs(StatusCode::kDataLoss)) << bad.status();
 }
 
 TEST_P(OperationsTest, RealmKeysCannotBeWrappedOutWhereTheModuleEnforcesIt) {
   if (!caps_.aes_key_wrap_pad) GTEST_SKIP() << "module lacks CKM_AES_KEY_WRAP_PAD";
-  ASSERT_TRUE(EnsureRealmKeys(*pool_, caps_, {}).ok());
+  ASSERT_OK(EnsureRealmKeys(*pool_, caps_, {}));
   StatusOr<RealmKeys> keys = FindRealmKeys(*pool_);
-  ASSERT_TRUE(keys.ok());
+  ASSERT_OK(keys);
   StatusOr<CK_OBJECT_HANDLE> wrapping = ImportWrappingKey(*pool_, "wrap");
-  ASSERT_TRUE(wrapping.ok());
+  ASSERT_OK(wrapping);
   for (CK_OBJECT_HANDLE key : {keys->sealing.at(1), keys->record_id_mac, keys->anchor_mac}) {
     StatusOr<Bytes> wrapped = WrapKey(*pool_, *wrapping, key);
     if (GetParam() == Backend::kSoftHsm) {
-      EXPECT_EQ(wrapped.status().code(), StatusCode::kFailedPrecondition) << wrapped.status();
-      EXPECT_NE(wrapped.status().message().find("C_WrapKey: CKR_KEY_UNEXTRACTABLE"),
-                std::string::npos)
-          << wrapped.status();
+      EXPECT_THAT(wrapped, StatusIs(StatusCode::kFailedPrecondition,
+                                    HasSubstr("C_WrapKey: CKR_KEY_UNEXTRACTABLE")));
     } else {
       // NSS softokn 3.87 wraps keys whose CKA_EXTRACTABLE is false: it is a test backend, not a
       // key store. `hsm audit` reports this module behaviour as a violation (audit_test). If
       // this expectation breaks, NSS started enforcing the attribute: update both.
-      EXPECT_TRUE(wrapped.ok()) << wrapped.status();
+      EXPECT_OK(wrapped);
     }
   }
 }

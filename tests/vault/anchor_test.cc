@@ -3,17 +3,23 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <optional>
 #include <random>
 #include <string>
 
 #include "tests/testing/memory_record_store.h"
 #include "tests/testing/software_hsm.h"
+#include "tests/testing/status_matchers.h"
 
 namespace pinvault::vault {
 namespace {
 
-using testing::MemoryRecordStore;
-using testing::SoftwareHsm;
+using ::pinvault::testing::IsOk;
+using ::pinvault::testing::MemoryRecordStore;
+using ::pinvault::testing::SoftwareHsm;
+using ::pinvault::testing::StatusIs;
+using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr int kBits = 4;
 
@@ -38,8 +44,8 @@ class Writer {
     for (auto it = leaves_.lower_bound(lo); it != leaves_.end() && it->first <= hi; ++it) {
       entries.push_back(BucketEntry{it->first, it->second});
     }
-    MerkleTree::Update update =
-        state_.tree.Prepare({{bucket, *state_.tree.ComputeBucket(bucket, entries)}});
+    ASSIGN_OR_RETURN(NodeValue bucket_value, state_.tree.ComputeBucket(bucket, entries));
+    MerkleTree::Update update = state_.tree.Prepare({{bucket, bucket_value}});
     Certificate next{static_cast<uint8_t>(kBits), state_.certificate.epoch + 1, update.root().hash,
                      state_.certificate.root};
     ASSIGN_OR_RETURN(Bytes bytes, IssueCertificate(hsm_, next));
@@ -73,12 +79,10 @@ class Writer {
 
 void ExpectRefused(const StatusOr<ServingState>& s, const std::string& storage_epoch,
                    const std::string& anchor_epoch) {
-  ASSERT_FALSE(s.ok());
-  EXPECT_EQ(s.status().code(), StatusCode::kFailedPrecondition) << s.status();
-  EXPECT_NE(s.status().message().find("storage is at epoch " + storage_epoch), std::string::npos)
-      << s.status();
-  EXPECT_NE(s.status().message().find("anchor is at epoch " + anchor_epoch), std::string::npos)
-      << s.status();
+  ASSERT_THAT(s, Not(IsOk()));
+  EXPECT_THAT(s, StatusIs(StatusCode::kFailedPrecondition,
+                          HasSubstr("storage is at epoch " + storage_epoch)));
+  EXPECT_THAT(s.status().message(), HasSubstr("anchor is at epoch " + anchor_epoch)) << s.status();
 }
 
 TEST(CertificateTest, RoundTripAndEveryBitAuthenticated) {
@@ -87,36 +91,37 @@ TEST(CertificateTest, RoundTripAndEveryBitAuthenticated) {
   cert.root[3] = 9;
   cert.prev_root[30] = 1;
   auto bytes = IssueCertificate(hsm, cert);
-  ASSERT_TRUE(bytes.ok());
+  ASSERT_OK(bytes);
   EXPECT_EQ(bytes->size(), kCertificateSize);
   auto back = VerifyCertificate(hsm, *bytes);
-  ASSERT_TRUE(back.ok()) << back.status();
+  ASSERT_OK(back);
   EXPECT_EQ(*back, cert);
   for (size_t bit = 0; bit < bytes->size() * 8; ++bit) {
     Bytes bad = *bytes;
     bad[bit / 8] ^= static_cast<uint8_t>(1u << (bit % 8));
-    EXPECT_EQ(VerifyCertificate(hsm, bad).status().code(), StatusCode::kDataLoss) << bit;
+    EXPECT_THAT(VerifyCertificate(hsm, bad), StatusIs(StatusCode::kDataLoss)) << bit;
   }
   Bytes shorter(bytes->begin(), bytes->end() - 1);
-  EXPECT_EQ(VerifyCertificate(hsm, shorter).status().code(), StatusCode::kDataLoss);
+  EXPECT_THAT(VerifyCertificate(hsm, shorter), StatusIs(StatusCode::kDataLoss));
   SoftwareHsm other;
-  EXPECT_EQ(VerifyCertificate(other, *bytes).status().code(), StatusCode::kDataLoss);
+  EXPECT_THAT(VerifyCertificate(other, *bytes), StatusIs(StatusCode::kDataLoss));
 }
 
 TEST(AnchorTest, FreshRealmIsInitialisedOnce) {
   SoftwareHsm hsm;
   MemoryRecordStore store;
   auto first = LoadAndCheck(hsm, store, kBits);
-  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_OK(first);
   EXPECT_TRUE(first->created);
   EXPECT_EQ(first->certificate.epoch, 0u);
   EXPECT_EQ(first->tree.bucket_bits(), kBits);
-  ASSERT_TRUE(hsm.LoadAnchor()->has_value());
-  EXPECT_EQ(**hsm.LoadAnchor(), first->certificate_bytes);
+  ASSERT_OK_AND_ASSIGN(std::optional<Bytes> anchor, hsm.LoadAnchor());
+  ASSERT_TRUE(anchor.has_value());
+  EXPECT_EQ(*anchor, first->certificate_bytes);
   EXPECT_EQ(store.Snapshot().head->certificate, first->certificate_bytes);
 
   auto second = LoadAndCheck(hsm, store, /*genesis_bucket_bits=*/9);
-  ASSERT_TRUE(second.ok()) << second.status();
+  ASSERT_OK(second);
   EXPECT_FALSE(second->created);
   EXPECT_EQ(second->tree.bucket_bits(), kBits);  // geometry comes from the certificate
 }
@@ -124,10 +129,11 @@ TEST(AnchorTest, FreshRealmIsInitialisedOnce) {
 TEST(AnchorTest, MatchingStateIsServedAfterCommits) {
   SoftwareHsm hsm;
   MemoryRecordStore store;
-  Writer writer(hsm, store, std::move(LoadAndCheck(hsm, store, kBits)).value());
-  for (int i = 0; i < 5; ++i) ASSERT_TRUE(writer.Commit().ok());
+  ASSERT_OK_AND_ASSIGN(ServingState writer_genesis, LoadAndCheck(hsm, store, kBits));
+  Writer writer(hsm, store, std::move(writer_genesis));
+  for (int i = 0; i < 5; ++i) ASSERT_OK(writer.Commit());
   auto state = LoadAndCheck(hsm, store, kBits);
-  ASSERT_TRUE(state.ok()) << state.status();
+  ASSERT_OK(state);
   EXPECT_EQ(state->certificate.epoch, 5u);
   EXPECT_FALSE(state->rolled_forward);
 }
@@ -135,12 +141,13 @@ TEST(AnchorTest, MatchingStateIsServedAfterCommits) {
 TEST(AnchorTest, RestoredSnapshotIsRefused) {
   SoftwareHsm hsm;
   MemoryRecordStore store;
-  Writer writer(hsm, store, std::move(LoadAndCheck(hsm, store, kBits)).value());
-  ASSERT_TRUE(writer.Commit().ok());
-  ASSERT_TRUE(writer.Commit().ok());
+  ASSERT_OK_AND_ASSIGN(ServingState writer_genesis, LoadAndCheck(hsm, store, kBits));
+  Writer writer(hsm, store, std::move(writer_genesis));
+  ASSERT_OK(writer.Commit());
+  ASSERT_OK(writer.Commit());
   MemoryRecordStore::State snapshot = store.Snapshot();  // epoch 2
-  ASSERT_TRUE(writer.Commit().ok());
-  ASSERT_TRUE(writer.Commit().ok());  // epoch 4
+  ASSERT_OK(writer.Commit());
+  ASSERT_OK(writer.Commit());  // epoch 4
   store.Restore(snapshot);
   ExpectRefused(LoadAndCheck(hsm, store, kBits), "2", "4");
   // Refusal is stable: nothing was "repaired".
@@ -151,10 +158,11 @@ TEST(AnchorTest, RestoredSnapshotIsRefused) {
 TEST(AnchorTest, SnapshotOneEpochBehindIsRefusedToo) {
   SoftwareHsm hsm;
   MemoryRecordStore store;
-  Writer writer(hsm, store, std::move(LoadAndCheck(hsm, store, kBits)).value());
-  ASSERT_TRUE(writer.Commit().ok());
+  ASSERT_OK_AND_ASSIGN(ServingState writer_genesis, LoadAndCheck(hsm, store, kBits));
+  Writer writer(hsm, store, std::move(writer_genesis));
+  ASSERT_OK(writer.Commit());
   MemoryRecordStore::State snapshot = store.Snapshot();
-  ASSERT_TRUE(writer.Commit().ok());
+  ASSERT_OK(writer.Commit());
   store.Restore(snapshot);
   ExpectRefused(LoadAndCheck(hsm, store, kBits), "1", "2");
 }
@@ -162,43 +170,49 @@ TEST(AnchorTest, SnapshotOneEpochBehindIsRefusedToo) {
 TEST(AnchorTest, InterruptedCommitIsRolledForward) {
   SoftwareHsm hsm;
   MemoryRecordStore store;
-  Writer writer(hsm, store, std::move(LoadAndCheck(hsm, store, kBits)).value());
-  ASSERT_TRUE(writer.Commit().ok());
-  ASSERT_TRUE(writer.Commit(/*anchor=*/false).ok());  // crash after the storage write
+  ASSERT_OK_AND_ASSIGN(ServingState writer_genesis, LoadAndCheck(hsm, store, kBits));
+  Writer writer(hsm, store, std::move(writer_genesis));
+  ASSERT_OK(writer.Commit());
+  ASSERT_OK(writer.Commit(/*anchor=*/false));  // crash after the storage write
   auto state = LoadAndCheck(hsm, store, kBits);
-  ASSERT_TRUE(state.ok()) << state.status();
+  ASSERT_OK(state);
   EXPECT_TRUE(state->rolled_forward);
   EXPECT_EQ(state->certificate.epoch, 2u);
-  auto anchor = VerifyCertificate(hsm, **hsm.LoadAnchor());
-  ASSERT_TRUE(anchor.ok());
+  ASSERT_OK_AND_ASSIGN(std::optional<Bytes> stored_anchor, hsm.LoadAnchor());
+  ASSERT_TRUE(stored_anchor.has_value());
+  auto anchor = VerifyCertificate(hsm, *stored_anchor);
+  ASSERT_OK(anchor);
   EXPECT_EQ(anchor->epoch, 2u);
   auto again = LoadAndCheck(hsm, store, kBits);
-  ASSERT_TRUE(again.ok());
+  ASSERT_OK(again);
   EXPECT_FALSE(again->rolled_forward);
 }
 
 TEST(AnchorTest, StorageTwoEpochsAheadIsRefused) {
   SoftwareHsm hsm;
   MemoryRecordStore store;
-  Writer writer(hsm, store, std::move(LoadAndCheck(hsm, store, kBits)).value());
-  ASSERT_TRUE(writer.Commit().ok());
-  ASSERT_TRUE(writer.Commit(false).ok());
-  ASSERT_TRUE(writer.Commit(false).ok());
+  ASSERT_OK_AND_ASSIGN(ServingState writer_genesis, LoadAndCheck(hsm, store, kBits));
+  Writer writer(hsm, store, std::move(writer_genesis));
+  ASSERT_OK(writer.Commit());
+  ASSERT_OK(writer.Commit(false));
+  ASSERT_OK(writer.Commit(false));
   ExpectRefused(LoadAndCheck(hsm, store, kBits), "3", "1");
 }
 
 TEST(AnchorTest, ForgedOrForeignCertificatesAreRefused) {
   SoftwareHsm hsm;
   MemoryRecordStore store;
-  Writer writer(hsm, store, std::move(LoadAndCheck(hsm, store, kBits)).value());
-  ASSERT_TRUE(writer.Commit().ok());
+  ASSERT_OK_AND_ASSIGN(ServingState writer_genesis, LoadAndCheck(hsm, store, kBits));
+  Writer writer(hsm, store, std::move(writer_genesis));
+  ASSERT_OK(writer.Commit());
   // An attacker without the anchor key writes a "next epoch" chaining from the anchored
   // root, with a certificate MAC'd by some other key.
   SoftwareHsm attacker;
   MemoryRecordStore::State state = store.Snapshot();
-  Certificate anchored = *VerifyCertificate(hsm, state.head->certificate);
+  ASSERT_OK_AND_ASSIGN(Certificate anchored, VerifyCertificate(hsm, state.head->certificate));
   Certificate forged{kBits, 2, Digest{}, anchored.root};
-  state.head = StoreHead{2, *IssueCertificate(attacker, forged)};
+  ASSERT_OK_AND_ASSIGN(Bytes forged_bytes, IssueCertificate(attacker, forged));
+  state.head = StoreHead{2, forged_bytes};
   state.nodes.clear();
   store.Restore(state);
   ExpectRefused(LoadAndCheck(hsm, store, kBits), "2", "1");
@@ -207,24 +221,28 @@ TEST(AnchorTest, ForgedOrForeignCertificatesAreRefused) {
 TEST(AnchorTest, SameEpochDifferentRootIsRefused) {
   SoftwareHsm hsm;
   MemoryRecordStore store_a;
-  Writer writer(hsm, store_a, std::move(LoadAndCheck(hsm, store_a, kBits)).value());
-  ASSERT_TRUE(writer.Commit().ok());
+  ASSERT_OK_AND_ASSIGN(ServingState writer_genesis, LoadAndCheck(hsm, store_a, kBits));
+  Writer writer(hsm, store_a, std::move(writer_genesis));
+  ASSERT_OK(writer.Commit());
   // A second store, forked from the same genesis, committed at epoch 1 with another leaf,
   // without touching the anchor.
   MemoryRecordStore store_b;
   MemoryRecordStore::State genesis_state;
-  genesis_state.head = StoreHead{0, *IssueCertificate(hsm, Certificate{kBits, 0, {}, {}})};
+  ASSERT_OK_AND_ASSIGN(Bytes genesis_bytes, IssueCertificate(hsm, Certificate{kBits, 0, {}, {}}));
+  genesis_state.head = StoreHead{0, genesis_bytes};
   store_b.Restore(genesis_state);
   Writer fork(hsm, store_b, ServingState{Certificate{kBits, 0, {}, {}}, {}, MerkleTree(kBits)},
               /*seed=*/8);
-  ASSERT_TRUE(fork.Commit(false).ok());
-  ASSERT_TRUE(fork.Commit(false).ok());
+  ASSERT_OK(fork.Commit(false));
+  ASSERT_OK(fork.Commit(false));
   // store_b at epoch 2 chains from a root the anchor never held: refused.
   ExpectRefused(LoadAndCheck(hsm, store_b, kBits), "2", "1");
   // Same epoch as the anchor but a different root: refused.
   MemoryRecordStore store_c;
   MemoryRecordStore::State c = store_a.Snapshot();
-  c.head = StoreHead{1, *IssueCertificate(hsm, Certificate{kBits, 1, Digest{1}, Digest{}})};
+  ASSERT_OK_AND_ASSIGN(Bytes c_bytes,
+                       IssueCertificate(hsm, Certificate{kBits, 1, Digest{1}, Digest{}}));
+  c.head = StoreHead{1, c_bytes};
   store_c.Restore(c);
   ExpectRefused(LoadAndCheck(hsm, store_c, kBits), "1", "1");
 }
@@ -232,15 +250,16 @@ TEST(AnchorTest, SameEpochDifferentRootIsRefused) {
 TEST(AnchorTest, TamperedTreeNodesAreRefused) {
   SoftwareHsm hsm;
   MemoryRecordStore store;
-  Writer writer(hsm, store, std::move(LoadAndCheck(hsm, store, kBits)).value());
-  for (int i = 0; i < 3; ++i) ASSERT_TRUE(writer.Commit().ok());
+  ASSERT_OK_AND_ASSIGN(ServingState writer_genesis, LoadAndCheck(hsm, store, kBits));
+  Writer writer(hsm, store, std::move(writer_genesis));
+  for (int i = 0; i < 3; ++i) ASSERT_OK(writer.Commit());
   MemoryRecordStore::State state = store.Snapshot();
   ASSERT_FALSE(state.nodes.empty());
   state.nodes.begin()->second.hash[0] ^= 1;
   store.Restore(state);
   auto s = LoadAndCheck(hsm, store, kBits);
   ExpectRefused(s, "3", "3");
-  EXPECT_NE(s.status().message().find("do not match the root"), std::string::npos);
+  EXPECT_THAT(s.status().message(), HasSubstr("do not match the root"));
   state.nodes.begin()->second.hash[0] ^= 1;
   state.nodes.erase(state.nodes.begin());  // dropping a node is caught too
   store.Restore(state);
@@ -250,18 +269,21 @@ TEST(AnchorTest, TamperedTreeNodesAreRefused) {
 TEST(AnchorTest, MissingAnchorOrMissingStorageIsRefused) {
   SoftwareHsm hsm;
   MemoryRecordStore store;
-  Writer writer(hsm, store, std::move(LoadAndCheck(hsm, store, kBits)).value());
-  ASSERT_TRUE(writer.Commit().ok());
+  ASSERT_OK_AND_ASSIGN(ServingState writer_genesis, LoadAndCheck(hsm, store, kBits));
+  Writer writer(hsm, store, std::move(writer_genesis));
+  ASSERT_OK(writer.Commit());
   MemoryRecordStore::State state = store.Snapshot();
 
   hsm.WipeAnchor();
   ExpectRefused(LoadAndCheck(hsm, store, kBits), "1", "none");
-  EXPECT_FALSE(hsm.LoadAnchor()->has_value());  // nothing re-created
+  ASSERT_OK_AND_ASSIGN(std::optional<Bytes> anchor, hsm.LoadAnchor());
+  EXPECT_FALSE(anchor.has_value());  // nothing re-created
 
   SoftwareHsm hsm2;
   MemoryRecordStore store2;
-  Writer writer2(hsm2, store2, std::move(LoadAndCheck(hsm2, store2, kBits)).value());
-  ASSERT_TRUE(writer2.Commit().ok());
+  ASSERT_OK_AND_ASSIGN(ServingState writer2_genesis, LoadAndCheck(hsm2, store2, kBits));
+  Writer writer2(hsm2, store2, std::move(writer2_genesis));
+  ASSERT_OK(writer2.Commit());
   store2.Restore(MemoryRecordStore::State{});
   ExpectRefused(LoadAndCheck(hsm2, store2, kBits), "none", "1");
 }
@@ -269,28 +291,29 @@ TEST(AnchorTest, MissingAnchorOrMissingStorageIsRefused) {
 TEST(AnchorTest, InterruptedInitialisationIsFinished) {
   SoftwareHsm hsm;
   MemoryRecordStore store;
-  ASSERT_TRUE(LoadAndCheck(hsm, store, kBits).ok());
+  ASSERT_OK(LoadAndCheck(hsm, store, kBits));
   hsm.WipeAnchor();  // as if the process died between the storage write and the anchor
   auto state = LoadAndCheck(hsm, store, kBits);
-  ASSERT_TRUE(state.ok()) << state.status();
+  ASSERT_OK(state);
   EXPECT_TRUE(state->rolled_forward);
-  EXPECT_TRUE(hsm.LoadAnchor()->has_value());
+  ASSERT_OK_AND_ASSIGN(std::optional<Bytes> anchor, hsm.LoadAnchor());
+  EXPECT_TRUE(anchor.has_value());
 }
 
 TEST(AnchorTest, UnreachableHsmOrStorageIsUnavailable) {
   SoftwareHsm hsm;
   MemoryRecordStore store;
-  ASSERT_TRUE(LoadAndCheck(hsm, store, kBits).ok());
+  ASSERT_OK(LoadAndCheck(hsm, store, kBits));
   hsm.SetUnavailable(true);
-  EXPECT_EQ(LoadAndCheck(hsm, store, kBits).status().code(), StatusCode::kUnavailable);
+  EXPECT_THAT(LoadAndCheck(hsm, store, kBits), StatusIs(StatusCode::kUnavailable));
   hsm.SetUnavailable(false);
   hsm.SetOperationUnavailable(SoftwareHsm::Operation::kVerifyMac, true);
-  EXPECT_EQ(LoadAndCheck(hsm, store, kBits).status().code(), StatusCode::kUnavailable);
+  EXPECT_THAT(LoadAndCheck(hsm, store, kBits), StatusIs(StatusCode::kUnavailable));
   hsm.SetOperationUnavailable(SoftwareHsm::Operation::kVerifyMac, false);
   store.SetUnavailable(true);
-  EXPECT_EQ(LoadAndCheck(hsm, store, kBits).status().code(), StatusCode::kUnavailable);
+  EXPECT_THAT(LoadAndCheck(hsm, store, kBits), StatusIs(StatusCode::kUnavailable));
   store.SetUnavailable(false);
-  EXPECT_TRUE(LoadAndCheck(hsm, store, kBits).ok());
+  EXPECT_OK(LoadAndCheck(hsm, store, kBits));
 }
 
 }  // namespace

@@ -7,8 +7,14 @@
 #include <random>
 #include <vector>
 
+#include "tests/testing/status_matchers.h"
+
 namespace pinvault::vault {
 namespace {
+
+using ::pinvault::testing::IsOkAndHolds;
+using ::pinvault::testing::StatusIs;
+using ::testing::Ne;
 
 RecordId RandomId(std::mt19937_64& rng) {
   RecordId id;
@@ -40,31 +46,35 @@ struct Model {
   NodeValue Root() const {
     std::vector<BucketEntry> all;
     for (const auto& [id, h] : leaves) all.push_back(BucketEntry{id, h});
-    return *RootOf(all);
+    StatusOr<NodeValue> root = RootOf(all);
+    EXPECT_OK(root);
+    if (!root.ok()) return NodeValue{};
+    return *root;
   }
 };
 
-MerkleTree::Update PrepareTouched(const MerkleTree& tree, const Model& model,
-                                  const std::vector<RecordId>& touched) {
+StatusOr<MerkleTree::Update> PrepareTouched(const MerkleTree& tree, const Model& model,
+                                            const std::vector<RecordId>& touched) {
   std::map<uint32_t, NodeValue> buckets;
   for (const RecordId& id : touched) {
     uint32_t b = tree.BucketOf(id);
     auto entries = model.BucketEntries(tree, b);
-    buckets[b] = *tree.ComputeBucket(b, entries);
+    ASSIGN_OR_RETURN(buckets[b], tree.ComputeBucket(b, entries));
   }
   return tree.Prepare(buckets);
 }
 
 TEST(MerkleTest, EmptyAndSingleLeafRoots) {
-  EXPECT_EQ(RootOf({})->kind, NodeKind::kEmpty);
-  EXPECT_EQ(RootOf({})->hash, Digest{});
+  ASSERT_OK_AND_ASSIGN(NodeValue empty_root, RootOf({}));
+  EXPECT_EQ(empty_root.kind, NodeKind::kEmpty);
+  EXPECT_EQ(empty_root.hash, Digest{});
   MerkleTree tree(8);
   EXPECT_EQ(tree.root(), NodeValue{});
   std::mt19937_64 rng(1);
   RecordId id = RandomId(rng);
   Digest h = RandomDigest(rng);
   // One leaf floats up to the root, whatever the depth.
-  EXPECT_EQ(*RootOf({BucketEntry{id, h}}), LeafValue(id, h));
+  EXPECT_THAT(RootOf({BucketEntry{id, h}}), IsOkAndHolds(LeafValue(id, h)));
   EXPECT_NE(LeafValue(id, h), LeafValue(id, RandomDigest(rng)));
 }
 
@@ -87,14 +97,14 @@ TEST(MerkleTest, RootIsCanonicalAndIndependentOfOrder) {
   std::mt19937_64 rng(3);
   std::vector<BucketEntry> entries;
   for (int i = 0; i < 200; ++i) entries.push_back(BucketEntry{RandomId(rng), RandomDigest(rng)});
-  NodeValue root = *RootOf(entries);
+  ASSERT_OK_AND_ASSIGN(NodeValue root, RootOf(entries));
   std::shuffle(entries.begin(), entries.end(), rng);
-  EXPECT_EQ(*RootOf(entries), root);
+  EXPECT_THAT(RootOf(entries), IsOkAndHolds(root));
   entries.push_back(entries[5]);
-  EXPECT_EQ(RootOf(entries).status().code(), StatusCode::kDataLoss);  // duplicate id
+  EXPECT_THAT(RootOf(entries), StatusIs(StatusCode::kDataLoss));  // duplicate id
   entries.pop_back();
   entries[7].record_hash[0] ^= 1;
-  EXPECT_NE(*RootOf(entries), root);
+  EXPECT_THAT(RootOf(entries), IsOkAndHolds(Ne(root)));
 }
 
 TEST(MerkleTest, IdsSharingLongPrefixes) {
@@ -103,13 +113,14 @@ TEST(MerkleTest, IdsSharingLongPrefixes) {
   b = a;
   b[31] ^= 0x01;  // differ only in the very last bit
   Digest h{};
-  NodeValue root = *RootOf({BucketEntry{a, h}, BucketEntry{b, h}});
+  ASSERT_OK_AND_ASSIGN(NodeValue root, RootOf({BucketEntry{a, h}, BucketEntry{b, h}}));
   EXPECT_EQ(root.kind, NodeKind::kInterior);
   MerkleTree tree(16);
   Model model;
   model.leaves[a] = h;
   model.leaves[b] = h;
-  tree.Apply(PrepareTouched(tree, model, {a, b}));
+  ASSERT_OK_AND_ASSIGN(MerkleTree::Update update, PrepareTouched(tree, model, {a, b}));
+  tree.Apply(update);
   EXPECT_EQ(tree.root(), root);
 }
 
@@ -167,7 +178,7 @@ TEST(MerkleTest, IncrementalUpdatesMatchReferenceAtEveryDepth) {
           ids.erase(ids.begin() + static_cast<ptrdiff_t>(i));
         }
       }
-      MerkleTree::Update update = PrepareTouched(tree, model, touched);
+      ASSERT_OK_AND_ASSIGN(MerkleTree::Update update, PrepareTouched(tree, model, touched));
       NodeValue before = tree.root();
       EXPECT_EQ(update.root(), model.Root()) << "bits " << bits << " round " << round;
       EXPECT_EQ(tree.root(), before);  // Prepare changes nothing
@@ -182,7 +193,7 @@ TEST(MerkleTest, IncrementalUpdatesMatchReferenceAtEveryDepth) {
     MerkleTree reloaded(bits);
     std::vector<TreeNode> nodes;
     for (const auto& [i, n] : persisted) nodes.push_back(n);
-    ASSERT_TRUE(reloaded.Load(nodes).ok());
+    ASSERT_OK(reloaded.Load(nodes));
     EXPECT_EQ(reloaded.root(), tree.root());
     EXPECT_EQ(reloaded.NonEmptyBuckets(), tree.NonEmptyBuckets());
   }
@@ -202,11 +213,12 @@ TEST(MerkleTest, ComputeBucketDetectsEveryKindOfTampering) {
     model.leaves[id] = RandomDigest(rng);
     ids.push_back(id);
   }
-  tree.Apply(PrepareTouched(tree, model, ids));
+  ASSERT_OK_AND_ASSIGN(MerkleTree::Update update, PrepareTouched(tree, model, ids));
+  tree.Apply(update);
   ASSERT_EQ(tree.BucketOf(ids[0]), 3u);
   auto good = model.BucketEntries(tree, 3);
   ASSERT_EQ(good.size(), 12u);
-  EXPECT_EQ(*tree.ComputeBucket(3, good), tree.Bucket(3));
+  EXPECT_THAT(tree.ComputeBucket(3, good), IsOkAndHolds(tree.Bucket(3)));
 
   auto differs = [&](std::vector<BucketEntry> entries) {
     auto v = tree.ComputeBucket(3, entries);
@@ -239,34 +251,34 @@ TEST(MerkleTest, ComputeBucketDetectsEveryKindOfTampering) {
   {  // out of order or duplicated
     auto e = good;
     std::swap(e[0], e[1]);
-    EXPECT_EQ(tree.ComputeBucket(3, e).status().code(), StatusCode::kDataLoss);
+    EXPECT_THAT(tree.ComputeBucket(3, e), StatusIs(StatusCode::kDataLoss));
     auto d = good;
     d.insert(d.begin() + 3, d[3]);
-    EXPECT_EQ(tree.ComputeBucket(3, d).status().code(), StatusCode::kDataLoss);
+    EXPECT_THAT(tree.ComputeBucket(3, d), StatusIs(StatusCode::kDataLoss));
   }
   {  // a row from another bucket
     auto e = good;
     e.back().id[0] = 0x40;
-    EXPECT_EQ(tree.ComputeBucket(3, e).status().code(), StatusCode::kDataLoss);
+    EXPECT_THAT(tree.ComputeBucket(3, e), StatusIs(StatusCode::kDataLoss));
   }
   // An empty bucket proves absence; a row appearing in it is caught.
   EXPECT_EQ(tree.Bucket(5), NodeValue{});
   RecordId stray = RandomId(rng);
   stray[0] = 0x50;
-  EXPECT_EQ(*tree.ComputeBucket(5, {}), NodeValue{});
+  EXPECT_THAT(tree.ComputeBucket(5, {}), IsOkAndHolds(NodeValue{}));
   std::vector<BucketEntry> injected = {BucketEntry{stray, RandomDigest(rng)}};
-  EXPECT_NE(*tree.ComputeBucket(5, injected), tree.Bucket(5));
+  EXPECT_THAT(tree.ComputeBucket(5, injected), IsOkAndHolds(Ne(tree.Bucket(5))));
 }
 
 TEST(MerkleTest, LoadRejectsMalformedNodes) {
   MerkleTree tree(4);
   Digest h{};
   h[0] = 1;
-  EXPECT_EQ(tree.Load({TreeNode{16, 1, h}}).code(), StatusCode::kDataLoss);
-  EXPECT_EQ(tree.Load({TreeNode{1, 1, h}, TreeNode{1, 2, h}}).code(), StatusCode::kDataLoss);
-  EXPECT_EQ(tree.Load({TreeNode{1, 0, h}}).code(), StatusCode::kDataLoss);
-  EXPECT_EQ(tree.Load({TreeNode{1, 3, h}}).code(), StatusCode::kDataLoss);
-  ASSERT_TRUE(tree.Load({TreeNode{1, 1, h}}).ok());
+  EXPECT_THAT(tree.Load({TreeNode{16, 1, h}}), StatusIs(StatusCode::kDataLoss));
+  EXPECT_THAT(tree.Load({TreeNode{1, 1, h}, TreeNode{1, 2, h}}), StatusIs(StatusCode::kDataLoss));
+  EXPECT_THAT(tree.Load({TreeNode{1, 0, h}}), StatusIs(StatusCode::kDataLoss));
+  EXPECT_THAT(tree.Load({TreeNode{1, 3, h}}), StatusIs(StatusCode::kDataLoss));
+  ASSERT_OK(tree.Load({TreeNode{1, 1, h}}));
   EXPECT_EQ(tree.root(), (NodeValue{NodeKind::kLeaf, h}));
 }
 

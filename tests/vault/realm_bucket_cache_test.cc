@@ -5,11 +5,13 @@
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "tests/testing/memory_record_store.h"
 #include "tests/testing/realm_test_helpers.h"
 #include "tests/testing/software_hsm.h"
+#include "tests/testing/status_matchers.h"
 #include "tests/testing/vault_test_client.h"
 #include "vault/realm.h"
 #include "vault/record.h"
@@ -24,7 +26,7 @@ using testing::As;
 using testing::kTestRealmId;
 using testing::MemoryRecordStore;
 using testing::SoftwareHsm;
-using testing::StatusCodeOf;
+using testing::StatusIs;
 using testing::User;
 using testing::VaultTestClient;
 
@@ -37,12 +39,15 @@ class RealmBucketCacheTest : public ::testing::TestWithParam<size_t> {
     options.genesis_bucket_bits = kBucketBits;
     options.worker_threads = 2;
     options.bucket_cache_size = GetParam();
-    realm_ = std::move(Realm::Create(hsm_, store_, options)).value();
-    ASSERT_TRUE(realm_->Ready().ok());
+    ASSERT_OK_AND_ASSIGN(realm_, Realm::Create(hsm_, store_, options));
+    ASSERT_OK(realm_->Ready());
   }
 
   RecordId IdOf(const RequestContext& user) {
-    return *ComputeRecordId(hsm_, user.tenant, user.user);
+    StatusOr<RecordId> id = ComputeRecordId(hsm_, user.tenant, user.user);
+    EXPECT_OK(id);
+    if (!id.ok()) return RecordId{};
+    return *id;
   }
 
   uint32_t BucketOf(const RequestContext& user) {
@@ -61,14 +66,13 @@ class RealmBucketCacheTest : public ::testing::TestWithParam<size_t> {
   void ExpectDataLoss(const RequestContext& user, VaultTestClient& client,
                       const std::string& what) {
     uint64_t commits = store_.commit_count();
-    EXPECT_EQ(StatusCodeOf(realm_->Handle(user, Recover1Request{})), StatusCode::kDataLoss) << what;
-    EXPECT_EQ(StatusCodeOf(realm_->Handle(user, client.Recover2("1234"))), StatusCode::kDataLoss)
+    EXPECT_THAT(realm_->Handle(user, Recover1Request{}), StatusIs(StatusCode::kDataLoss)) << what;
+    EXPECT_THAT(realm_->Handle(user, client.Recover2("1234")), StatusIs(StatusCode::kDataLoss))
         << what;
     VaultTestClient scratch(kTestRealmId);  // keeps `client`'s registration untouched
-    EXPECT_EQ(StatusCodeOf(realm_->Handle(user, scratch.Register2("1234", 5))),
-              StatusCode::kDataLoss)
+    EXPECT_THAT(realm_->Handle(user, scratch.Register2("1234", 5)), StatusIs(StatusCode::kDataLoss))
         << what;
-    EXPECT_EQ(realm_->Inspect(user).status().code(), StatusCode::kDataLoss) << what;
+    EXPECT_THAT(realm_->Inspect(user), StatusIs(StatusCode::kDataLoss)) << what;
     EXPECT_EQ(store_.commit_count(), commits) << what;
   }
 
@@ -90,7 +94,9 @@ TEST_P(RealmBucketCacheTest, OwnRowTamperedInAWarmBucketIsDetected) {
   testing::Register(*realm_, client, user, "1234", 5);
   testing::Register(*realm_, other_client, other, "1234", 5);
   RecordId id = IdOf(user);
-  StoredRecord original = **store_.ReadRecord(id);
+  ASSERT_OK_AND_ASSIGN(std::optional<StoredRecord> original_row, store_.ReadRecord(id));
+  ASSERT_TRUE(original_row.has_value());
+  StoredRecord original = *original_row;
 
   // A bit of the sealed record, with and without the hash column fixed up.
   for (size_t bit : {size_t{0}, size_t{8 * 100 + 3}, original.sealed.size() * 8 - 1}) {
@@ -123,7 +129,8 @@ TEST_P(RealmBucketCacheTest, OwnRowTamperedInAWarmBucketIsDetected) {
   ExpectDataLoss(user, client, "dropped");
   store_.PutRaw(original);
 
-  EXPECT_EQ(realm_->Inspect(user)->guess_count, 0);  // no guess was counted from a bad row
+  ASSERT_OK_AND_ASSIGN(RecordSummary summary, realm_->Inspect(user));
+  EXPECT_EQ(summary.guess_count, 0);  // no guess was counted from a bad row
   EXPECT_EQ(As<Recover2Response>(realm_->Handle(user, client.Recover2("1234"))).guess_count, 1);
 }
 
@@ -131,7 +138,9 @@ TEST_P(RealmBucketCacheTest, ReplayedRowInAWarmBucketGivesNoFreshGuesses) {
   VaultTestClient client(kTestRealmId);
   auto user = User("carol");
   testing::Register(*realm_, client, user, "1234", 5);
-  StoredRecord fresh = **store_.ReadRecord(IdOf(user));
+  ASSERT_OK_AND_ASSIGN(std::optional<StoredRecord> fresh_row, store_.ReadRecord(IdOf(user)));
+  ASSERT_TRUE(fresh_row.has_value());
+  StoredRecord fresh = *fresh_row;
   for (int i = 1; i <= 3; ++i) {
     EXPECT_EQ(As<Recover2Response>(realm_->Handle(user, client.Recover2("0000"))).guess_count, i);
   }
@@ -147,7 +156,9 @@ TEST_P(RealmBucketCacheTest, RowInjectedIntoAWarmBucketIsDetected) {
   ghost_client.Register2("1234", 5);
   EXPECT_EQ(As<Recover1Response>(realm_->Handle(ghost, Recover1Request{})).status,
             Recover1Response::Status::kNotRegistered);
-  StoredRecord planted = **store_.ReadRecord(IdOf(a));
+  ASSERT_OK_AND_ASSIGN(std::optional<StoredRecord> planted_row, store_.ReadRecord(IdOf(a)));
+  ASSERT_TRUE(planted_row.has_value());
+  StoredRecord planted = *planted_row;
   planted.id = IdOf(ghost);
   store_.PutRaw(planted);
   ExpectDataLoss(ghost, ghost_client, "injected row");
@@ -164,7 +175,9 @@ TEST_P(RealmBucketCacheTest, TamperedNeighbourIsDetectedWhenItIsRead) {
   testing::Register(*realm_, other_client, other, "1234", 5);
   Warm(user);
   Warm(other);
-  StoredRecord original = **store_.ReadRecord(IdOf(other));
+  ASSERT_OK_AND_ASSIGN(std::optional<StoredRecord> original_row, store_.ReadRecord(IdOf(other)));
+  ASSERT_TRUE(original_row.has_value());
+  StoredRecord original = *original_row;
   store_.MutateRecord(IdOf(other), [](StoredRecord& r) {
     r.sealed[7] ^= 1;
     r.record_hash = RecordHash(r.version, r.sealed);
@@ -173,16 +186,18 @@ TEST_P(RealmBucketCacheTest, TamperedNeighbourIsDetectedWhenItIsRead) {
   if (GetParam() == 0) {
     // Without the cache every read rebuilds the bucket, so the neighbour's tampered row
     // also stops this record.
-    EXPECT_EQ(StatusCodeOf(realm_->Handle(user, Recover1Request{})), StatusCode::kDataLoss);
+    EXPECT_THAT(realm_->Handle(user, Recover1Request{}), StatusIs(StatusCode::kDataLoss));
   } else {
     // With it, this record's own row is authentic against the tree and is served.
     EXPECT_EQ(As<Recover2Response>(realm_->Handle(user, client.Recover2("1234"))).guess_count, 1);
   }
   store_.PutRaw(original);
-  EXPECT_EQ(realm_->Inspect(other)->guess_count, 0);
+  ASSERT_OK_AND_ASSIGN(RecordSummary summary, realm_->Inspect(other));
+  EXPECT_EQ(summary.guess_count, 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(RealmCacheSizes, RealmBucketCacheTest, ::testing::Values(size_t{0}, size_t{64}));
+INSTANTIATE_TEST_SUITE_P(RealmCacheSizes, RealmBucketCacheTest,
+                         ::testing::Values(size_t{0}, size_t{64}));
 
 }  // namespace
 }  // namespace pinvault::vault

@@ -13,6 +13,7 @@
 #include "tests/testing/memory_record_store.h"
 #include "tests/testing/realm_test_helpers.h"
 #include "tests/testing/software_hsm.h"
+#include "tests/testing/status_matchers.h"
 #include "tests/testing/vault_test_client.h"
 #include "vault/realm.h"
 
@@ -29,7 +30,7 @@ using testing::As;
 using testing::kTestRealmId;
 using testing::MemoryRecordStore;
 using testing::SoftwareHsm;
-using testing::StatusCodeOf;
+using testing::StatusIs;
 using testing::User;
 using testing::VaultTestClient;
 
@@ -48,11 +49,12 @@ class RealmHsmFailureTest : public ::testing::Test {
     return options;
   }
 
-  // Restart replaces the realm by one with `options` over the same HSM and store.
+  // Restart replaces the realm by one with `options` over the same HSM and store. Call it
+  // under ASSERT_NO_FATAL_FAILURE.
   void Restart(const RealmOptions& options) {
     realm_.reset();
-    realm_ = std::move(Realm::Create(hsm_, store_, options)).value();
-    ASSERT_TRUE(realm_->Ready().ok());
+    ASSERT_OK_AND_ASSIGN(realm_, Realm::Create(hsm_, store_, options));
+    ASSERT_OK(realm_->Ready());
   }
 
   // WaitUntil waits (without asserting on time) until `done()` holds.
@@ -86,24 +88,23 @@ TEST_F(RealmHsmFailureTest, EveryRecordRequestFailsUnavailableAndNothingIsWritte
   MemoryRecordStore::State before = store_.Snapshot();
   hsm_.SetUnavailable(true);
   VaultTestClient other(kTestRealmId);
-  EXPECT_EQ(StatusCodeOf(realm_->Handle(user, other.Register2("5678", 5))),
-            StatusCode::kUnavailable);
-  EXPECT_EQ(StatusCodeOf(realm_->Handle(user, Recover1Request{})), StatusCode::kUnavailable);
-  EXPECT_EQ(StatusCodeOf(realm_->Handle(user, client.Recover2("1234"))), StatusCode::kUnavailable);
-  EXPECT_EQ(StatusCodeOf(realm_->Handle(user, client.Recover3(client.CorrectTag()))),
-            StatusCode::kUnavailable);
-  EXPECT_EQ(StatusCodeOf(realm_->Handle(user, DeleteRequest{})), StatusCode::kUnavailable);
+  EXPECT_THAT(realm_->Handle(user, other.Register2("5678", 5)), StatusIs(StatusCode::kUnavailable));
+  EXPECT_THAT(realm_->Handle(user, Recover1Request{}), StatusIs(StatusCode::kUnavailable));
+  EXPECT_THAT(realm_->Handle(user, client.Recover2("1234")), StatusIs(StatusCode::kUnavailable));
+  EXPECT_THAT(realm_->Handle(user, client.Recover3(client.CorrectTag())),
+              StatusIs(StatusCode::kUnavailable));
+  EXPECT_THAT(realm_->Handle(user, DeleteRequest{}), StatusIs(StatusCode::kUnavailable));
   // The realm noticed: it is not ready, and refuses even what needs no HSM (Register1).
-  EXPECT_EQ(realm_->Ready().code(), StatusCode::kUnavailable);
-  EXPECT_EQ(StatusCodeOf(realm_->Handle(user, Register1Request{})), StatusCode::kUnavailable);
-  EXPECT_EQ(StatusCodeOf(realm_->Handle(User("never-seen"), Recover1Request{})),
-            StatusCode::kUnavailable);
+  EXPECT_THAT(realm_->Ready(), StatusIs(StatusCode::kUnavailable));
+  EXPECT_THAT(realm_->Handle(user, Register1Request{}), StatusIs(StatusCode::kUnavailable));
+  EXPECT_THAT(realm_->Handle(User("never-seen"), Recover1Request{}),
+              StatusIs(StatusCode::kUnavailable));
   MemoryRecordStore::State after = store_.Snapshot();
   EXPECT_EQ(after.head, before.head);
   EXPECT_EQ(after.records, before.records);
   hsm_.SetUnavailable(false);
   ASSERT_TRUE(WaitReady());
-  RecordSummary s = *realm_->Inspect(user);
+  ASSERT_OK_AND_ASSIGN(RecordSummary s, realm_->Inspect(user));
   EXPECT_EQ(s.guess_count, 0);
   EXPECT_EQ(s.registration_version, client.version());
   EXPECT_EQ(As<Recover2Response>(realm_->Handle(user, client.Recover2("1234"))).guess_count, 1);
@@ -124,14 +125,15 @@ TEST_F(RealmHsmFailureTest, CachedRecover1IsServedUntilAnHsmCallFails) {
   EXPECT_EQ(hsm_.CallCount(SoftwareHsm::Operation::kMac) +
                 hsm_.CallCount(SoftwareHsm::Operation::kUnseal),
             calls);
-  EXPECT_TRUE(realm_->Ready().ok());
+  EXPECT_OK(realm_->Ready());
   // Recover2 must seal the counted guess: it fails, and the realm stops serving.
-  EXPECT_EQ(StatusCodeOf(realm_->Handle(user, client.Recover2("1234"))), StatusCode::kUnavailable);
-  EXPECT_EQ(realm_->Ready().code(), StatusCode::kUnavailable);
-  EXPECT_EQ(StatusCodeOf(realm_->Handle(user, Recover1Request{})), StatusCode::kUnavailable);
+  EXPECT_THAT(realm_->Handle(user, client.Recover2("1234")), StatusIs(StatusCode::kUnavailable));
+  EXPECT_THAT(realm_->Ready(), StatusIs(StatusCode::kUnavailable));
+  EXPECT_THAT(realm_->Handle(user, Recover1Request{}), StatusIs(StatusCode::kUnavailable));
   hsm_.SetUnavailable(false);
   ASSERT_TRUE(WaitReady());
-  EXPECT_EQ(realm_->Inspect(user)->guess_count, 0);
+  ASSERT_OK_AND_ASSIGN(RecordSummary summary, realm_->Inspect(user));
+  EXPECT_EQ(summary.guess_count, 0);
   EXPECT_EQ(As<Recover2Response>(realm_->Handle(user, client.Recover2("1234"))).guess_count, 1);
 }
 
@@ -140,18 +142,18 @@ TEST_F(RealmHsmFailureTest, CachedRecover1IsServedUntilAnHsmCallFails) {
 TEST_F(RealmHsmFailureTest, IdleRealmNoticesAnUnreachableHsmOrStore) {
   RealmOptions options = Options();
   options.health_check_interval = std::chrono::milliseconds(10);
-  Restart(options);
+  ASSERT_NO_FATAL_FAILURE(Restart(options));
   VaultTestClient client(kTestRealmId);
   auto user = User("erin");
   testing::Register(*realm_, client, user, "1234", 5);
   uint64_t macs = hsm_.CallCount(SoftwareHsm::Operation::kMac);
   ASSERT_TRUE(WaitUntil([&] { return hsm_.CallCount(SoftwareHsm::Operation::kMac) > macs; }))
       << "the idle realm never checked its HSM";
-  EXPECT_TRUE(realm_->Ready().ok());  // checks that pass change nothing
+  EXPECT_OK(realm_->Ready());  // checks that pass change nothing
 
   hsm_.SetUnavailable(true);
   ASSERT_TRUE(WaitUntil([&] { return realm_->Ready().code() == StatusCode::kUnavailable; }));
-  EXPECT_EQ(StatusCodeOf(realm_->Handle(user, Recover1Request{})), StatusCode::kUnavailable);
+  EXPECT_THAT(realm_->Handle(user, Recover1Request{}), StatusIs(StatusCode::kUnavailable));
   hsm_.SetUnavailable(false);
   ASSERT_TRUE(WaitReady());
 
@@ -161,7 +163,8 @@ TEST_F(RealmHsmFailureTest, IdleRealmNoticesAnUnreachableHsmOrStore) {
   ASSERT_TRUE(WaitReady());
   EXPECT_EQ(As<Recover1Response>(realm_->Handle(user, Recover1Request{})).status,
             Recover1Response::Status::kOk);
-  EXPECT_EQ(realm_->Inspect(user)->guess_count, 0);
+  ASSERT_OK_AND_ASSIGN(RecordSummary summary, realm_->Inspect(user));
+  EXPECT_EQ(summary.guess_count, 0);
 }
 
 // The HSM vanishes at each successive call of a Recover2 (record id MAC, unseal unless the
@@ -173,7 +176,7 @@ TEST_F(RealmHsmFailureTest, HsmVanishesAtEachStepOfARecover2) {
     SCOPED_TRACE(cache_size == 0 ? "record cache off" : "record cache on");
     RealmOptions options = Options();
     options.record_cache_size = cache_size;
-    Restart(options);
+    ASSERT_NO_FATAL_FAILURE(Restart(options));
     VaultTestClient client(kTestRealmId);
     auto user = User(cache_size == 0 ? "bob" : "bob-cached");
     testing::Register(*realm_, client, user, "1234", 50);
@@ -193,9 +196,10 @@ TEST_F(RealmHsmFailureTest, HsmVanishesAtEachStepOfARecover2) {
         saw_success = true;
         continue;
       }
-      EXPECT_EQ(result.status().code(), StatusCode::kUnavailable) << calls << result.status();
+      EXPECT_THAT(result, StatusIs(StatusCode::kUnavailable)) << calls;
       ASSERT_TRUE(WaitReady()) << realm_->Ready();
-      int now = realm_->Inspect(user)->guess_count;
+      ASSERT_OK_AND_ASSIGN(RecordSummary summary, realm_->Inspect(user));
+      int now = summary.guess_count;
       // Only a failure at the anchor write leaves the counted guess behind, because storage
       // already held the batch; it is rolled forward, never back.
       EXPECT_EQ(now, expected_count + (anchor_attempted ? 1 : 0)) << "failure at call " << calls;
@@ -204,7 +208,8 @@ TEST_F(RealmHsmFailureTest, HsmVanishesAtEachStepOfARecover2) {
     }
     EXPECT_TRUE(saw_success);
     EXPECT_TRUE(saw_anchor_failure);
-    EXPECT_EQ(realm_->Inspect(user)->guess_count, expected_count);
+    ASSERT_OK_AND_ASSIGN(RecordSummary summary, realm_->Inspect(user));
+    EXPECT_EQ(summary.guess_count, expected_count);
   }
 }
 
@@ -246,7 +251,8 @@ TEST_F(RealmHsmFailureTest, HsmFlappingUnderLoadNeverLowersACount) {
   EXPECT_EQ(unexpected.load(), 0);
   ASSERT_TRUE(WaitReady());
   for (int i = 0; i < kUsers; ++i) {
-    int count = realm_->Inspect(User("u" + std::to_string(i)))->guess_count;
+    ASSERT_OK_AND_ASSIGN(RecordSummary summary, realm_->Inspect(User("u" + std::to_string(i))));
+    int count = summary.guess_count;
     EXPECT_GE(count, evaluations[i]) << "user " << i << ": fewer guesses counted than released";
     EXPECT_GE(count, max_reported[i]) << "user " << i << ": a reported count went down";
     EXPECT_LE(count, attempts[i]) << "user " << i;
@@ -262,17 +268,19 @@ TEST_F(RealmHsmFailureTest, StorageGoneIsUnavailableAndResumes) {
   auto user = User("carol");
   testing::Register(*realm_, client, user, "1234", 5);
   store_.SetUnavailable(true);
-  EXPECT_EQ(StatusCodeOf(realm_->Handle(user, client.Recover2("1234"))), StatusCode::kUnavailable);
+  EXPECT_THAT(realm_->Handle(user, client.Recover2("1234")), StatusIs(StatusCode::kUnavailable));
   store_.SetUnavailable(false);
   ASSERT_TRUE(WaitReady());
-  EXPECT_EQ(realm_->Inspect(user)->guess_count, 0);
+  ASSERT_OK_AND_ASSIGN(RecordSummary summary, realm_->Inspect(user));
+  EXPECT_EQ(summary.guess_count, 0);
 
   // A commit whose outcome is unknown (applied, then reported failed) is settled by the
   // re-check: storage has it, so it is rolled forward.
   store_.SetNextCommitFault(MemoryRecordStore::CommitFault::kFailAfterApply);
-  EXPECT_EQ(StatusCodeOf(realm_->Handle(user, client.Recover2("1234"))), StatusCode::kUnavailable);
+  EXPECT_THAT(realm_->Handle(user, client.Recover2("1234")), StatusIs(StatusCode::kUnavailable));
   ASSERT_TRUE(WaitReady());
-  EXPECT_EQ(realm_->Inspect(user)->guess_count, 1);
+  ASSERT_OK_AND_ASSIGN(RecordSummary summary_after, realm_->Inspect(user));
+  EXPECT_EQ(summary_after.guess_count, 1);
   EXPECT_EQ(As<Recover2Response>(realm_->Handle(user, client.Recover2("1234"))).guess_count, 2);
 }
 
@@ -283,10 +291,9 @@ TEST_F(RealmHsmFailureTest, HsmGoneAtStartupIsRetried) {
   hsm_.SetUnavailable(true);
   RealmOptions options;
   options.resync_interval = std::chrono::milliseconds(5);
-  realm_ = std::move(Realm::Create(hsm_, store_, options)).value();
-  EXPECT_EQ(realm_->Ready().code(), StatusCode::kUnavailable);
-  EXPECT_EQ(StatusCodeOf(realm_->Handle(User("dave"), Recover1Request{})),
-            StatusCode::kUnavailable);
+  ASSERT_OK_AND_ASSIGN(realm_, Realm::Create(hsm_, store_, options));
+  EXPECT_THAT(realm_->Ready(), StatusIs(StatusCode::kUnavailable));
+  EXPECT_THAT(realm_->Handle(User("dave"), Recover1Request{}), StatusIs(StatusCode::kUnavailable));
   hsm_.SetUnavailable(false);
   ASSERT_TRUE(WaitReady());
   EXPECT_EQ(As<Recover1Response>(realm_->Handle(User("dave"), Recover1Request{})).status,

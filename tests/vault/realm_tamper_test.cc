@@ -3,11 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "tests/testing/memory_record_store.h"
 #include "tests/testing/realm_test_helpers.h"
 #include "tests/testing/software_hsm.h"
+#include "tests/testing/status_matchers.h"
 #include "tests/testing/vault_test_client.h"
 #include "vault/realm.h"
 #include "vault/record.h"
@@ -22,7 +24,7 @@ using testing::As;
 using testing::kTestRealmId;
 using testing::MemoryRecordStore;
 using testing::SoftwareHsm;
-using testing::StatusCodeOf;
+using testing::StatusIs;
 using testing::User;
 using testing::VaultTestClient;
 
@@ -34,12 +36,15 @@ class RealmTamperTest : public ::testing::Test {
     RealmOptions options;
     options.genesis_bucket_bits = kBucketBits;
     options.worker_threads = 2;
-    realm_ = std::move(Realm::Create(hsm_, store_, options)).value();
-    ASSERT_TRUE(realm_->Ready().ok());
+    ASSERT_OK_AND_ASSIGN(realm_, Realm::Create(hsm_, store_, options));
+    ASSERT_OK(realm_->Ready());
   }
 
   RecordId IdOf(const RequestContext& user) {
-    return *ComputeRecordId(hsm_, user.tenant, user.user);
+    StatusOr<RecordId> id = ComputeRecordId(hsm_, user.tenant, user.user);
+    EXPECT_OK(id);
+    if (!id.ok()) return RecordId{};
+    return *id;
   }
 
   uint32_t BucketOf(const RequestContext& user) {
@@ -59,10 +64,10 @@ class RealmTamperTest : public ::testing::Test {
   void ExpectDataLoss(const RequestContext& user, VaultTestClient& client,
                       const std::string& what) {
     uint64_t commits = store_.commit_count();
-    EXPECT_EQ(StatusCodeOf(realm_->Handle(user, Recover1Request{})), StatusCode::kDataLoss) << what;
-    EXPECT_EQ(StatusCodeOf(realm_->Handle(user, client.Recover2("1234"))), StatusCode::kDataLoss)
+    EXPECT_THAT(realm_->Handle(user, Recover1Request{}), StatusIs(StatusCode::kDataLoss)) << what;
+    EXPECT_THAT(realm_->Handle(user, client.Recover2("1234")), StatusIs(StatusCode::kDataLoss))
         << what;
-    EXPECT_EQ(realm_->Inspect(user).status().code(), StatusCode::kDataLoss) << what;
+    EXPECT_THAT(realm_->Inspect(user), StatusIs(StatusCode::kDataLoss)) << what;
     EXPECT_EQ(store_.commit_count(), commits) << what;
   }
 
@@ -76,7 +81,9 @@ TEST_F(RealmTamperTest, EveryBitFlipOfASealedRecordIsDetected) {
   auto user = User("alice");
   testing::Register(*realm_, client, user, "1234", 5);
   RecordId id = IdOf(user);
-  StoredRecord original = **store_.ReadRecord(id);
+  ASSERT_OK_AND_ASSIGN(std::optional<StoredRecord> original_row, store_.ReadRecord(id));
+  ASSERT_TRUE(original_row.has_value());
+  StoredRecord original = *original_row;
   ASSERT_EQ(original.sealed.size(), kSealedRecordSize);
   uint64_t commits = store_.commit_count();
   for (size_t bit = 0; bit < original.sealed.size() * 8; ++bit) {
@@ -87,12 +94,13 @@ TEST_F(RealmTamperTest, EveryBitFlipOfASealedRecordIsDetected) {
         if (fix_hash) r.record_hash = RecordHash(r.version, r.sealed);
       });
       auto r2 = realm_->Handle(user, client.Recover2("1234"));
-      ASSERT_EQ(StatusCodeOf(r2), StatusCode::kDataLoss) << "bit " << bit << " fix " << fix_hash;
+      ASSERT_THAT(r2, StatusIs(StatusCode::kDataLoss)) << "bit " << bit << " fix " << fix_hash;
       store_.PutRaw(original);
     }
   }
   EXPECT_EQ(store_.commit_count(), commits);  // no guess was ever counted or served
-  EXPECT_EQ(realm_->Inspect(user)->guess_count, 0);
+  ASSERT_OK_AND_ASSIGN(RecordSummary summary, realm_->Inspect(user));
+  EXPECT_EQ(summary.guess_count, 0);
   // The untouched row still works.
   EXPECT_EQ(As<Recover2Response>(realm_->Handle(user, client.Recover2("1234"))).guess_count, 1);
 }
@@ -102,7 +110,9 @@ TEST_F(RealmTamperTest, VersionAndHashColumnsAreAuthenticated) {
   auto user = User("bob");
   testing::Register(*realm_, client, user, "1234", 5);
   RecordId id = IdOf(user);
-  StoredRecord original = **store_.ReadRecord(id);
+  ASSERT_OK_AND_ASSIGN(std::optional<StoredRecord> original_row, store_.ReadRecord(id));
+  ASSERT_TRUE(original_row.has_value());
+  StoredRecord original = *original_row;
   store_.MutateRecord(id, [](StoredRecord& r) { r.version += 1; });
   ExpectDataLoss(user, client, "version bumped");
   store_.MutateRecord(id, [](StoredRecord& r) { r.record_hash = RecordHash(r.version, r.sealed); });
@@ -134,15 +144,19 @@ TEST_F(RealmTamperTest, SwappedRowsAreDetected) {
   ExpectDataLoss(a, a_client, "cross-bucket swap, a");
   ExpectDataLoss(c, c_client, "cross-bucket swap, c");
   ASSERT_TRUE(store_.SwapRecordContents(IdOf(a), IdOf(c)));
-  EXPECT_EQ(realm_->Inspect(b)->guess_count, 1);
-  EXPECT_EQ(realm_->Inspect(a)->guess_count, 0);
+  ASSERT_OK_AND_ASSIGN(RecordSummary b_summary, realm_->Inspect(b));
+  EXPECT_EQ(b_summary.guess_count, 1);
+  ASSERT_OK_AND_ASSIGN(RecordSummary a_summary, realm_->Inspect(a));
+  EXPECT_EQ(a_summary.guess_count, 0);
 }
 
 TEST_F(RealmTamperTest, ReplayedOlderRowIsDetectedAndGivesNoFreshGuesses) {
   VaultTestClient client(kTestRealmId);
   auto user = User("carol");
   testing::Register(*realm_, client, user, "1234", 5);
-  StoredRecord fresh = **store_.ReadRecord(IdOf(user));  // guess_count 0
+  ASSERT_OK_AND_ASSIGN(std::optional<StoredRecord> fresh_row, store_.ReadRecord(IdOf(user)));
+  ASSERT_TRUE(fresh_row.has_value());
+  StoredRecord fresh = *fresh_row;  // guess_count 0
   for (int i = 1; i <= 3; ++i) {
     EXPECT_EQ(As<Recover2Response>(realm_->Handle(user, client.Recover2("0000"))).guess_count, i);
   }
@@ -160,12 +174,14 @@ TEST_F(RealmTamperTest, DroppedRowIsDetected) {
   auto c = FindUser("other", BucketOf(a), /*same=*/false);
   testing::Register(*realm_, a_client, a, "1234", 5);
   testing::Register(*realm_, c_client, c, "1234", 5);
-  StoredRecord row = **store_.ReadRecord(IdOf(a));
+  ASSERT_OK_AND_ASSIGN(std::optional<StoredRecord> read_row, store_.ReadRecord(IdOf(a)));
+  ASSERT_TRUE(read_row.has_value());
+  StoredRecord row = *read_row;
   ASSERT_TRUE(store_.DropRecord(IdOf(a)));
   // Not "NotRegistered": the tree proves the row must exist.
   ExpectDataLoss(a, a_client, "dropped row");
-  EXPECT_EQ(StatusCodeOf(realm_->Handle(a, a_client.Register2("1234", 5))),
-            StatusCode::kDataLoss);  // nor can it be re-registered over a hole
+  EXPECT_THAT(realm_->Handle(a, a_client.Register2("1234", 5)),
+              StatusIs(StatusCode::kDataLoss));  // nor can it be re-registered over a hole
   // Users in other buckets are unaffected.
   EXPECT_EQ(As<Recover1Response>(realm_->Handle(c, Recover1Request{})).status,
             Recover1Response::Status::kOk);
@@ -183,7 +199,9 @@ TEST_F(RealmTamperTest, InjectedRowIsDetected) {
   EXPECT_EQ(As<Recover1Response>(realm_->Handle(ghost, Recover1Request{})).status,
             Recover1Response::Status::kNotRegistered);
   // Storage plants a copy of a's row under the ghost's id.
-  StoredRecord planted = **store_.ReadRecord(IdOf(a));
+  ASSERT_OK_AND_ASSIGN(std::optional<StoredRecord> planted_row, store_.ReadRecord(IdOf(a)));
+  ASSERT_TRUE(planted_row.has_value());
+  StoredRecord planted = *planted_row;
   planted.id = IdOf(ghost);
   store_.PutRaw(planted);
   ExpectDataLoss(ghost, ghost_client, "injected row");

@@ -9,6 +9,7 @@
 #include "tests/testing/memory_record_store.h"
 #include "tests/testing/realm_test_helpers.h"
 #include "tests/testing/software_hsm.h"
+#include "tests/testing/status_matchers.h"
 #include "tests/testing/vault_test_client.h"
 
 namespace pinvault::vault {
@@ -27,7 +28,7 @@ using testing::As;
 using testing::kTestRealmId;
 using testing::MemoryRecordStore;
 using testing::SoftwareHsm;
-using testing::StatusCodeOf;
+using testing::StatusIs;
 using testing::User;
 using testing::VaultTestClient;
 
@@ -41,10 +42,8 @@ class RealmTest : public ::testing::Test {
     options.worker_threads = 2;
     options.record_id_cache_size = record_id_cache_size;
     options.health_check_interval = std::chrono::milliseconds(0);  // exact HSM call counts
-    auto realm = Realm::Create(hsm_, store_, options);
-    ASSERT_TRUE(realm.ok()) << realm.status();
-    realm_ = std::move(realm).value();
-    ASSERT_TRUE(realm_->Ready().ok()) << realm_->Ready();
+    ASSERT_OK_AND_ASSIGN(realm_, Realm::Create(hsm_, store_, options));
+    ASSERT_OK(realm_->Ready());
   }
 
   void Restart() {
@@ -54,7 +53,7 @@ class RealmTest : public ::testing::Test {
 
   RecordSummary Inspect(const RequestContext& user) {
     auto summary = realm_->Inspect(user);
-    EXPECT_TRUE(summary.ok()) << summary.status();
+    EXPECT_OK(summary);
     return summary.ok() ? *summary : RecordSummary{};
   }
 
@@ -111,7 +110,7 @@ TEST_F(RealmTest, CorrectPinRecoversTheSecretsAndResetsTheCount) {
   EXPECT_EQ(r2.num_guesses, 5);
   EXPECT_EQ(Inspect(user).guess_count, 1);
   auto tag = client.FinishRecover2(r2);  // verifies the DLEQ proof and the signature
-  ASSERT_TRUE(tag.ok()) << tag.status();
+  ASSERT_OK(tag);
   ASSERT_TRUE(tag->has_value()) << "the right PIN must match the unlock-key commitment";
 
   Recover3Response r3 = Recover3(client, user, **tag);
@@ -133,7 +132,7 @@ TEST_F(RealmTest, WrongPinsExhaustGuessesAndDestroyTheRecord) {
     ASSERT_EQ(r2.status, Recover2Response::Status::kOk) << i;
     EXPECT_EQ(r2.guess_count, i);
     auto tag = client.FinishRecover2(r2);
-    ASSERT_TRUE(tag.ok());
+    ASSERT_OK(tag);
     EXPECT_FALSE(tag->has_value()) << "a wrong PIN must not match the commitment";
     Recover3Response r3 = Recover3(client, user, client.WrongTag());
     ASSERT_EQ(r3.status, Recover3Response::Status::kBadUnlockKeyTag);
@@ -183,7 +182,8 @@ TEST_F(RealmTest, CorrectTagAfterTheLastAllowedGuessStillSucceeds) {
   Recover2Response last = Recover2(client, user, "1234");
   EXPECT_EQ(last.guess_count, 3);
   auto tag = client.FinishRecover2(last);
-  ASSERT_TRUE(tag.ok() && tag->has_value());
+  ASSERT_OK(tag);
+  ASSERT_TRUE(tag->has_value());
   EXPECT_EQ(Recover3(client, user, **tag).status, Recover3Response::Status::kOk);
   EXPECT_EQ(Inspect(user).guess_count, 0);
   EXPECT_EQ(Recover2(client, user, "0000").guess_count, 1);
@@ -235,7 +235,8 @@ TEST_F(RealmTest, Register2OverwritesAnyState) {
   Recover2Response ok = Recover2(again, user, "5678");
   EXPECT_EQ(ok.guess_count, 1);
   auto tag = again.FinishRecover2(ok);
-  ASSERT_TRUE(tag.ok() && tag->has_value());
+  ASSERT_OK(tag);
+  ASSERT_TRUE(tag->has_value());
 }
 
 TEST_F(RealmTest, DeleteDestroysTheRecord) {
@@ -266,18 +267,17 @@ TEST_F(RealmTest, RejectsMalformedScalarsAndPointsWithoutChangingAnything) {
   std::fill(bad.oprf_private_key.RevealMutable().begin(),
             bad.oprf_private_key.RevealMutable().end(),
             0xff);  // >= l: not canonical
-  EXPECT_EQ(StatusCodeOf(realm_->Handle(user, std::move(bad))), StatusCode::kInvalidArgument);
+  EXPECT_THAT(realm_->Handle(user, std::move(bad)), StatusIs(StatusCode::kInvalidArgument));
   protocol::Register2Request short_share = other.Register2("0000", 5);
   short_share.encryption_key_scalar_share = SecretBytes(31);
-  EXPECT_EQ(StatusCodeOf(realm_->Handle(user, std::move(short_share))),
-            StatusCode::kInvalidArgument);
+  EXPECT_THAT(realm_->Handle(user, std::move(short_share)), StatusIs(StatusCode::kInvalidArgument));
 
   protocol::Recover2Request not_a_point = client.Recover2("1234");
   not_a_point.oprf_blinded_input.fill(0xff);
-  EXPECT_EQ(StatusCodeOf(realm_->Handle(user, not_a_point)), StatusCode::kInvalidArgument);
+  EXPECT_THAT(realm_->Handle(user, not_a_point), StatusIs(StatusCode::kInvalidArgument));
   protocol::Recover2Request identity = client.Recover2("1234");
   identity.oprf_blinded_input.fill(0);
-  EXPECT_EQ(StatusCodeOf(realm_->Handle(user, identity)), StatusCode::kInvalidArgument);
+  EXPECT_THAT(realm_->Handle(user, identity), StatusIs(StatusCode::kInvalidArgument));
 
   RecordSummary after = Inspect(user);
   EXPECT_EQ(after.record_version, before.record_version);
@@ -325,13 +325,13 @@ TEST_F(RealmTest, Recover2IsDurableBeforeTheEvaluationIsReleased) {
   testing::Register(*realm_, client, user, "1234", 5);
   // If the write cannot be made durable, no evaluation leaves the realm.
   store_.SetNextCommitFault(MemoryRecordStore::CommitFault::kFailBeforeApply);
-  EXPECT_EQ(StatusCodeOf(realm_->Handle(user, client.Recover2("1234"))), StatusCode::kUnavailable);
-  ASSERT_TRUE(realm_->Resync().ok());
+  EXPECT_THAT(realm_->Handle(user, client.Recover2("1234")), StatusIs(StatusCode::kUnavailable));
+  ASSERT_OK(realm_->Resync());
   EXPECT_EQ(Inspect(user).guess_count, 0);
   hsm_.SetOperationUnavailable(SoftwareHsm::Operation::kStoreAnchor, true);
-  EXPECT_EQ(StatusCodeOf(realm_->Handle(user, client.Recover2("1234"))), StatusCode::kUnavailable);
+  EXPECT_THAT(realm_->Handle(user, client.Recover2("1234")), StatusIs(StatusCode::kUnavailable));
   hsm_.SetOperationUnavailable(SoftwareHsm::Operation::kStoreAnchor, false);
-  ASSERT_TRUE(realm_->Resync().ok());
+  ASSERT_OK(realm_->Resync());
   // The storage write of that batch was rolled forward: the guess counts although its
   // evaluation was never released (never the reverse).
   EXPECT_EQ(Inspect(user).guess_count, 1);
@@ -355,7 +355,7 @@ TEST_F(RealmTest, SealingKeyRotationIsLazy) {
   Restart();  // nothing cached
   EXPECT_EQ(Recover2(a, User("a"), "1234").guess_count, 2);
   // b was never rewritten and its key is gone.
-  EXPECT_EQ(StatusCodeOf(realm_->Handle(User("b"), Recover1Request{})), StatusCode::kDataLoss);
+  EXPECT_THAT(realm_->Handle(User("b"), Recover1Request{}), StatusIs(StatusCode::kDataLoss));
 }
 
 // A recovery's three requests unseal at most once and MAC the record id at most once: rows
@@ -371,7 +371,8 @@ TEST_F(RealmTest, RecordAndIdCachesSaveHsmCalls) {
   uint64_t seals = count(SoftwareHsm::Operation::kSeal);
   EXPECT_EQ(Recover1(user).status, Recover1Response::Status::kOk);
   auto tag = client.FinishRecover2(Recover2(client, user, "1234"));
-  ASSERT_TRUE(tag.ok() && tag->has_value());
+  ASSERT_OK(tag);
+  ASSERT_TRUE(tag->has_value());
   EXPECT_EQ(Recover3(client, user, **tag).status, Recover3Response::Status::kOk);
   EXPECT_EQ(count(SoftwareHsm::Operation::kUnseal), unseals);
   EXPECT_EQ(count(SoftwareHsm::Operation::kSeal), seals + 2);  // Recover2 and Recover3 write

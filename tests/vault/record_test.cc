@@ -5,12 +5,19 @@
 #include <utility>
 
 #include "tests/testing/software_hsm.h"
+#include "tests/testing/status_matchers.h"
 #include "tests/testing/vault_test_client.h"
 
 namespace pinvault::vault {
 namespace {
 
-using testing::SoftwareHsm;
+using ::pinvault::testing::IsOk;
+using ::pinvault::testing::IsOkAndHolds;
+using ::pinvault::testing::SoftwareHsm;
+using ::pinvault::testing::StatusIs;
+using ::testing::HasSubstr;
+using ::testing::Ne;
+using ::testing::Not;
 
 constexpr protocol::RealmId kRealm = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
 
@@ -65,10 +72,10 @@ void ExpectSameRecord(const Record& a, const Record& b) {
 TEST(RecordTest, SerializeParseRoundTripsEveryState) {
   Record registered = RegisteredRecord(7, 3, 10);
   auto plain = SerializeRecord(registered);
-  ASSERT_TRUE(plain.ok()) << plain.status();
+  ASSERT_OK(plain);
   EXPECT_EQ(plain->size(), kRecordPlaintextSize);
   auto parsed = ParseRecord(*plain, registered.id, 7);
-  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  ASSERT_OK(parsed);
   ExpectSameRecord(*parsed, registered);
 
   for (RecordState state : {RecordState::kNoGuesses, RecordState::kAbsent}) {
@@ -77,10 +84,10 @@ TEST(RecordTest, SerializeParseRoundTripsEveryState) {
     r.version = 12;
     r.state = state;
     auto p = SerializeRecord(r);
-    ASSERT_TRUE(p.ok());
+    ASSERT_OK(p);
     EXPECT_EQ(p->size(), kRecordPlaintextSize);
     auto back = ParseRecord(*p, r.id, 12);
-    ASSERT_TRUE(back.ok()) << back.status();
+    ASSERT_OK(back);
     ExpectSameRecord(*back, r);
   }
 }
@@ -88,22 +95,22 @@ TEST(RecordTest, SerializeParseRoundTripsEveryState) {
 TEST(RecordTest, SerializeRejectsInconsistentRecords) {
   Record r = RegisteredRecord(1, 0, 5);
   r.state = RecordState::kNoGuesses;  // registration present but state says otherwise
-  EXPECT_EQ(SerializeRecord(r).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(SerializeRecord(r), StatusIs(StatusCode::kInvalidArgument));
   Record missing;
   missing.state = RecordState::kRegistered;
-  EXPECT_EQ(SerializeRecord(missing).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(SerializeRecord(missing), StatusIs(StatusCode::kInvalidArgument));
   Record short_key = RegisteredRecord(1, 0, 5);
   short_key.registration->oprf_private_key = SecretBytes(31);
-  EXPECT_EQ(SerializeRecord(short_key).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(SerializeRecord(short_key), StatusIs(StatusCode::kInvalidArgument));
 }
 
 TEST(RecordTest, ParseRejectsMalformedPlaintext) {
   Record r = RegisteredRecord(5, 0, 5);
-  SecretBytes good = std::move(SerializeRecord(r)).value();
+  ASSERT_OK_AND_ASSIGN(SecretBytes good, SerializeRecord(r));
   auto expect_loss = [&](SecretBytes bad, uint64_t version = 5) {
     auto parsed = ParseRecord(bad, r.id, version);
-    ASSERT_FALSE(parsed.ok());
-    EXPECT_EQ(parsed.status().code(), StatusCode::kDataLoss);
+    ASSERT_THAT(parsed, Not(IsOk()));
+    EXPECT_THAT(parsed, StatusIs(StatusCode::kDataLoss));
   };
   expect_loss(SecretBytes(kRecordPlaintextSize - 1));
   expect_loss(good.Clone(), 6);  // version differs from the row's
@@ -132,7 +139,7 @@ TEST(RecordTest, ParseRejectsMalformedPlaintext) {
     Record absent;
     absent.id = r.id;
     absent.version = 5;
-    SecretBytes b = std::move(SerializeRecord(absent)).value();
+    ASSERT_OK_AND_ASSIGN(SecretBytes b, SerializeRecord(absent));
     b.RevealMutable()[20] = 1;  // an Absent record carries no fields
     expect_loss(std::move(b));
   }
@@ -147,7 +154,8 @@ TEST(RecordTest, SealedSizeDoesNotDependOnState) {
   no_guesses.state = RecordState::kNoGuesses;
   auto a = SealRecord(hsm, registered);
   auto b = SealRecord(hsm, no_guesses);
-  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_OK(a);
+  ASSERT_OK(b);
   EXPECT_EQ(a->sealed.size(), kSealedRecordSize);
   EXPECT_EQ(b->sealed.size(), kSealedRecordSize);
 }
@@ -156,53 +164,52 @@ TEST(RecordTest, SealUnsealRoundTripAndHash) {
   SoftwareHsm hsm;
   Record r = RegisteredRecord(3, 2, 10);
   auto stored = SealRecord(hsm, r);
-  ASSERT_TRUE(stored.ok()) << stored.status();
+  ASSERT_OK(stored);
   EXPECT_EQ(stored->id, r.id);
   EXPECT_EQ(stored->version, 3u);
   EXPECT_EQ(stored->record_hash, RecordHash(3, stored->sealed));
   EXPECT_NE(stored->record_hash, RecordHash(4, stored->sealed));
   auto back = UnsealRecord(hsm, *stored);
-  ASSERT_TRUE(back.ok()) << back.status();
+  ASSERT_OK(back);
   ExpectSameRecord(*back, r);
   // The same record sealed twice gives different ciphertexts (fresh IVs).
   auto again = SealRecord(hsm, r);
-  ASSERT_TRUE(again.ok());
+  ASSERT_OK(again);
   EXPECT_NE(again->sealed, stored->sealed);
-  EXPECT_EQ(SealRecord(hsm, RegisteredRecord(0, 0, 1)).status().code(),
-            StatusCode::kInvalidArgument);
+  EXPECT_THAT(SealRecord(hsm, RegisteredRecord(0, 0, 1)), StatusIs(StatusCode::kInvalidArgument));
 }
 
 TEST(RecordTest, EveryBitFlipAndTruncationIsDetected) {
   SoftwareHsm hsm;
-  StoredRecord stored = std::move(SealRecord(hsm, RegisteredRecord(3, 0, 10))).value();
+  ASSERT_OK_AND_ASSIGN(StoredRecord stored, SealRecord(hsm, RegisteredRecord(3, 0, 10)));
   for (size_t bit = 0; bit < stored.sealed.size() * 8; ++bit) {
     StoredRecord bad = stored;
     bad.sealed[bit / 8] ^= static_cast<uint8_t>(1u << (bit % 8));
     auto r = UnsealRecord(hsm, bad);
-    ASSERT_FALSE(r.ok()) << "bit " << bit;
-    EXPECT_EQ(r.status().code(), StatusCode::kDataLoss) << "bit " << bit;
+    ASSERT_THAT(r, Not(IsOk())) << "bit " << bit;
+    EXPECT_THAT(r, StatusIs(StatusCode::kDataLoss)) << "bit " << bit;
   }
   for (size_t len = 0; len < stored.sealed.size(); ++len) {
     StoredRecord bad = stored;
     bad.sealed.resize(len);
-    EXPECT_EQ(UnsealRecord(hsm, bad).status().code(), StatusCode::kDataLoss) << len;
+    EXPECT_THAT(UnsealRecord(hsm, bad), StatusIs(StatusCode::kDataLoss)) << len;
   }
 }
 
 TEST(RecordTest, AssociatedDataBindsIdVersionAndKey) {
   SoftwareHsm hsm;
-  StoredRecord stored = std::move(SealRecord(hsm, RegisteredRecord(3, 0, 10))).value();
+  ASSERT_OK_AND_ASSIGN(StoredRecord stored, SealRecord(hsm, RegisteredRecord(3, 0, 10)));
   StoredRecord moved = stored;
   moved.id = Id(0x43);
-  EXPECT_EQ(UnsealRecord(hsm, moved).status().code(), StatusCode::kDataLoss);
+  EXPECT_THAT(UnsealRecord(hsm, moved), StatusIs(StatusCode::kDataLoss));
   StoredRecord replayed = stored;
   replayed.version = 4;
-  EXPECT_EQ(UnsealRecord(hsm, replayed).status().code(), StatusCode::kDataLoss);
+  EXPECT_THAT(UnsealRecord(hsm, replayed), StatusIs(StatusCode::kDataLoss));
   // Relabelling the key id to another existing key fails authentication.
   hsm.AddSealingKey(2);
   StoredRecord relabelled = stored;
   relabelled.sealed[3] = 2;
-  EXPECT_EQ(UnsealRecord(hsm, relabelled).status().code(), StatusCode::kDataLoss);
+  EXPECT_THAT(UnsealRecord(hsm, relabelled), StatusIs(StatusCode::kDataLoss));
   EXPECT_NE(RecordAssociatedData(Id(1), 1, 1), RecordAssociatedData(Id(1), 1, 2));
   EXPECT_NE(RecordAssociatedData(Id(1), 1, 1), RecordAssociatedData(Id(1), 2, 1));
   EXPECT_NE(RecordAssociatedData(Id(1), 1, 1), RecordAssociatedData(Id(2), 1, 1));
@@ -210,42 +217,42 @@ TEST(RecordTest, AssociatedDataBindsIdVersionAndKey) {
 
 TEST(RecordTest, KeyRotationUnsealsWithTheRecordsKey) {
   SoftwareHsm hsm;
-  StoredRecord old_row = std::move(SealRecord(hsm, RegisteredRecord(1, 0, 10))).value();
-  EXPECT_EQ(*SealedKeyId(old_row), 1u);
+  ASSERT_OK_AND_ASSIGN(StoredRecord old_row, SealRecord(hsm, RegisteredRecord(1, 0, 10)));
+  EXPECT_THAT(SealedKeyId(old_row), IsOkAndHolds(1u));
   hsm.RotateTo(2);
-  StoredRecord new_row = std::move(SealRecord(hsm, RegisteredRecord(2, 0, 10))).value();
-  EXPECT_EQ(*SealedKeyId(new_row), 2u);
-  EXPECT_TRUE(UnsealRecord(hsm, old_row).ok());
-  EXPECT_TRUE(UnsealRecord(hsm, new_row).ok());
+  ASSERT_OK_AND_ASSIGN(StoredRecord new_row, SealRecord(hsm, RegisteredRecord(2, 0, 10)));
+  EXPECT_THAT(SealedKeyId(new_row), IsOkAndHolds(2u));
+  EXPECT_OK(UnsealRecord(hsm, old_row));
+  EXPECT_OK(UnsealRecord(hsm, new_row));
   hsm.RemoveSealingKey(1);
   auto gone = UnsealRecord(hsm, old_row);
-  ASSERT_FALSE(gone.ok());
-  EXPECT_EQ(gone.status().code(), StatusCode::kDataLoss);
-  EXPECT_NE(gone.status().message().find("sealing key 1"), std::string::npos);
+  ASSERT_THAT(gone, Not(IsOk()));
+  EXPECT_THAT(gone, StatusIs(StatusCode::kDataLoss, HasSubstr("sealing key 1")));
 }
 
 TEST(RecordTest, RecordIdIsAKeyedInjectiveEncoding) {
   SoftwareHsm hsm;
   SoftwareHsm other_hsm;
   auto a = ComputeRecordId(hsm, "acme", "alice");
-  ASSERT_TRUE(a.ok());
-  EXPECT_EQ(*a, *ComputeRecordId(hsm, "acme", "alice"));
-  EXPECT_NE(*a, *ComputeRecordId(hsm, "acme", "bob"));
-  EXPECT_NE(*a, *ComputeRecordId(hsm, "acmf", "alice"));
-  EXPECT_NE(*a, *ComputeRecordId(other_hsm, "acme", "alice"));
+  ASSERT_OK(a);
+  EXPECT_THAT(ComputeRecordId(hsm, "acme", "alice"), IsOkAndHolds(*a));
+  EXPECT_THAT(ComputeRecordId(hsm, "acme", "bob"), IsOkAndHolds(Ne(*a)));
+  EXPECT_THAT(ComputeRecordId(hsm, "acmf", "alice"), IsOkAndHolds(Ne(*a)));
+  EXPECT_THAT(ComputeRecordId(other_hsm, "acme", "alice"), IsOkAndHolds(Ne(*a)));
   // Length prefixes keep (ab, c) and (a, bc) apart.
-  EXPECT_NE(*ComputeRecordId(hsm, "ab", "c"), *ComputeRecordId(hsm, "a", "bc"));
+  ASSERT_OK_AND_ASSIGN(RecordId ab_c, ComputeRecordId(hsm, "ab", "c"));
+  EXPECT_THAT(ComputeRecordId(hsm, "a", "bc"), IsOkAndHolds(Ne(ab_c)));
 }
 
 TEST(RecordTest, HsmGoneIsUnavailable) {
   SoftwareHsm hsm;
-  StoredRecord stored = std::move(SealRecord(hsm, RegisteredRecord(1, 0, 10))).value();
+  ASSERT_OK_AND_ASSIGN(StoredRecord stored, SealRecord(hsm, RegisteredRecord(1, 0, 10)));
   hsm.SetUnavailable(true);
-  EXPECT_EQ(SealRecord(hsm, RegisteredRecord(2, 0, 10)).status().code(), StatusCode::kUnavailable);
-  EXPECT_EQ(UnsealRecord(hsm, stored).status().code(), StatusCode::kUnavailable);
-  EXPECT_EQ(ComputeRecordId(hsm, "t", "u").status().code(), StatusCode::kUnavailable);
+  EXPECT_THAT(SealRecord(hsm, RegisteredRecord(2, 0, 10)), StatusIs(StatusCode::kUnavailable));
+  EXPECT_THAT(UnsealRecord(hsm, stored), StatusIs(StatusCode::kUnavailable));
+  EXPECT_THAT(ComputeRecordId(hsm, "t", "u"), StatusIs(StatusCode::kUnavailable));
   hsm.SetUnavailable(false);
-  EXPECT_TRUE(UnsealRecord(hsm, stored).ok());
+  EXPECT_OK(UnsealRecord(hsm, stored));
 }
 
 }  // namespace

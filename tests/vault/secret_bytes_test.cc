@@ -5,10 +5,13 @@
 #include <type_traits>
 #include <vector>
 
+#include "tests/testing/status_matchers.h"
 #include "vault/bytes.h"
 
 namespace pinvault {
 namespace {
+
+using ::pinvault::testing::StatusIs;
 
 static_assert(!std::is_copy_constructible_v<SecretBytes>);
 static_assert(!std::is_copy_assignable_v<SecretBytes>);
@@ -63,10 +66,10 @@ TEST(BytesTest, HexRoundTripAndErrors) {
   Bytes b = {0x00, 0xab, 0xff};
   EXPECT_EQ(HexEncode(b), "00abff");
   auto decoded = HexDecode("00ABff");
-  ASSERT_TRUE(decoded.ok());
+  ASSERT_OK(decoded);
   EXPECT_EQ(*decoded, b);
-  EXPECT_EQ(HexDecode("abc").status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(HexDecode("zz").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(HexDecode("abc"), StatusIs(StatusCode::kInvalidArgument));
+  EXPECT_THAT(HexDecode("zz"), StatusIs(StatusCode::kInvalidArgument));
 }
 
 TEST(ConstantTimeEqualsTest, Basics) {

@@ -2,10 +2,13 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/testing/status_matchers.h"
 #include "tests/vault/protocol/test_util.h"
 
 namespace pinvault::protocol {
 namespace {
+
+using ::pinvault::testing::StatusIs;
 
 Bytes Sequence(size_t n) {
   Bytes b(n);
@@ -27,7 +30,7 @@ TEST(Blake2sTest, ReferenceKeyedVectors) {
            Case{64, "8975b0577fd35566d750b362b0897a26c399136df07bababbde6203ff2954ed4"},
        }) {
     Bytes out(32);
-    ASSERT_TRUE(KeyedBlake2s(key, Sequence(c.length), out).ok());
+    ASSERT_OK(KeyedBlake2s(key, Sequence(c.length), out));
     EXPECT_EQ(HexEncode(out), c.hash) << "length " << c.length;
   }
 }
@@ -37,10 +40,10 @@ TEST(Blake2sTest, SixteenByteOutputIsItsOwnParameterSetNotATruncation) {
   // of the 32-byte one. Value from Python's hashlib.blake2s(00 01 02, key=00..1f,
   // digest_size=16), an independent implementation.
   Bytes out16(16);
-  ASSERT_TRUE(KeyedBlake2s(Sequence(32), Sequence(3), out16).ok());
+  ASSERT_OK(KeyedBlake2s(Sequence(32), Sequence(3), out16));
   EXPECT_EQ(HexEncode(out16), "1e2a79436a7796a3e9826bfedf07659f");
   Bytes out32(32);
-  ASSERT_TRUE(KeyedBlake2s(Sequence(32), Sequence(3), out32).ok());
+  ASSERT_OK(KeyedBlake2s(Sequence(32), Sequence(3), out32));
   EXPECT_NE(Bytes(out32.begin(), out32.begin() + 16), out16);
 }
 
@@ -49,38 +52,38 @@ TEST(Blake2sTest, FieldsEncodingIsLengthPrefixedConcatenation) {
   const Bytes a = ToBytes("Unlock Key Tag");
   const Bytes b(16, 0x07);
   Bytes streamed(16);
-  ASSERT_TRUE(KeyedBlake2sFields(key, {a, b}, streamed).ok());
+  ASSERT_OK(KeyedBlake2sFields(key, {a, b}, streamed));
   Bytes message = {0, 0, 0, 14};
   message.insert(message.end(), a.begin(), a.end());
   message.insert(message.end(), {0, 0, 0, 16});
   message.insert(message.end(), b.begin(), b.end());
   ASSERT_EQ(message.size(), 38u);
   Bytes direct(16);
-  ASSERT_TRUE(KeyedBlake2s(key, message, direct).ok());
+  ASSERT_OK(KeyedBlake2s(key, message, direct));
   EXPECT_EQ(streamed, direct);
   // Moving a byte across the field boundary changes the MAC (the prefixes bind lengths).
   const Bytes a2 = ToBytes("Unlock Key Ta");
   Bytes b2 = {'g'};
   b2.insert(b2.end(), b.begin(), b.end());
   Bytes shifted(16);
-  ASSERT_TRUE(KeyedBlake2sFields(key, {a2, b2}, shifted).ok());
+  ASSERT_OK(KeyedBlake2sFields(key, {a2, b2}, shifted));
   EXPECT_NE(shifted, streamed);
 }
 
 TEST(Blake2sTest, RejectsBadSizes) {
   Bytes out(32);
-  EXPECT_EQ(KeyedBlake2s({}, {}, out).code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(KeyedBlake2s(Bytes(33), {}, out).code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(KeyedBlake2s({}, {}, out), StatusIs(StatusCode::kInvalidArgument));
+  EXPECT_THAT(KeyedBlake2s(Bytes(33), {}, out), StatusIs(StatusCode::kInvalidArgument));
   Bytes too_long(33);
-  EXPECT_EQ(KeyedBlake2s(Bytes(32), {}, too_long).code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(KeyedBlake2s(Bytes(32), {}, too_long), StatusIs(StatusCode::kInvalidArgument));
   Bytes empty;
-  EXPECT_EQ(KeyedBlake2s(Bytes(32), {}, empty).code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(KeyedBlake2s(Bytes(32), {}, empty), StatusIs(StatusCode::kInvalidArgument));
 }
 
 TEST(Blake2sTest, KeyMatters) {
   Bytes a(16), b(16);
-  ASSERT_TRUE(KeyedBlake2s(Bytes(32, 1), ToBytes("m"), a).ok());
-  ASSERT_TRUE(KeyedBlake2s(Bytes(32, 2), ToBytes("m"), b).ok());
+  ASSERT_OK(KeyedBlake2s(Bytes(32, 1), ToBytes("m"), a));
+  ASSERT_OK(KeyedBlake2s(Bytes(32, 2), ToBytes("m"), b));
   EXPECT_NE(a, b);
 }
 

@@ -5,11 +5,13 @@
 #include <set>
 #include <string>
 
+#include "tests/testing/status_matchers.h"
 #include "tests/vault/protocol/test_util.h"
 
 namespace pinvault::protocol {
 namespace {
 
+using ::pinvault::testing::StatusIs;
 using testing::Hex;
 using testing::HexArray;
 using testing::HexOf;
@@ -23,11 +25,14 @@ constexpr std::string_view kLPlus1 =
     "eed3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010";
 constexpr std::string_view kAllOnes =
     "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff";
-constexpr std::string_view kOne = "0100000000000000000000000000000000000000000000000000000000000000";
-constexpr std::string_view kTwo = "0200000000000000000000000000000000000000000000000000000000000000";
+constexpr std::string_view kOne =
+    "0100000000000000000000000000000000000000000000000000000000000000";
+constexpr std::string_view kTwo =
+    "0200000000000000000000000000000000000000000000000000000000000000";
 constexpr std::string_view kThree =
     "0300000000000000000000000000000000000000000000000000000000000000";
-constexpr std::string_view kZero = "0000000000000000000000000000000000000000000000000000000000000000";
+constexpr std::string_view kZero =
+    "0000000000000000000000000000000000000000000000000000000000000000";
 
 // RFC 9496 appendix A.1: encodings of B, 2B, 3B.
 constexpr std::string_view kB = "e2f2ae0a6abc4e71a884a961c500515f58e30b6aa582dd8db6a65945e08d2d76";
@@ -51,22 +56,22 @@ TEST(RistrettoTest, CanonicalScalars) {
 }
 
 TEST(RistrettoTest, ValidateScalarReportsInvalidArgument) {
-  EXPECT_TRUE(ValidateScalar(Hex(kLMinus1), "x").ok());
-  EXPECT_EQ(ValidateScalar(Hex(kL), "x").code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(ValidateScalar(Bytes(16, 0), "x").code(), StatusCode::kInvalidArgument);
+  EXPECT_OK(ValidateScalar(Hex(kLMinus1), "x"));
+  EXPECT_THAT(ValidateScalar(Hex(kL), "x"), StatusIs(StatusCode::kInvalidArgument));
+  EXPECT_THAT(ValidateScalar(Bytes(16, 0), "x"), StatusIs(StatusCode::kInvalidArgument));
 }
 
 TEST(RistrettoTest, ValidPointsAccepted) {
-  EXPECT_TRUE(ValidatePoint(HexArray<32>(kB)).ok());
-  EXPECT_TRUE(ValidatePoint(HexArray<32>(k2B)).ok());
-  EXPECT_TRUE(ValidatePoint(HexArray<32>(k3B)).ok());
+  EXPECT_OK(ValidatePoint(HexArray<32>(kB)));
+  EXPECT_OK(ValidatePoint(HexArray<32>(k2B)));
+  EXPECT_OK(ValidatePoint(HexArray<32>(k3B)));
 }
 
 TEST(RistrettoTest, IdentityRejected) {
   const PointBytes identity{};
   EXPECT_TRUE(IsIdentityPoint(identity));
   EXPECT_FALSE(IsIdentityPoint(HexArray<32>(kB)));
-  EXPECT_EQ(ValidatePoint(identity).code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(ValidatePoint(identity), StatusIs(StatusCode::kInvalidArgument));
 }
 
 TEST(RistrettoTest, BadEncodingsRejected) {
@@ -99,7 +104,7 @@ TEST(RistrettoTest, BadEncodingsRejected) {
            "445425117cb8c90edcbc7c1cc0e74f747f2c1efa5630a967c64f287792a48a4b",
            "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
        }) {
-    EXPECT_EQ(ValidatePoint(HexArray<32>(bad)).code(), StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(ValidatePoint(HexArray<32>(bad)), StatusIs(StatusCode::kInvalidArgument)) << bad;
   }
 }
 
@@ -119,57 +124,66 @@ TEST(RistrettoTest, WideReduction) {
   Bytes wide(64, 0);
   wide[32] = 1;  // 2^256
   auto reduced = ReduceWide(wide);
-  ASSERT_TRUE(reduced.ok());
+  ASSERT_OK(reduced);
   EXPECT_EQ(HexEncode(*reduced),
             "1d95988d7431ecd670cf7d73f45befc6feffffffffffffffffffffffffffff0f");
   // l itself, widened, reduces to zero; l - 1 to itself.
   Bytes l_wide = Hex(kL);
   l_wide.resize(64, 0);
-  EXPECT_EQ(HexEncode(*ReduceWide(l_wide)), kZero);
+  ASSERT_OK_AND_ASSIGN(auto l_reduced, ReduceWide(l_wide));
+  EXPECT_EQ(HexEncode(l_reduced), kZero);
   Bytes lm1_wide = Hex(kLMinus1);
   lm1_wide.resize(64, 0);
-  EXPECT_EQ(HexEncode(*ReduceWide(lm1_wide)), kLMinus1);
+  ASSERT_OK_AND_ASSIGN(auto lm1_reduced, ReduceWide(lm1_wide));
+  EXPECT_EQ(HexEncode(lm1_reduced), kLMinus1);
   auto secret = ScalarFromWideBytes(lm1_wide);
-  ASSERT_TRUE(secret.ok());
+  ASSERT_OK(secret);
   EXPECT_EQ(HexOf(*secret), kLMinus1);
-  EXPECT_EQ(ReduceWide(Bytes(32, 0)).status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(ScalarFromWideBytes(Bytes(63, 0)).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(ReduceWide(Bytes(32, 0)), StatusIs(StatusCode::kInvalidArgument));
+  EXPECT_THAT(ScalarFromWideBytes(Bytes(63, 0)), StatusIs(StatusCode::kInvalidArgument));
 }
 
 TEST(RistrettoTest, BasePointMultMatchesRfcMultiples) {
-  EXPECT_EQ(HexEncode(*BasePointMult(HexSecret(kOne))), kB);
-  EXPECT_EQ(HexEncode(*BasePointMult(HexSecret(kTwo))), k2B);
-  EXPECT_EQ(HexEncode(*BasePointMult(HexSecret(kThree))), k3B);
-  EXPECT_EQ(BasePointMult(HexSecret(kZero)).status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(BasePointMult(HexSecret(kL)).status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(BasePointMult(HexSecret("01")).status().code(), StatusCode::kInvalidArgument);
+  ASSERT_OK_AND_ASSIGN(PointBytes one_b, BasePointMult(HexSecret(kOne)));
+  EXPECT_EQ(HexEncode(one_b), kB);
+  ASSERT_OK_AND_ASSIGN(PointBytes two_b, BasePointMult(HexSecret(kTwo)));
+  EXPECT_EQ(HexEncode(two_b), k2B);
+  ASSERT_OK_AND_ASSIGN(PointBytes three_b, BasePointMult(HexSecret(kThree)));
+  EXPECT_EQ(HexEncode(three_b), k3B);
+  EXPECT_THAT(BasePointMult(HexSecret(kZero)), StatusIs(StatusCode::kInvalidArgument));
+  EXPECT_THAT(BasePointMult(HexSecret(kL)), StatusIs(StatusCode::kInvalidArgument));
+  EXPECT_THAT(BasePointMult(HexSecret("01")), StatusIs(StatusCode::kInvalidArgument));
 }
 
 TEST(RistrettoTest, PointMultAndAddAgree) {
   const PointBytes b = HexArray<32>(kB);
-  EXPECT_EQ(HexEncode(*PointMult(HexSecret(kThree), b)), k3B);
-  EXPECT_EQ(HexEncode(*PublicPointMult(HexArray<32>(kTwo), b)), k2B);
-  EXPECT_EQ(HexEncode(*PointAdd(b, HexArray<32>(k2B))), k3B);
-  EXPECT_EQ(HexEncode(*PointSub(HexArray<32>(k3B), b)), k2B);
-  EXPECT_TRUE(IsIdentityPoint(*PointSub(b, b)));
+  ASSERT_OK_AND_ASSIGN(PointBytes three_b, PointMult(HexSecret(kThree), b));
+  EXPECT_EQ(HexEncode(three_b), k3B);
+  ASSERT_OK_AND_ASSIGN(PointBytes two_b, PublicPointMult(HexArray<32>(kTwo), b));
+  EXPECT_EQ(HexEncode(two_b), k2B);
+  ASSERT_OK_AND_ASSIGN(PointBytes sum, PointAdd(b, HexArray<32>(k2B)));
+  EXPECT_EQ(HexEncode(sum), k3B);
+  ASSERT_OK_AND_ASSIGN(PointBytes difference, PointSub(HexArray<32>(k3B), b));
+  EXPECT_EQ(HexEncode(difference), k2B);
+  ASSERT_OK_AND_ASSIGN(PointBytes zero, PointSub(b, b));
+  EXPECT_TRUE(IsIdentityPoint(zero));
   // (l - 1)·B = -B, and -B + B is the identity.
   auto minus_b = PointMult(HexSecret(kLMinus1), b);
-  ASSERT_TRUE(minus_b.ok());
-  EXPECT_TRUE(IsIdentityPoint(*PointAdd(*minus_b, b)));
+  ASSERT_OK(minus_b);
+  ASSERT_OK_AND_ASSIGN(PointBytes identity, PointAdd(*minus_b, b));
+  EXPECT_TRUE(IsIdentityPoint(identity));
 }
 
 TEST(RistrettoTest, PointMultRejectsBadInputs) {
   const PointBytes b = HexArray<32>(kB);
-  EXPECT_EQ(PointMult(HexSecret(kZero), b).status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(PointMult(HexSecret(kL), b).status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(PointMult(HexSecret(kOne), PointBytes{}).status().code(),
-            StatusCode::kInvalidArgument);
-  EXPECT_EQ(PointMult(HexSecret(kOne), HexArray<32>(kAllOnes)).status().code(),
-            StatusCode::kInvalidArgument);
-  EXPECT_EQ(PublicPointMult(HexArray<32>(kLPlus1), b).status().code(),
-            StatusCode::kInvalidArgument);
-  EXPECT_EQ(PointAdd(b, HexArray<32>(kAllOnes)).status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(PointSub(HexArray<32>(kAllOnes), b).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(PointMult(HexSecret(kZero), b), StatusIs(StatusCode::kInvalidArgument));
+  EXPECT_THAT(PointMult(HexSecret(kL), b), StatusIs(StatusCode::kInvalidArgument));
+  EXPECT_THAT(PointMult(HexSecret(kOne), PointBytes{}), StatusIs(StatusCode::kInvalidArgument));
+  EXPECT_THAT(PointMult(HexSecret(kOne), HexArray<32>(kAllOnes)),
+              StatusIs(StatusCode::kInvalidArgument));
+  EXPECT_THAT(PublicPointMult(HexArray<32>(kLPlus1), b), StatusIs(StatusCode::kInvalidArgument));
+  EXPECT_THAT(PointAdd(b, HexArray<32>(kAllOnes)), StatusIs(StatusCode::kInvalidArgument));
+  EXPECT_THAT(PointSub(HexArray<32>(kAllOnes), b), StatusIs(StatusCode::kInvalidArgument));
 }
 
 }  // namespace

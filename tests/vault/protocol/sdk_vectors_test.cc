@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/testing/status_matchers.h"
 #include "tests/vault/protocol/test_util.h"
 #include "vault/protocol/oprf.h"
 #include "vault/protocol/pin_hash.h"
@@ -24,6 +25,8 @@ namespace pinvault::protocol {
 namespace {
 
 using nlohmann::json;
+using ::pinvault::testing::IsOkAndHolds;
+using ::pinvault::testing::StatusIs;
 using testing::Hex;
 using testing::HexArray;
 using testing::HexOf;
@@ -68,15 +71,14 @@ struct Case {
   std::vector<RegisteredRealm> realms;  // configuration order
 };
 
-Case LoadCase(const std::string& name) {
-  Case c;
+// LoadCase reads case `name` into `c`; fails the test fatally if the case is unusable.
+void LoadCase(const std::string& name, Case& c) {
   c.name = name;
   c.transcript = LoadJson("juicebox/" + name + ".json");
   c.derived = LoadJson("juicebox/derived/" + name + ".derived.json");
   const json& t = c.transcript;
-  auto mode = ParsePinHashingMode(t.at("configuration").at("pin_hashing_mode").get<std::string>());
-  EXPECT_TRUE(mode.ok());
-  c.mode = *mode;
+  ASSERT_OK_AND_ASSIGN(
+      c.mode, ParsePinHashingMode(t.at("configuration").at("pin_hashing_mode").get<std::string>()));
   c.pin = HexSecret(t.at("pin_hex").get<std::string>());
   c.info = Hex(t.at("info_hex").get<std::string>());
   c.secret = HexSecret(t.at("secret_hex").get<std::string>());
@@ -110,7 +112,6 @@ Case LoadCase(const std::string& name) {
     EXPECT_FALSE(realm.derived.is_null()) << "no derived entry for " << HexEncode(id);
     c.realms.push_back(std::move(realm));
   }
-  return c;
 }
 
 // Every subset of positions 0..n-1, as position lists.
@@ -128,7 +129,7 @@ std::vector<std::vector<size_t>> Subsets(size_t n) {
 
 class SdkVectorsTest : public ::testing::TestWithParam<std::string> {
  protected:
-  void SetUp() override { case_ = LoadCase(GetParam()); }
+  void SetUp() override { LoadCase(GetParam(), case_); }
 
   const json& D() const { return case_.derived; }
   SecretBytes DerivedSecret(const char* key) const {
@@ -137,7 +138,7 @@ class SdkVectorsTest : public ::testing::TestWithParam<std::string> {
 
   std::vector<ShareIndex> Indices() const {
     auto indices = ShareIndices(case_.configured);
-    EXPECT_TRUE(indices.ok());
+    EXPECT_OK(indices);
     return indices.ok() ? *indices : std::vector<ShareIndex>();
   }
 
@@ -146,7 +147,7 @@ class SdkVectorsTest : public ::testing::TestWithParam<std::string> {
 
 TEST_P(SdkVectorsTest, PinHashReproducesArgon2Output) {
   auto salt = PinHashSalt(case_.version, case_.info);
-  ASSERT_TRUE(salt.ok());
+  ASSERT_OK(salt);
   EXPECT_EQ(HexEncode(*salt), D().at("salt_hex"));
   const Argon2Params params = Argon2ParamsFor(case_.mode);
   EXPECT_EQ(params.m_cost_kib, D().at("argon2").at("m").get<uint32_t>());
@@ -154,7 +155,7 @@ TEST_P(SdkVectorsTest, PinHashReproducesArgon2Output) {
   EXPECT_EQ(params.parallelism, D().at("argon2").at("p").get<uint32_t>());
 
   auto hashed = HashPin(case_.mode, case_.pin, case_.version, case_.info);
-  ASSERT_TRUE(hashed.ok()) << hashed.status();
+  ASSERT_OK(hashed);
   EXPECT_EQ(HexOf(hashed->access_key) + HexOf(hashed->encryption_key_seed),
             D().at("argon2_output_hex"));
   EXPECT_EQ(HexOf(hashed->access_key), D().at("access_key_hex"));
@@ -169,16 +170,17 @@ TEST_P(SdkVectorsTest, OprfOutputAndUnlockKeyFromTheRecordedRootKey) {
   std::vector<SecretBytes> shares;
   for (const auto& realm : case_.realms) shares.push_back(realm.oprf_private_key.Clone());
   auto root = RecombineScalars(Indices(), shares);
-  ASSERT_TRUE(root.ok());
+  ASSERT_OK(root);
   EXPECT_EQ(HexOf(*root), D().at("oprf_root_key_hex"));
-  EXPECT_EQ(HexEncode(*BasePointMult(*root)), D().at("oprf_root_public_key_hex"));
+  ASSERT_OK_AND_ASSIGN(PointBytes root_public_key, BasePointMult(*root));
+  EXPECT_EQ(HexEncode(root_public_key), D().at("oprf_root_public_key_hex"));
 
   auto output = EvaluateUnoblivious(*root, access_key.Reveal());
-  ASSERT_TRUE(output.ok());
+  ASSERT_OK(output);
   EXPECT_EQ(HexOf(*output), D().at("oprf_output_hex"));
 
   auto unlock = DeriveUnlockKey(*output);
-  ASSERT_TRUE(unlock.ok());
+  ASSERT_OK(unlock);
   EXPECT_EQ(HexEncode(unlock->commitment), D().at("unlock_key_commitment_hex"));
   EXPECT_EQ(HexOf(unlock->unlock_key), D().at("unlock_key_hex"));
   for (const auto& realm : case_.realms) {
@@ -199,29 +201,31 @@ TEST_P(SdkVectorsTest, EveryRealmsRegistrationFields) {
     // public_key = share·G, signed for this realm id.
     EXPECT_TRUE(IsCanonicalScalar(realm.oprf_private_key.Reveal()));
     EXPECT_TRUE(IsCanonicalScalar(realm.encryption_key_scalar_share.Reveal()));
-    EXPECT_EQ(*BasePointMult(realm.oprf_private_key), realm.signed_public_key.public_key);
+    EXPECT_THAT(BasePointMult(realm.oprf_private_key),
+                IsOkAndHolds(realm.signed_public_key.public_key));
     EXPECT_EQ(HexEncode(OprfPublicKeyMessage(realm.id, realm.signed_public_key.public_key)),
               realm.derived.at("oprf_public_key_signature_message_hex"));
-    EXPECT_TRUE(VerifyOprfSignedPublicKey(realm.id, realm.signed_public_key).ok());
+    EXPECT_OK(VerifyOprfSignedPublicKey(realm.id, realm.signed_public_key));
     // One signing key per registration.
-    EXPECT_EQ(realm.signed_public_key.verifying_key, case_.realms[0].signed_public_key.verifying_key);
+    EXPECT_EQ(realm.signed_public_key.verifying_key,
+              case_.realms[0].signed_public_key.verifying_key);
     for (const RegisteredRealm& other : case_.realms) {
       if (other.id == realm.id) continue;
-      EXPECT_EQ(VerifyOprfSignedPublicKey(other.id, realm.signed_public_key).code(),
-                StatusCode::kDataLoss);
+      EXPECT_THAT(VerifyOprfSignedPublicKey(other.id, realm.signed_public_key),
+                  StatusIs(StatusCode::kDataLoss));
     }
     OprfSignedPublicKey tampered = realm.signed_public_key;
     tampered.signature[10] ^= 0x20;
-    EXPECT_EQ(VerifyOprfSignedPublicKey(realm.id, tampered).code(), StatusCode::kDataLoss);
+    EXPECT_THAT(VerifyOprfSignedPublicKey(realm.id, tampered), StatusIs(StatusCode::kDataLoss));
 
     auto tag = ComputeUnlockKeyTag(unlock_key, realm.id);
-    ASSERT_TRUE(tag.ok());
+    ASSERT_OK(tag);
     EXPECT_EQ(HexEncode(*tag), realm.derived.at("unlock_key_tag_hex"));
     EXPECT_TRUE(UnlockKeyTagEquals(*tag, realm.unlock_key_tag));
 
     auto commitment = ComputeEncryptedSecretCommitment(
         unlock_key, realm.id, realm.encryption_key_scalar_share, realm.encrypted_secret);
-    ASSERT_TRUE(commitment.ok());
+    ASSERT_OK(commitment);
     EXPECT_EQ(HexEncode(*commitment), realm.derived.at("encrypted_secret_commitment_hex"));
     EXPECT_TRUE(EncryptedSecretCommitmentEquals(*commitment, realm.encrypted_secret_commitment));
   }
@@ -247,7 +251,9 @@ TEST_P(SdkVectorsTest, EveryThresholdSubsetRecombines) {
     auto k = RecombineScalars(sub_indices, oprf_shares);
     auto s = RecombineScalars(sub_indices, encryption_shares);
     auto p = RecombinePoints(sub_indices, public_keys);
-    ASSERT_TRUE(k.ok() && s.ok() && p.ok());
+    ASSERT_OK(k);
+    ASSERT_OK(s);
+    ASSERT_OK(p);
     if (subset.size() >= case_.recover_threshold) {
       ++full_subsets;
       EXPECT_EQ(HexOf(*k), root_key) << subset.size();
@@ -268,7 +274,8 @@ TEST_P(SdkVectorsTest, EveryThresholdSubsetRecombines) {
       naive.push_back(static_cast<ShareIndex>(i + 1));
       shares.push_back(case_.realms[i].oprf_private_key.Clone());
     }
-    EXPECT_NE(HexOf(*RecombineScalars(naive, shares)), root_key);
+    ASSERT_OK_AND_ASSIGN(SecretBytes naive_key, RecombineScalars(naive, shares));
+    EXPECT_NE(HexOf(naive_key), root_key);
   }
 }
 
@@ -276,22 +283,22 @@ TEST_P(SdkVectorsTest, EncryptionKeyAndSealedSecret) {
   const SecretBytes seed = DerivedSecret("encryption_key_seed_hex");
   const SecretBytes scalar = DerivedSecret("encryption_key_scalar_hex");
   auto key = DeriveEncryptionKey(seed, scalar);
-  ASSERT_TRUE(key.ok());
+  ASSERT_OK(key);
   EXPECT_EQ(HexOf(*key), D().at("encryption_key_hex"));
   auto padded = PadSecret(case_.secret);
-  ASSERT_TRUE(padded.ok());
+  ASSERT_OK(padded);
   EXPECT_EQ(HexOf(*padded), D().at("padded_secret_hex"));
   auto sealed = SealSecret(*key, case_.secret);
-  ASSERT_TRUE(sealed.ok());
+  ASSERT_OK(sealed);
   for (const RegisteredRealm& realm : case_.realms) {
     EXPECT_EQ(HexEncode(*sealed), HexEncode(realm.encrypted_secret));  // byte for byte
   }
   auto opened = OpenSecret(*key, case_.realms[0].encrypted_secret);
-  ASSERT_TRUE(opened.ok());
+  ASSERT_OK(opened);
   EXPECT_TRUE(opened->Equals(case_.secret));
   EncryptedSecret tampered = case_.realms[0].encrypted_secret;
   tampered[100] ^= 0x01;
-  EXPECT_EQ(OpenSecret(*key, tampered).status().code(), StatusCode::kDataLoss);
+  EXPECT_THAT(OpenSecret(*key, tampered), StatusIs(StatusCode::kDataLoss));
 }
 
 // Every recorded Recover2/Recover3 exchange in the transcript's HTTP logs.
@@ -334,18 +341,19 @@ TEST_P(SdkVectorsTest, RecordedRecoveries) {
         DleqProof proof{Bstr<32>(ok.at("oprf_proof").at("c")),
                         Bstr<32>(ok.at("oprf_proof").at("beta_z"))};
         EXPECT_EQ(signed_key, realm.signed_public_key);
-        EXPECT_TRUE(VerifyOprfSignedPublicKey(realm_id, signed_key).ok());
-        EXPECT_TRUE(VerifyProof(signed_key.public_key, u, w, proof).ok());
+        EXPECT_OK(VerifyOprfSignedPublicKey(realm_id, signed_key));
+        EXPECT_OK(VerifyProof(signed_key.public_key, u, w, proof));
         // The realm really evaluated its share, and a proof does not transfer.
-        EXPECT_EQ(*PointMult(realm.oprf_private_key, u), w);
+        EXPECT_THAT(PointMult(realm.oprf_private_key, u), IsOkAndHolds(w));
         for (const RegisteredRealm& other : case_.realms) {
           if (other.id == realm_id) continue;
-          EXPECT_EQ(VerifyProof(other.signed_public_key.public_key, u, w, proof).code(),
-                    StatusCode::kDataLoss);
+          EXPECT_THAT(VerifyProof(other.signed_public_key.public_key, u, w, proof),
+                      StatusIs(StatusCode::kDataLoss));
         }
         DleqProof tampered = proof;
         tampered.beta_z[0] ^= 1;
-        EXPECT_EQ(VerifyProof(signed_key.public_key, u, w, tampered).code(), StatusCode::kDataLoss);
+        EXPECT_THAT(VerifyProof(signed_key.public_key, u, w, tampered),
+                    StatusIs(StatusCode::kDataLoss));
         // The derived file recorded the same values.
         const json& d = D().at(flow_name).at("recover2_" + HexEncode(realm_id));
         EXPECT_EQ(HexEncode(u), d.at("blinded_input_hex"));
@@ -360,13 +368,15 @@ TEST_P(SdkVectorsTest, RecordedRecoveries) {
       if (request.contains("Recover3") && response.at("Recover3").contains("Ok")) {
         const json& ok = response.at("Recover3").at("Ok");
         // The SDK sent the tag our unlock key gives for this realm.
-        EXPECT_EQ(Bstr<16>(request.at("Recover3").at("unlock_key_tag")),
-                  *ComputeUnlockKeyTag(unlock_key, realm_id));
-        SecretBytes share = HexSecret(ok.at("encryption_key_scalar_share").at("bstr").get<std::string>());
+        EXPECT_THAT(ComputeUnlockKeyTag(unlock_key, realm_id),
+                    IsOkAndHolds(Bstr<16>(request.at("Recover3").at("unlock_key_tag"))));
+        SecretBytes share =
+            HexSecret(ok.at("encryption_key_scalar_share").at("bstr").get<std::string>());
         const EncryptedSecret box = Bstr<145>(ok.at("encrypted_secret"));
         const EncryptedSecretCommitment commitment = Bstr<16>(ok.at("encrypted_secret_commitment"));
-        EXPECT_TRUE(EncryptedSecretCommitmentEquals(
-            *ComputeEncryptedSecretCommitment(unlock_key, realm_id, share, box), commitment));
+        ASSERT_OK_AND_ASSIGN(EncryptedSecretCommitment computed,
+                             ComputeEncryptedSecretCommitment(unlock_key, realm_id, share, box));
+        EXPECT_TRUE(EncryptedSecretCommitmentEquals(computed, commitment));
         r3_indices.push_back(indices[pos]);
         r3_shares.push_back(std::move(share));
       }
@@ -374,18 +384,18 @@ TEST_P(SdkVectorsTest, RecordedRecoveries) {
     if (r2_results.size() >= case_.recover_threshold) {
       // The combined blinded result is k·U for the root key.
       auto combined = RecombinePoints(r2_indices, r2_results);
-      ASSERT_TRUE(combined.ok());
-      EXPECT_EQ(*combined, *PointMult(root, blinded_input));
+      ASSERT_OK(combined);
+      EXPECT_THAT(PointMult(root, blinded_input), IsOkAndHolds(*combined));
     }
     if (!r3_shares.empty()) {
       ASSERT_GE(r3_shares.size(), case_.recover_threshold);
       auto scalar = RecombineScalars(r3_indices, r3_shares);
-      ASSERT_TRUE(scalar.ok());
+      ASSERT_OK(scalar);
       EXPECT_EQ(HexOf(*scalar), D().at("encryption_key_scalar_hex"));
       auto key = DeriveEncryptionKey(seed, *scalar);
-      ASSERT_TRUE(key.ok());
+      ASSERT_OK(key);
       auto opened = OpenSecret(*key, case_.realms[0].encrypted_secret);
-      ASSERT_TRUE(opened.ok());
+      ASSERT_OK(opened);
       EXPECT_TRUE(opened->Equals(case_.secret));
       if (flow.contains("sdk_result_hex")) {
         EXPECT_EQ(HexOf(*opened), flow.at("sdk_result_hex"));
@@ -413,11 +423,13 @@ TEST_P(SdkVectorsTest, WrongPinsMissTheCommitment) {
     const std::string pin = flow.at("pin_utf8");
     if (pin == case_.transcript.at("pin_utf8").get<std::string>()) continue;
     SCOPED_TRACE(flow_name);
-    auto hashed = HashPin(case_.mode, SecretBytes::CopyFrom(AsBytes(pin)), case_.version, case_.info);
-    ASSERT_TRUE(hashed.ok());
+    auto hashed =
+        HashPin(case_.mode, SecretBytes::CopyFrom(AsBytes(pin)), case_.version, case_.info);
+    ASSERT_OK(hashed);
     auto output = EvaluateUnoblivious(root, hashed->access_key.Reveal());
-    ASSERT_TRUE(output.ok());
-    EXPECT_FALSE(UnlockKeyCommitmentEquals(DeriveUnlockKey(*output)->commitment, registered));
+    ASSERT_OK(output);
+    ASSERT_OK_AND_ASSIGN(UnlockKey unlock, DeriveUnlockKey(*output));
+    EXPECT_FALSE(UnlockKeyCommitmentEquals(unlock.commitment, registered));
     ++wrong;
   }
   if (case_.transcript.contains("recover_wrong_pin")) {

@@ -4,12 +4,15 @@
 
 #include <vector>
 
+#include "tests/testing/status_matchers.h"
 #include "tests/vault/protocol/test_util.h"
 #include "vault/protocol/ristretto.h"
 
 namespace pinvault::protocol {
 namespace {
 
+using ::pinvault::testing::IsOkAndHolds;
+using ::pinvault::testing::StatusIs;
 using testing::HexArray;
 using testing::HexOf;
 using testing::HexSecret;
@@ -44,19 +47,22 @@ TEST(ShamirTest, AnyThresholdSubsetRecombinesAndSmallerOnesDoNot) {
       SCOPED_TRACE(::testing::Message() << t << " of " << n);
       SecretBytes secret = RandomScalar();
       auto shares = ShareSecret(secret, t, n);
-      ASSERT_TRUE(shares.ok());
+      ASSERT_OK(shares);
       ASSERT_EQ(shares->size(), n);
-      const PointBytes public_key = *BasePointMult(secret);
+      ASSERT_OK_AND_ASSIGN(const PointBytes public_key, BasePointMult(secret));
       for (const auto& subset : Subsets(n)) {
         auto picked = Pick(*shares, subset);
         auto combined = RecombineScalars(subset, picked);
-        ASSERT_TRUE(combined.ok());
+        ASSERT_OK(combined);
         std::vector<PointBytes> points;
-        for (const SecretBytes& s : picked) points.push_back(*BasePointMult(s));
+        for (const SecretBytes& s : picked) {
+          ASSERT_OK_AND_ASSIGN(PointBytes point, BasePointMult(s));
+          points.push_back(point);
+        }
         auto combined_point = RecombinePoints(subset, points);
         if (subset.size() >= t) {
           EXPECT_TRUE(combined->Equals(secret)) << "subset size " << subset.size();
-          ASSERT_TRUE(combined_point.ok());
+          ASSERT_OK(combined_point);
           EXPECT_EQ(*combined_point, public_key);
         } else {
           EXPECT_FALSE(combined->Equals(secret)) << "subset size " << subset.size();
@@ -72,55 +78,63 @@ TEST(ShamirTest, AnyThresholdSubsetRecombinesAndSmallerOnesDoNot) {
 TEST(ShamirTest, ThresholdOneGivesCopies) {
   SecretBytes secret = RandomScalar();
   auto shares = ShareSecret(secret, 1, 3);
-  ASSERT_TRUE(shares.ok());
+  ASSERT_OK(shares);
   for (const SecretBytes& s : *shares) EXPECT_TRUE(s.Equals(secret));
 }
 
 TEST(ShamirTest, SharesAreThePolynomialAtOneToN) {
   // f(X) = 5 + 2X + 3X^2: f(1) = 10, f(2) = 21, f(3) = 38.
   std::vector<SecretBytes> coefficients;
-  coefficients.push_back(HexSecret("0200000000000000000000000000000000000000000000000000000000000000"));
-  coefficients.push_back(HexSecret("0300000000000000000000000000000000000000000000000000000000000000"));
+  coefficients.push_back(
+      HexSecret("0200000000000000000000000000000000000000000000000000000000000000"));
+  coefficients.push_back(
+      HexSecret("0300000000000000000000000000000000000000000000000000000000000000"));
   auto shares = ShareSecretWithCoefficients(
-      HexSecret("0500000000000000000000000000000000000000000000000000000000000000"), coefficients, 3);
-  ASSERT_TRUE(shares.ok());
-  EXPECT_EQ(HexOf((*shares)[0]), "0a00000000000000000000000000000000000000000000000000000000000000");
-  EXPECT_EQ(HexOf((*shares)[1]), "1500000000000000000000000000000000000000000000000000000000000000");
-  EXPECT_EQ(HexOf((*shares)[2]), "2600000000000000000000000000000000000000000000000000000000000000");
+      HexSecret("0500000000000000000000000000000000000000000000000000000000000000"), coefficients,
+      3);
+  ASSERT_OK(shares);
+  EXPECT_EQ(HexOf((*shares)[0]),
+            "0a00000000000000000000000000000000000000000000000000000000000000");
+  EXPECT_EQ(HexOf((*shares)[1]),
+            "1500000000000000000000000000000000000000000000000000000000000000");
+  EXPECT_EQ(HexOf((*shares)[2]),
+            "2600000000000000000000000000000000000000000000000000000000000000");
 }
 
 TEST(ShamirTest, LagrangeCoefficientsForOneAndTwo) {
   // Over {1, 2}: λ1 = 2/(2-1) = 2, λ2 = 1/(1-2) = -1 = l - 1.
   const std::vector<ShareIndex> indices = {1, 2};
   auto lambdas = LagrangeCoefficientsAtZero(indices);
-  ASSERT_TRUE(lambdas.ok());
+  ASSERT_OK(lambdas);
   EXPECT_EQ(HexEncode((*lambdas)[0]),
             "0200000000000000000000000000000000000000000000000000000000000000");
   EXPECT_EQ(HexEncode((*lambdas)[1]), kLMinus1);
   // A single index has coefficient 1.
   const std::vector<ShareIndex> one = {7};
-  EXPECT_EQ(HexEncode((*LagrangeCoefficientsAtZero(one))[0]),
+  ASSERT_OK_AND_ASSIGN(auto one_lambdas, LagrangeCoefficientsAtZero(one));
+  EXPECT_EQ(HexEncode(one_lambdas[0]),
             "0100000000000000000000000000000000000000000000000000000000000000");
 }
 
 TEST(ShamirTest, RejectsDuplicateZeroAndMismatchedIndices) {
   const std::vector<ShareIndex> dup = {1, 2, 1};
-  EXPECT_EQ(LagrangeCoefficientsAtZero(dup).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(LagrangeCoefficientsAtZero(dup), StatusIs(StatusCode::kInvalidArgument));
   const std::vector<ShareIndex> zero = {0, 1};
-  EXPECT_EQ(LagrangeCoefficientsAtZero(zero).status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(LagrangeCoefficientsAtZero({}).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(LagrangeCoefficientsAtZero(zero), StatusIs(StatusCode::kInvalidArgument));
+  EXPECT_THAT(LagrangeCoefficientsAtZero({}), StatusIs(StatusCode::kInvalidArgument));
 
   SecretBytes secret = RandomScalar();
   auto shares = ShareSecret(secret, 2, 3);
-  ASSERT_TRUE(shares.ok());
+  ASSERT_OK(shares);
   const std::vector<ShareIndex> dup2 = {2, 2};
   auto picked = Pick(*shares, dup2);
-  EXPECT_EQ(RecombineScalars(dup2, picked).status().code(), StatusCode::kInvalidArgument);
-  const std::vector<PointBytes> points = {*BasePointMult((*shares)[1]), *BasePointMult((*shares)[1])};
-  EXPECT_EQ(RecombinePoints(dup2, points).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(RecombineScalars(dup2, picked), StatusIs(StatusCode::kInvalidArgument));
+  ASSERT_OK_AND_ASSIGN(PointBytes share_point, BasePointMult((*shares)[1]));
+  const std::vector<PointBytes> points = {share_point, share_point};
+  EXPECT_THAT(RecombinePoints(dup2, points), StatusIs(StatusCode::kInvalidArgument));
   const std::vector<ShareIndex> three = {1, 2, 3};
-  EXPECT_EQ(RecombineScalars(three, picked).status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(RecombinePoints(three, points).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(RecombineScalars(three, picked), StatusIs(StatusCode::kInvalidArgument));
+  EXPECT_THAT(RecombinePoints(three, points), StatusIs(StatusCode::kInvalidArgument));
 }
 
 TEST(ShamirTest, RejectsNonCanonicalSharesAndBadPoints) {
@@ -128,22 +142,23 @@ TEST(ShamirTest, RejectsNonCanonicalSharesAndBadPoints) {
   std::vector<SecretBytes> shares;
   shares.push_back(RandomScalar());
   shares.push_back(HexSecret(kL));
-  EXPECT_EQ(RecombineScalars(indices, shares).status().code(), StatusCode::kInvalidArgument);
-  std::vector<PointBytes> points = {*BasePointMult(shares[0]), PointBytes{}};
-  EXPECT_EQ(RecombinePoints(indices, points).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(RecombineScalars(indices, shares), StatusIs(StatusCode::kInvalidArgument));
+  ASSERT_OK_AND_ASSIGN(PointBytes share_point, BasePointMult(shares[0]));
+  std::vector<PointBytes> points = {share_point, PointBytes{}};
+  EXPECT_THAT(RecombinePoints(indices, points), StatusIs(StatusCode::kInvalidArgument));
   points[1].fill(0xff);
-  EXPECT_EQ(RecombinePoints(indices, points).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(RecombinePoints(indices, points), StatusIs(StatusCode::kInvalidArgument));
 }
 
 TEST(ShamirTest, ShareSecretRejectsBadArguments) {
   SecretBytes secret = RandomScalar();
-  EXPECT_EQ(ShareSecret(secret, 0, 3).status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(ShareSecret(secret, 4, 3).status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(ShareSecret(HexSecret(kL), 2, 3).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(ShareSecret(secret, 0, 3), StatusIs(StatusCode::kInvalidArgument));
+  EXPECT_THAT(ShareSecret(secret, 4, 3), StatusIs(StatusCode::kInvalidArgument));
+  EXPECT_THAT(ShareSecret(HexSecret(kL), 2, 3), StatusIs(StatusCode::kInvalidArgument));
   std::vector<SecretBytes> bad_coefficient;
   bad_coefficient.push_back(HexSecret(kL));
-  EXPECT_EQ(ShareSecretWithCoefficients(secret, bad_coefficient, 3).status().code(),
-            StatusCode::kInvalidArgument);
+  EXPECT_THAT(ShareSecretWithCoefficients(secret, bad_coefficient, 3),
+              StatusIs(StatusCode::kInvalidArgument));
 }
 
 TEST(ShamirTest, ShareIndicesFollowSortedRealmIds) {
@@ -154,17 +169,17 @@ TEST(ShamirTest, ShareIndicesFollowSortedRealmIds) {
       HexArray<16>("7f000000000000000000000000000002"),
   };
   auto indices = ShareIndices(configured);
-  ASSERT_TRUE(indices.ok());
+  ASSERT_OK(indices);
   EXPECT_EQ(*indices, (std::vector<ShareIndex>{3, 1, 2}));
   // Bytes compare unsigned: 0x80 sorts after 0x7f.
   const std::vector<RealmId> unsigned_order = {
       HexArray<16>("80000000000000000000000000000000"),
       HexArray<16>("7fffffffffffffffffffffffffffffff"),
   };
-  EXPECT_EQ(*ShareIndices(unsigned_order), (std::vector<ShareIndex>{2, 1}));
+  EXPECT_THAT(ShareIndices(unsigned_order), IsOkAndHolds(std::vector<ShareIndex>{2, 1}));
   const std::vector<RealmId> dup = {configured[0], configured[1], configured[0]};
-  EXPECT_EQ(ShareIndices(dup).status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(ShareIndices({}).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(ShareIndices(dup), StatusIs(StatusCode::kInvalidArgument));
+  EXPECT_THAT(ShareIndices({}), StatusIs(StatusCode::kInvalidArgument));
 }
 
 }  // namespace

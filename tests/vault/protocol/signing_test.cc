@@ -2,12 +2,14 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/testing/status_matchers.h"
 #include "tests/vault/protocol/test_util.h"
 #include "vault/protocol/ristretto.h"
 
 namespace pinvault::protocol {
 namespace {
 
+using ::pinvault::testing::StatusIs;
 using testing::Hex;
 using testing::HexArray;
 using testing::HexSecret;
@@ -39,25 +41,24 @@ TEST(SigningTest, Rfc8032Vectors) {
   for (const auto& c : kRfc8032) {
     SCOPED_TRACE(c.public_key);
     auto key = OprfSigningKey::FromSeed(HexSecret(c.secret_key));
-    ASSERT_TRUE(key.ok());
+    ASSERT_OK(key);
     EXPECT_EQ(HexEncode(key->verifying_key()), c.public_key);
     const Bytes message = Hex(c.message);
     const Ed25519Signature signature = key->SignMessage(message);
     EXPECT_EQ(HexEncode(signature), c.signature);
-    EXPECT_TRUE(VerifyEd25519(HexArray<32>(c.public_key), message,
-                              HexArray<64>(c.signature))
-                    .ok());
+    EXPECT_OK(VerifyEd25519(HexArray<32>(c.public_key), message, HexArray<64>(c.signature)));
     // Every bit flip of the signature is rejected.
     for (size_t bit = 0; bit < 512; ++bit) {
       Ed25519Signature tampered = signature;
       tampered[bit / 8] ^= static_cast<uint8_t>(1u << (bit % 8));
-      EXPECT_EQ(VerifyEd25519(key->verifying_key(), message, tampered).code(),
-                StatusCode::kDataLoss)
+      EXPECT_THAT(VerifyEd25519(key->verifying_key(), message, tampered),
+                  StatusIs(StatusCode::kDataLoss))
           << "bit " << bit;
     }
     Bytes other = message;
     other.push_back(0);
-    EXPECT_EQ(VerifyEd25519(key->verifying_key(), other, signature).code(), StatusCode::kDataLoss);
+    EXPECT_THAT(VerifyEd25519(key->verifying_key(), other, signature),
+                StatusIs(StatusCode::kDataLoss));
   }
 }
 
@@ -75,23 +76,25 @@ TEST(SigningTest, StrictVerification) {
     carry = sum >> 8;
   }
   ASSERT_EQ(carry, 0u);
-  EXPECT_EQ(VerifyEd25519(public_key, message, malleated).code(), StatusCode::kDataLoss);
+  EXPECT_THAT(VerifyEd25519(public_key, message, malleated), StatusIs(StatusCode::kDataLoss));
   // The identity as public key with R = identity and S = 0 satisfies the cofactorless
   // equation for every message; strict verification rejects the small-order key.
   Ed25519PublicKey identity{};
   identity[0] = 1;
   Ed25519Signature trivial{};
   trivial[0] = 1;
-  EXPECT_EQ(VerifyEd25519(identity, message, trivial).code(), StatusCode::kDataLoss);
-  EXPECT_EQ(VerifyEd25519(identity, ToBytes("any"), trivial).code(), StatusCode::kDataLoss);
+  EXPECT_THAT(VerifyEd25519(identity, message, trivial), StatusIs(StatusCode::kDataLoss));
+  EXPECT_THAT(VerifyEd25519(identity, ToBytes("any"), trivial), StatusIs(StatusCode::kDataLoss));
 }
 
 TEST(SigningTest, OprfPublicKeyMessageLayout) {
   const RealmId realm = HexArray<16>("0102030405060708090a0b0c0d0e0f10");
-  const PointBytes point = HexArray<32>(
-      "1a54b8eeb26f175da932d841c2f01fa50439bf7d593a7e0fe542049195fa0c20");
+  const PointBytes point =
+      HexArray<32>("1a54b8eeb26f175da932d841c2f01fa50439bf7d593a7e0fe542049195fa0c20");
   EXPECT_EQ(HexEncode(OprfPublicKeyMessage(realm, point)),
-            "0010" "0102030405060708090a0b0c0d0e0f10" "0020"
+            "0010"
+            "0102030405060708090a0b0c0d0e0f10"
+            "0020"
             "1a54b8eeb26f175da932d841c2f01fa50439bf7d593a7e0fe542049195fa0c20");
 }
 
@@ -99,25 +102,24 @@ TEST(SigningTest, SignedOprfPublicKeyBindsRealmAndKey) {
   const OprfSigningKey key = OprfSigningKey::Generate();
   const RealmId realm = HexArray<16>("1a000000000000000000000000000001");
   const RealmId other_realm = HexArray<16>("7f000000000000000000000000000002");
-  const PointBytes public_key = *BasePointMult(RandomScalar());
+  ASSERT_OK_AND_ASSIGN(const PointBytes public_key, BasePointMult(RandomScalar()));
   const OprfSignedPublicKey signed_key = key.SignOprfPublicKey(realm, public_key);
   EXPECT_EQ(signed_key.public_key, public_key);
   EXPECT_EQ(signed_key.verifying_key, key.verifying_key());
-  EXPECT_TRUE(VerifyOprfSignedPublicKey(realm, signed_key).ok());
-  EXPECT_EQ(VerifyOprfSignedPublicKey(other_realm, signed_key).code(), StatusCode::kDataLoss);
+  EXPECT_OK(VerifyOprfSignedPublicKey(realm, signed_key));
+  EXPECT_THAT(VerifyOprfSignedPublicKey(other_realm, signed_key), StatusIs(StatusCode::kDataLoss));
   OprfSignedPublicKey swapped = signed_key;
-  swapped.public_key = *BasePointMult(RandomScalar());
-  EXPECT_EQ(VerifyOprfSignedPublicKey(realm, swapped).code(), StatusCode::kDataLoss);
+  ASSERT_OK_AND_ASSIGN(swapped.public_key, BasePointMult(RandomScalar()));
+  EXPECT_THAT(VerifyOprfSignedPublicKey(realm, swapped), StatusIs(StatusCode::kDataLoss));
   OprfSignedPublicKey other_signer = signed_key;
   other_signer.verifying_key = OprfSigningKey::Generate().verifying_key();
-  EXPECT_EQ(VerifyOprfSignedPublicKey(realm, other_signer).code(), StatusCode::kDataLoss);
+  EXPECT_THAT(VerifyOprfSignedPublicKey(realm, other_signer), StatusIs(StatusCode::kDataLoss));
   // Fresh keys differ.
   EXPECT_NE(OprfSigningKey::Generate().verifying_key(), key.verifying_key());
 }
 
 TEST(SigningTest, FromSeedRejectsBadSize) {
-  EXPECT_EQ(OprfSigningKey::FromSeed(SecretBytes(31)).status().code(),
-            StatusCode::kInvalidArgument);
+  EXPECT_THAT(OprfSigningKey::FromSeed(SecretBytes(31)), StatusIs(StatusCode::kInvalidArgument));
 }
 
 }  // namespace
