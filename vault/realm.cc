@@ -11,18 +11,6 @@
 
 namespace pinvault::vault {
 
-using protocol::DeleteRequest;
-using protocol::DeleteResponse;
-using protocol::Recover1Request;
-using protocol::Recover1Response;
-using protocol::Recover2Request;
-using protocol::Recover2Response;
-using protocol::Recover3Request;
-using protocol::Recover3Response;
-using protocol::Register1Request;
-using protocol::Register1Response;
-using protocol::Register2Request;
-using protocol::Register2Response;
 using protocol::SecretsRequest;
 using protocol::SecretsResponse;
 

@@ -6,7 +6,7 @@
 #include <array>
 #include <utility>
 
-#include "api/http/cbor_codec.h"
+#include "api/codec/cbor_codec.h"
 #include "vault/protocol/oprf.h"
 #include "vault/protocol/ristretto.h"
 #include "vault/protocol/secret_box.h"
@@ -28,12 +28,10 @@ class Deriver {
   SecretBytes Wide(std::string_view label, uint32_t part = 0) const {
     crypto_hash_sha512_state state;
     crypto_hash_sha512_init(&state);
-    crypto_hash_sha512_update(&state, reinterpret_cast<const uint8_t*>(seed_.data()),
-                              seed_.size());
+    crypto_hash_sha512_update(&state, reinterpret_cast<const uint8_t*>(seed_.data()), seed_.size());
     const uint8_t zero = 0;
     crypto_hash_sha512_update(&state, &zero, 1);
-    crypto_hash_sha512_update(&state, reinterpret_cast<const uint8_t*>(label.data()),
-                              label.size());
+    crypto_hash_sha512_update(&state, reinterpret_cast<const uint8_t*>(label.data()), label.size());
     std::array<uint8_t, 12> suffix{};
     for (int i = 0; i < 8; ++i) suffix[i] = static_cast<uint8_t>(index_ >> (56 - 8 * i));
     for (int i = 0; i < 4; ++i) suffix[8 + i] = static_cast<uint8_t>(part >> (24 - 8 * i));
@@ -73,12 +71,12 @@ class Deriver {
   uint64_t index_;
 };
 
-StatusOr<Registration> Derive(std::string_view seed, uint64_t index,
-                              const std::vector<RealmId>& realm_ids, uint32_t threshold,
-                              uint16_t num_guesses) {
+StatusOr<PreparedRegistration> Derive(std::string_view seed, uint64_t index,
+                                      const std::vector<RealmId>& realm_ids, uint32_t threshold,
+                                      uint16_t num_guesses) {
   const size_t n = realm_ids.size();
   Deriver d(seed, index);
-  Registration r;
+  PreparedRegistration r;
   r.num_guesses = num_guesses;
   {
     SecretBytes version = d.Prefix("version", protocol::kVersionSize);
@@ -116,18 +114,18 @@ StatusOr<Registration> Derive(std::string_view seed, uint64_t index,
   ASSIGN_OR_RETURN(SecretBytes blinding_factor, d.Scalar("blinding-factor"));
   ASSIGN_OR_RETURN(protocol::BlindedInput blinded,
                    protocol::BlindWithFactor(r.hashed.access_key.Reveal(), blinding_factor));
-  ASSIGN_OR_RETURN(r.recover2_body, EncodeRequestCbor(protocol::Recover2Request{
-                                        r.version, blinded.blinded_input}));
+  ASSIGN_OR_RETURN(r.recover2_body,
+                   EncodeRequestCbor(protocol::Recover2Request{r.version, blinded.blinded_input}));
 
   for (size_t i = 0; i < n; ++i) {
     RealmPart part;
     ASSIGN_OR_RETURN(protocol::PointBytes public_key, protocol::BasePointMult(oprf_shares[i]));
     part.signed_public_key = signing_key.SignOprfPublicKey(realm_ids[i], public_key);
     ASSIGN_OR_RETURN(part.tag, protocol::ComputeUnlockKeyTag(unlock.unlock_key, realm_ids[i]));
-    ASSIGN_OR_RETURN(part.encrypted_secret_commitment,
-                     protocol::ComputeEncryptedSecretCommitment(unlock.unlock_key, realm_ids[i],
-                                                                encryption_shares[i],
-                                                                r.encrypted_secret));
+    ASSIGN_OR_RETURN(
+        part.encrypted_secret_commitment,
+        protocol::ComputeEncryptedSecretCommitment(unlock.unlock_key, realm_ids[i],
+                                                   encryption_shares[i], r.encrypted_secret));
     ASSIGN_OR_RETURN(part.expected_blinded_result,
                      protocol::PointMult(oprf_shares[i], blinded.blinded_input));
     part.encryption_key_scalar_share = encryption_shares[i].Clone();
@@ -189,14 +187,16 @@ std::vector<protocol::ShareIndex> FirstIndices(uint32_t threshold) {
 
 }  // namespace
 
-Registration::~Registration() {
+PreparedRegistration::~PreparedRegistration() {
   // The Register2 bodies carry key shares (synthetic ones, but shares all the same).
   for (RealmPart& part : realms) SecureWipe(part.register2_body);
 }
 
-StatusOr<std::unique_ptr<RegistrationPool>> RegistrationPool::Create(
-    std::string_view seed, size_t count, std::vector<RealmId> realm_ids,
-    uint32_t recover_threshold, uint16_t num_guesses) {
+StatusOr<std::unique_ptr<RegistrationPool>> RegistrationPool::Create(std::string_view seed,
+                                                                     size_t count,
+                                                                     std::vector<RealmId> realm_ids,
+                                                                     uint32_t recover_threshold,
+                                                                     uint16_t num_guesses) {
   if (realm_ids.empty()) return InvalidArgumentError("no realms");
   if (count == 0) return InvalidArgumentError("registration pool size must be at least 1");
   if (recover_threshold < 1 || recover_threshold > realm_ids.size()) {
@@ -209,7 +209,7 @@ StatusOr<std::unique_ptr<RegistrationPool>> RegistrationPool::Create(
   pool->threshold_ = recover_threshold;
   pool->registrations_.reserve(count);
   for (size_t i = 0; i < count; ++i) {
-    ASSIGN_OR_RETURN(Registration r,
+    ASSIGN_OR_RETURN(PreparedRegistration r,
                      Derive(seed, i, pool->realm_ids_, recover_threshold, num_guesses));
     pool->registrations_.push_back(std::move(r));
   }
@@ -218,7 +218,7 @@ StatusOr<std::unique_ptr<RegistrationPool>> RegistrationPool::Create(
   return pool;
 }
 
-Status RegistrationPool::CheckRecover1(const Registration& registration,
+Status RegistrationPool::CheckRecover1(const PreparedRegistration& registration,
                                        const protocol::SecretsResponse& response) {
   const auto* r1 = std::get_if<protocol::Recover1Response>(&response);
   if (r1 == nullptr) return DataLossError("Recover1 answered with another response type");
@@ -231,7 +231,7 @@ Status RegistrationPool::CheckRecover1(const Registration& registration,
   return OkStatus();
 }
 
-Status RegistrationPool::CheckRecover2(const Registration& registration, size_t position,
+Status RegistrationPool::CheckRecover2(const PreparedRegistration& registration, size_t position,
                                        const protocol::SecretsResponse& response) {
   const auto* r2 = std::get_if<protocol::Recover2Response>(&response);
   if (r2 == nullptr) return DataLossError("Recover2 answered with another response type");
@@ -256,7 +256,7 @@ Status RegistrationPool::CheckRecover2(const Registration& registration, size_t 
   return OkStatus();
 }
 
-Status RegistrationPool::CheckRecover3(const Registration& registration, size_t position,
+Status RegistrationPool::CheckRecover3(const PreparedRegistration& registration, size_t position,
                                        const protocol::SecretsResponse& response) {
   const auto* r3 = std::get_if<protocol::Recover3Response>(&response);
   if (r3 == nullptr) return DataLossError("Recover3 answered with another response type");
@@ -278,7 +278,7 @@ Status RegistrationPool::CheckRecover3(const Registration& registration, size_t 
 }
 
 StatusOr<std::unique_ptr<FullRecovery>> FullRecovery::Start(
-    const Registration& registration, std::vector<protocol::RealmId> realm_ids) {
+    const PreparedRegistration& registration, std::vector<protocol::RealmId> realm_ids) {
   auto full = std::unique_ptr<FullRecovery>(new FullRecovery(registration, std::move(realm_ids)));
   ASSIGN_OR_RETURN(protocol::BlindedInput blinded,
                    protocol::Blind(registration.hashed.access_key.Reveal()));
@@ -339,10 +339,10 @@ Status FullRecovery::CheckRecover3(const std::vector<const protocol::Recover3Res
     if (a.status != protocol::Recover3Response::Status::kOk) {
       return DataLossError("full check: Recover3 not Ok");
     }
-    ASSIGN_OR_RETURN(protocol::EncryptedSecretCommitment expected,
-                     protocol::ComputeEncryptedSecretCommitment(
-                         unlock_key_, realm_ids_[i], a.encryption_key_scalar_share,
-                         a.encrypted_secret));
+    ASSIGN_OR_RETURN(
+        protocol::EncryptedSecretCommitment expected,
+        protocol::ComputeEncryptedSecretCommitment(
+            unlock_key_, realm_ids_[i], a.encryption_key_scalar_share, a.encrypted_secret));
     if (!protocol::EncryptedSecretCommitmentEquals(expected, a.encrypted_secret_commitment)) {
       return DataLossError("full check: encrypted-secret commitment does not verify");
     }

@@ -53,8 +53,8 @@ struct RealmPart {
   SecretBytes encryption_key_scalar_share;
 };
 
-// Registration: one complete registration across all realms (sorted by realm id).
-struct Registration {
+// PreparedRegistration: one complete registration across all realms (sorted by realm id).
+struct PreparedRegistration {
   protocol::RegistrationVersion version{};
   SecretBytes pin;
   Bytes info;
@@ -66,10 +66,10 @@ struct Registration {
   Bytes recover2_body;  // CBOR Recover2 request with the pool's blinded input U
   std::vector<RealmPart> realms;
 
-  ~Registration();
-  Registration() = default;
-  Registration(Registration&&) = default;
-  Registration& operator=(Registration&&) = default;
+  ~PreparedRegistration();
+  PreparedRegistration() = default;
+  PreparedRegistration(PreparedRegistration&&) = default;
+  PreparedRegistration& operator=(PreparedRegistration&&) = default;
 };
 
 // FullRecovery is the client side of one recovery done completely, as the client library
@@ -80,7 +80,7 @@ struct Registration {
 class FullRecovery {
  public:
   // Start blinds the registration's access key with a fresh random factor.
-  static StatusOr<std::unique_ptr<FullRecovery>> Start(const Registration& registration,
+  static StatusOr<std::unique_ptr<FullRecovery>> Start(const PreparedRegistration& registration,
                                                        std::vector<protocol::RealmId> realm_ids);
 
   // recover2_body is the CBOR Recover2 request with the fresh blinded input.
@@ -98,10 +98,10 @@ class FullRecovery {
                        uint32_t threshold);
 
  private:
-  FullRecovery(const Registration& registration, std::vector<protocol::RealmId> realm_ids)
+  FullRecovery(const PreparedRegistration& registration, std::vector<protocol::RealmId> realm_ids)
       : registration_(registration), realm_ids_(std::move(realm_ids)) {}
 
-  const Registration& registration_;
+  const PreparedRegistration& registration_;
   std::vector<protocol::RealmId> realm_ids_;
   SecretBytes blinding_factor_;
   protocol::PointBytes blinded_input_{};
@@ -115,19 +115,18 @@ class RegistrationPool {
   // kept sorted), recoverable by any `recover_threshold` of them, allowing `num_guesses`
   // wrong guesses. INVALID_ARGUMENT for an empty realm list, a bad threshold or count 0;
   // the protocol functions' errors otherwise.
-  static StatusOr<std::unique_ptr<RegistrationPool>> Create(std::string_view seed, size_t count,
-                                                            std::vector<protocol::RealmId> realm_ids,
-                                                            uint32_t recover_threshold,
-                                                            uint16_t num_guesses);
+  static StatusOr<std::unique_ptr<RegistrationPool>> Create(
+      std::string_view seed, size_t count, std::vector<protocol::RealmId> realm_ids,
+      uint32_t recover_threshold, uint16_t num_guesses);
 
   // ForUser returns the registration of user number `user`.
-  const Registration& ForUser(uint64_t user) const {
+  const PreparedRegistration& ForUser(uint64_t user) const {
     return registrations_[user % registrations_.size()];
   }
 
   size_t size() const { return registrations_.size(); }
 
-  // realm_ids returns the realms sorted by id (the order of Registration::realms).
+  // realm_ids returns the realms sorted by id (the order of PreparedRegistration::realms).
   const std::vector<protocol::RealmId>& realm_ids() const { return realm_ids_; }
 
   uint32_t recover_threshold() const { return threshold_; }
@@ -137,18 +136,18 @@ class RegistrationPool {
   const Bytes& recover1_body() const { return recover1_body_; }
 
   // CheckRecover1 checks a realm's Recover1 answer: Ok with the registered version.
-  static Status CheckRecover1(const Registration& registration,
+  static Status CheckRecover1(const PreparedRegistration& registration,
                               const protocol::SecretsResponse& response);
 
   // CheckRecover2 checks realm `position`'s Recover2 answer against the precomputed one:
   // Ok, the expected blinded result, signed key and commitment, a guess count within the
   // policy.
-  static Status CheckRecover2(const Registration& registration, size_t position,
+  static Status CheckRecover2(const PreparedRegistration& registration, size_t position,
                               const protocol::SecretsResponse& response);
 
   // CheckRecover3 checks realm `position`'s Recover3 answer: Ok with the registered share,
   // encrypted secret and commitment.
-  static Status CheckRecover3(const Registration& registration, size_t position,
+  static Status CheckRecover3(const PreparedRegistration& registration, size_t position,
                               const protocol::SecretsResponse& response);
 
  private:
@@ -156,7 +155,7 @@ class RegistrationPool {
 
   std::vector<protocol::RealmId> realm_ids_;
   uint32_t threshold_ = 1;
-  std::vector<Registration> registrations_;
+  std::vector<PreparedRegistration> registrations_;
   Bytes register1_body_;
   Bytes recover1_body_;
 };

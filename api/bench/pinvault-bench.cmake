@@ -15,6 +15,6 @@ add_executable(pinvault-bench ${CMAKE_CURRENT_LIST_DIR}/pinvault_bench.cc
   ${CMAKE_CURRENT_LIST_DIR}/bench_material.cc)
 target_link_libraries(pinvault-bench PRIVATE pinvault_warnings)
 target_include_directories(pinvault-bench PRIVATE ${PROJECT_SOURCE_DIR})
-target_link_libraries(pinvault-bench PRIVATE pinvault_bench_floor pinvault_api_http
+target_link_libraries(pinvault-bench PRIVATE pinvault_bench_floor pinvault_api_client pinvault_api_server pinvault_api_codec
   pinvault_backup_client pinvault_backup_store pinvault_pkcs11 pinvault_vault SQLite::SQLite3
   PkgConfig::SODIUM nlohmann_json::nlohmann_json Boost::headers Threads::Threads)

@@ -28,12 +28,12 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/read.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/http/read.hpp>
-#include <boost/asio/read.hpp>
 #include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
 #include <boost/beast/http/vector_body.hpp>
 #include <chrono>
 #include <cmath>
@@ -56,21 +56,21 @@
 #include <thread>
 #include <vector>
 
+#include "api/auth/authenticator.h"
+#include "api/auth/tenant_keys.h"
 #include "api/bench/bench_floor.h"
 #include "api/bench/bench_material.h"
 #include "api/bench/bench_stats.h"
-#include "api/http/authenticator.h"
-#include "api/http/cbor_codec.h"
-#include "api/http/http_transport.h"
-#include "api/http/jwt_mint.h"
-#include "api/http/metrics.h"
-#include "api/http/realm_assembly.h"
-#include "api/http/request_log.h"
-#include "api/http/routes.h"
-#include "api/http/server.h"
-#include "api/http/tenant_keys.h"
+#include "api/client/http_transport.h"
+#include "api/client/jwt_mint.h"
+#include "api/codec/cbor_codec.h"
+#include "api/server/metrics.h"
+#include "api/server/realm_assembly.h"
+#include "api/server/request_log.h"
+#include "api/server/routes.h"
+#include "api/server/server.h"
 #include "backup/client/configuration.h"
-#include "backup/client/realm.h"
+#include "backup/client/realm_endpoint.h"
 #include "backup/store/sqlite_record_store.h"
 #include "vault/realm.h"
 
@@ -311,8 +311,8 @@ StatusOr<Options> ParseOptions(int argc, char** argv, bool* help) {
     o.connections = std::min(o.connections, 16);
     o.verify_every = o.verify_every == 0 ? 0 : std::min<uint64_t>(o.verify_every, 8);
   }
-  int sources = (o.realm_specs.empty() ? 0 : 1) + (o.config_file.empty() ? 0 : 1) +
-                (o.embedded > 0 ? 1 : 0);
+  int sources =
+      (o.realm_specs.empty() ? 0 : 1) + (o.config_file.empty() ? 0 : 1) + (o.embedded > 0 ? 1 : 0);
   if (sources != 1) {
     return InvalidArgumentError("name the realms with --realm, --config or --embedded (one of)");
   }
@@ -345,7 +345,7 @@ struct Target {
   std::string host_header;     // host[:port]
   std::string request_target;  // e.g. "/req"
   tcp::endpoint endpoint;
-  std::optional<pid_t> pid;    // the realm's process, for RSS and CPU
+  std::optional<pid_t> pid;  // the realm's process, for RSS and CPU
 };
 
 StatusOr<Target> MakeTarget(const std::string& url, const protocol::RealmId& id) {
@@ -354,8 +354,9 @@ StatusOr<Target> MakeTarget(const std::string& url, const protocol::RealmId& id)
   t.url = url;
   ASSIGN_OR_RETURN(HttpUrl req, ResolveRelativePath(url, "req"));
   if (req.tls) {
-    return InvalidArgumentError(url + ": pinvault-bench speaks plain HTTP only (run it next to "
-                                      "the realm, on loopback)");
+    return InvalidArgumentError(url +
+                                ": pinvault-bench speaks plain HTTP only (run it next to "
+                                "the realm, on loopback)");
   }
   t.request_target = req.target;
   bool default_port = req.port == 80;
@@ -458,9 +459,11 @@ struct EmbeddedRealm {
   }
 };
 
-StatusOr<std::unique_ptr<EmbeddedRealm>> StartEmbeddedRealm(
-    ScratchTokens& tokens, const std::filesystem::path& dir, int number,
-    std::shared_ptr<TenantKeyStore> keys, std::ostream& log) {
+StatusOr<std::unique_ptr<EmbeddedRealm>> StartEmbeddedRealm(ScratchTokens& tokens,
+                                                            const std::filesystem::path& dir,
+                                                            int number,
+                                                            std::shared_ptr<TenantKeyStore> keys,
+                                                            std::ostream& log) {
   auto e = std::make_unique<EmbeddedRealm>();
   ASSIGN_OR_RETURN(std::unique_ptr<vault::Hsm> hsm,
                    tokens.Open("bench-realm-" + std::to_string(number)));
@@ -474,12 +477,12 @@ StatusOr<std::unique_ptr<EmbeddedRealm>> StartEmbeddedRealm(
   ServerOptions server_options;
   server_options.address = "127.0.0.1";
   server_options.port = 0;
-  ASSIGN_OR_RETURN(e->server,
-                   StartHttpFrontend(router_options, server_options,
-                                     RouterDeps{e->core->realm, JwtAuthenticatorFor(std::move(keys)),
-                                                nullptr, std::make_shared<Metrics>(),
-                                                std::make_shared<RequestLogger>(
-                                                    &log, /*enabled=*/false)}));
+  ASSIGN_OR_RETURN(
+      e->server,
+      StartHttpFrontend(router_options, server_options,
+                        RouterDeps{e->core->realm, JwtAuthenticatorFor(std::move(keys)), nullptr,
+                                   std::make_shared<Metrics>(),
+                                   std::make_shared<RequestLogger>(&log, /*enabled=*/false)}));
   return e;
 }
 
@@ -499,10 +502,10 @@ struct PhaseSpec {
   std::string name;
   FlowKind kind = FlowKind::kRecover;
   bool open = false;
-  double rate = 0;              // open loop
-  double seconds = 0;           // measured
+  double rate = 0;     // open loop
+  double seconds = 0;  // measured
   double warmup = 0;
-  bool populate = false;        // register users [first_user, end_user) once each
+  bool populate = false;  // register users [first_user, end_user) once each
   uint64_t first_user = 0;
   uint64_t end_user = 0;
 };
@@ -529,7 +532,7 @@ struct PhaseResult {
   uint64_t requests_failed = 0;  // in the window
   uint64_t flows_ok = 0;         // completed in the window
   uint64_t flows_failed = 0;
-  uint64_t flows_total_ok = 0;   // completed at any time (populate)
+  uint64_t flows_total_ok = 0;  // completed at any time (populate)
   uint64_t full_checks = 0;
   uint64_t max_backlog = 0;
   bool overloaded = false;
@@ -541,9 +544,7 @@ struct PhaseResult {
   std::array<double, 3> load_start{}, load_end{};
   double wall_seconds = 0;  // whole phase including warm-up and drain
 
-  double flows_per_second() const {
-    return measured_seconds > 0 ? flows_ok / measured_seconds : 0;
-  }
+  double flows_per_second() const { return measured_seconds > 0 ? flows_ok / measured_seconds : 0; }
   double requests_per_second() const {
     return measured_seconds > 0 ? requests_ok / measured_seconds : 0;
   }
@@ -646,7 +647,7 @@ class Slot {
   std::vector<std::unique_ptr<Connection>> connections_;
   FlowKind kind_ = FlowKind::kRecover;
   std::string user_name_;
-  const Registration* registration_ = nullptr;
+  const PreparedRegistration* registration_ = nullptr;
   Clock::time_point arrival_;
   int step_ = 0;
   size_t pending_ = 0;
@@ -776,34 +777,33 @@ void Connection::Send(std::string_view token, const Bytes& body, bool wipe_after
 }
 
 void Connection::Write() {
-  asio::async_write(socket_, asio::buffer(out_),
-                    [this](const boost::system::error_code& ec, size_t) {
-                      if (wipe_) sodium_memzero(out_.data(), out_.size());
-                      if (ec) return Fail(timed_out_ ? "timeout" : "write: " + ec.message());
-                      parser_.emplace();
-                      parser_->body_limit(64 * 1024);
-                      http::async_read(
-                          socket_, buffer_, *parser_,
-                          [this](const boost::system::error_code& read_ec, size_t) {
-                            if (read_ec) {
-                              std::string kind = timed_out_ ? "timeout"
-                                                 : read_ec == http::error::end_of_stream ||
-                                                         read_ec == asio::error::eof ||
-                                                         read_ec == asio::error::connection_reset
-                                                     ? "connection closed by the realm"
-                                                     : "read: " + read_ec.message();
-                              return Fail(kind);
-                            }
-                            auto& response = parser_->get();
-                            Answer answer;
-                            answer.status = response.result_int();
-                            answer.body = std::move(response.body());
-                            if (!response.keep_alive()) Close();
-                            parser_.reset();
-                            busy_ = false;
-                            slot_.OnAnswer(realm_, std::move(answer));
-                          });
-                    });
+  asio::async_write(
+      socket_, asio::buffer(out_), [this](const boost::system::error_code& ec, size_t) {
+        if (wipe_) sodium_memzero(out_.data(), out_.size());
+        if (ec) return Fail(timed_out_ ? "timeout" : "write: " + ec.message());
+        parser_.emplace();
+        parser_->body_limit(64 * 1024);
+        http::async_read(socket_, buffer_, *parser_,
+                         [this](const boost::system::error_code& read_ec, size_t) {
+                           if (read_ec) {
+                             std::string kind = timed_out_ ? "timeout"
+                                                : read_ec == http::error::end_of_stream ||
+                                                        read_ec == asio::error::eof ||
+                                                        read_ec == asio::error::connection_reset
+                                                    ? "connection closed by the realm"
+                                                    : "read: " + read_ec.message();
+                             return Fail(kind);
+                           }
+                           auto& response = parser_->get();
+                           Answer answer;
+                           answer.status = response.result_int();
+                           answer.body = std::move(response.body());
+                           if (!response.keep_alive()) Close();
+                           parser_.reset();
+                           busy_ = false;
+                           slot_.OnAnswer(realm_, std::move(answer));
+                         });
+      });
 }
 
 void Connection::Fail(const std::string& kind) {
@@ -1123,7 +1123,8 @@ std::vector<ProcessSample> Engine::SampleRealms() const {
 void Engine::Tick() {
   ++tick_number_;
   Clock::time_point now = Clock::now();
-  for (auto& slot : slots_) slot->CheckTimeouts(now, std::chrono::milliseconds(options_.timeout_ms));
+  for (auto& slot : slots_)
+    slot->CheckTimeouts(now, std::chrono::milliseconds(options_.timeout_ms));
   if (now > drain_deadline_) {
     // Flows still running long after the end: give up on them.
     for (auto& slot : slots_) slot->CloseAll();
@@ -1145,11 +1146,10 @@ void Engine::Tick() {
   for (size_t r = 0; r < realms.size(); ++r) {
     if (!realms[r].ok) continue;
     char realm_text[96];
-    std::snprintf(realm_text, sizeof(realm_text), "  realm%zu CPU %3.0f%% RSS %.1f MB", r,
-                  (realms[r].cpu_seconds -
-                   (r < tick_realms_.size() ? tick_realms_[r].cpu_seconds : 0)) *
-                      100,
-                  realms[r].rss_kb / 1024.0);
+    std::snprintf(
+        realm_text, sizeof(realm_text), "  realm%zu CPU %3.0f%% RSS %.1f MB", r,
+        (realms[r].cpu_seconds - (r < tick_realms_.size() ? tick_realms_[r].cpu_seconds : 0)) * 100,
+        realms[r].rss_kb / 1024.0);
     text += realm_text;
   }
   if (spec_.populate) {
@@ -1213,10 +1213,12 @@ PhaseResult Engine::RunPhase(const PhaseSpec& spec) {
     window_end_ = Clock::time_point::max();
     drain_deadline_ = Clock::time_point::max();
   } else {
-    window_start_ = phase_start_ + std::chrono::microseconds(static_cast<int64_t>(spec.warmup * 1e6));
-    window_end_ = window_start_ + std::chrono::microseconds(static_cast<int64_t>(spec.seconds * 1e6));
-    drain_deadline_ = window_end_ + std::chrono::milliseconds(options_.timeout_ms) +
-                      std::chrono::seconds(5);
+    window_start_ =
+        phase_start_ + std::chrono::microseconds(static_cast<int64_t>(spec.warmup * 1e6));
+    window_end_ =
+        window_start_ + std::chrono::microseconds(static_cast<int64_t>(spec.seconds * 1e6));
+    drain_deadline_ =
+        window_end_ + std::chrono::milliseconds(options_.timeout_ms) + std::chrono::seconds(5);
   }
   // Sample the realms' CPU and the machine at the window's edges, not the phase's.
   std::vector<ProcessSample> realms_window_start = realms_start;
@@ -1358,14 +1360,16 @@ void PrintPhase(std::ostream& out, const PhaseResult& p, const FloorReport& floo
   const PhaseSpec& s = p.spec;
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
   out << "\n== " << s.name << ": " << FlowName(s.kind) << " flows, "
-      << (s.populate ? "populate" : s.open ? "open loop at " + Fixed(s.rate, 0) + " flows/s"
-                                           : "closed loop")
+      << (s.populate ? "populate"
+          : s.open   ? "open loop at " + Fixed(s.rate, 0) + " flows/s"
+                     : "closed loop")
       << ", " << connections << " connections x " << realm_count << " realm(s), "
       << Fixed(p.measured_seconds, 1) << " s measured (load average " << Fixed(p.load_start[0], 2)
       << " -> " << Fixed(p.load_end[0], 2) << ")\n";
-  out << "flows: " << p.flows_ok << " ok, " << p.flows_failed << " failed: "
-      << Fixed(p.flows_per_second(), 1) << " flows/s; requests: " << p.requests_ok << " ok, "
-      << p.requests_failed << " failed: " << Fixed(p.requests_per_second(), 1) << " req/s";
+  out << "flows: " << p.flows_ok << " ok, " << p.flows_failed
+      << " failed: " << Fixed(p.flows_per_second(), 1) << " flows/s; requests: " << p.requests_ok
+      << " ok, " << p.requests_failed << " failed: " << Fixed(p.requests_per_second(), 1)
+      << " req/s";
   if (p.full_checks > 0) out << "; " << p.full_checks << " recoveries fully verified";
   out << "\n";
   if (s.open) {
@@ -1374,8 +1378,8 @@ void PrintPhase(std::ostream& out, const PhaseResult& p, const FloorReport& floo
         << "\n";
   }
   char header[128];
-  std::snprintf(header, sizeof(header), "  %-10s %9s %9s %9s %9s %9s %9s\n", "latency ms",
-                "count", "mean", "p50", "p90", "p99", "max");
+  std::snprintf(header, sizeof(header), "  %-10s %9s %9s %9s %9s %9s %9s\n", "latency ms", "count",
+                "mean", "p50", "p90", "p99", "max");
   out << header;
   auto row = [&](const char* name, const LatencyHistogram& h) {
     if (h.count() == 0) return;
@@ -1424,7 +1428,8 @@ void PrintPhase(std::ostream& out, const PhaseResult& p, const FloorReport& floo
     out << "realm " << m.realm << " /metrics over the window:";
     for (int op = 0; op < kOpCount; ++op) {
       std::string labels = std::string("{endpoint=\"/req\",operation=\"") + kOpNames[op] + "\"}";
-      double count = MetricDelta(*m.start, *m.end, "pinvault_request_duration_seconds_count" + labels);
+      double count =
+          MetricDelta(*m.start, *m.end, "pinvault_request_duration_seconds_count" + labels);
       if (count <= 0) continue;
       double sum = MetricDelta(*m.start, *m.end, "pinvault_request_duration_seconds_sum" + labels);
       out << " " << kOpNames[op] << " " << Fixed(sum / count * 1e3, 2) << " ms in realm;";
@@ -1432,7 +1437,8 @@ void PrintPhase(std::ostream& out, const PhaseResult& p, const FloorReport& floo
     out << "\n  HSM calls per flow (mean us):";
     for (const char* call : {"mac", "seal", "unseal", "store_anchor", "load_anchor", "sign"}) {
       std::string labels = std::string("{call=\"") + call + "\"}";
-      double count = MetricDelta(*m.start, *m.end, "pinvault_hsm_call_duration_seconds_count" + labels);
+      double count =
+          MetricDelta(*m.start, *m.end, "pinvault_hsm_call_duration_seconds_count" + labels);
       if (count <= 0) continue;
       double sum = MetricDelta(*m.start, *m.end, "pinvault_hsm_call_duration_seconds_sum" + labels);
       double flows = std::max<double>(1, p.spec.populate ? p.flows_total_ok : p.flows_ok);
@@ -1534,12 +1540,12 @@ Json PhaseJson(const PhaseResult& p, const FloorReport& floor, size_t realm_coun
     r["realm"] = m.realm;
     if (m.start && m.end) {
       for (int op = 0; op < kOpCount; ++op) {
-        std::string labels =
-            std::string("{endpoint=\"/req\",operation=\"") + kOpNames[op] + "\"}";
+        std::string labels = std::string("{endpoint=\"/req\",operation=\"") + kOpNames[op] + "\"}";
         double count =
             MetricDelta(*m.start, *m.end, "pinvault_request_duration_seconds_count" + labels);
         if (count <= 0) continue;
-        double sum = MetricDelta(*m.start, *m.end, "pinvault_request_duration_seconds_sum" + labels);
+        double sum =
+            MetricDelta(*m.start, *m.end, "pinvault_request_duration_seconds_sum" + labels);
         r["in_realm_mean_ms"][kOpNames[op]] = sum / count * 1e3;
       }
       for (const char* call : {"mac", "seal", "unseal", "store_anchor", "load_anchor", "sign"}) {
@@ -1547,7 +1553,8 @@ Json PhaseJson(const PhaseResult& p, const FloorReport& floor, size_t realm_coun
         double count =
             MetricDelta(*m.start, *m.end, "pinvault_hsm_call_duration_seconds_count" + labels);
         if (count <= 0) continue;
-        double sum = MetricDelta(*m.start, *m.end, "pinvault_hsm_call_duration_seconds_sum" + labels);
+        double sum =
+            MetricDelta(*m.start, *m.end, "pinvault_hsm_call_duration_seconds_sum" + labels);
         r["hsm_calls"][call] = {{"count", count}, {"mean_us", sum / count * 1e6}};
       }
     }
@@ -1555,8 +1562,7 @@ Json PhaseJson(const PhaseResult& p, const FloorReport& floor, size_t realm_coun
   }
   j["load_average_start"] = p.load_start;
   j["load_average_end"] = p.load_end;
-  if (const FloorResult* f = FloorFor(floor, p.spec.kind);
-      f && !p.spec.populate && !p.spec.open) {
+  if (const FloorResult* f = FloorFor(floor, p.spec.kind); f && !p.spec.populate && !p.spec.open) {
     j["realm_over_floor"] = p.flows_per_second() * realm_count / f->operations_per_second;
     double realm_cpu = 0;
     bool all_read = !p.realms.empty();
@@ -1584,7 +1590,7 @@ StatusOr<std::vector<std::pair<std::string, protocol::RealmId>>> RealmsFromSpecs
     std::stringstream text;
     text << in.rdbuf();
     ASSIGN_OR_RETURN(backup::Configuration c, backup::Configuration::FromJson(text.str()));
-    for (const backup::Realm& r : c.realms()) realms.emplace_back(r.address, r.id);
+    for (const backup::RealmEndpoint& r : c.realms()) realms.emplace_back(r.address, r.id);
     *threshold = c.recover_threshold();
     return realms;
   }
@@ -1722,7 +1728,8 @@ int Run(const Options& o) {
   for (const auto& [name, version] : SoftwareVersions()) versions[name] = version;
   report["versions"] = versions;
   text << "pinvault-bench: " << MachineDescription() << "\n";
-  for (const auto& [name, version] : SoftwareVersions()) text << "  " << name << " " << version << "\n";
+  for (const auto& [name, version] : SoftwareVersions())
+    text << "  " << name << " " << version << "\n";
   text << "realms (" << targets.size() << ", recover threshold " << threshold << "):\n";
   report["realms"] = Json::array();
   for (const Target& t : targets) {
@@ -1735,7 +1742,7 @@ int Run(const Options& o) {
                                 {"embedded", o.embedded > 0}});
   }
 
-  // Registration material.
+  // PreparedRegistration material.
   Clock::time_point material_start = Clock::now();
   StatusOr<std::unique_ptr<RegistrationPool>> pool = RegistrationPool::Create(
       o.seed, o.pool, ids, threshold, static_cast<uint16_t>(o.num_guesses));
@@ -1820,8 +1827,8 @@ int Run(const Options& o) {
       floor.costs = *costs;
       for (const std::string& flow : o.flows) {
         FloorShape shape = flow == "recover" ? FloorShape::kRecovery : FloorShape::kRegistration;
-        StatusOr<FloorResult> f = MeasureFloor(**hsm, work, shape, floor.clients, floor.workers,
-                                               o.floor_seconds);
+        StatusOr<FloorResult> f =
+            MeasureFloor(**hsm, work, shape, floor.clients, floor.workers, o.floor_seconds);
         if (!f.ok()) return fail("floor", f.status());
         (shape == FloorShape::kRecovery ? floor.recovery : floor.registration) = *f;
       }
@@ -1920,7 +1927,10 @@ int Run(const Options& o) {
       if (!out) return fail("--json", InternalError("cannot write " + o.json_file));
     }
   }
-  text << "\nresult: " << (any_errors ? "ERRORS (see above)" : empty_phase ? "NO FLOWS" : "ok")
+  text << "\nresult: "
+       << (any_errors    ? "ERRORS (see above)"
+           : empty_phase ? "NO FLOWS"
+                         : "ok")
        << std::endl;
   return any_errors || empty_phase ? kExitErrors : kExitOk;
 }
@@ -1941,8 +1951,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (!options.ok()) {
-    std::cerr << "pinvault-bench: " << options.status().message() << "\n(see --help)"
-              << std::endl;
+    std::cerr << "pinvault-bench: " << options.status().message() << "\n(see --help)" << std::endl;
     return 2;
   }
   return pinvault::api::bench::Run(*options);

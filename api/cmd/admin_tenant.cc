@@ -11,10 +11,10 @@
 #include <set>
 #include <string_view>
 
+#include "api/auth/jwt.h"
+#include "api/auth/tenant_keys.h"
+#include "api/client/jwt_mint.h"
 #include "api/cmd/cli_args.h"
-#include "api/http/jwt.h"
-#include "api/http/jwt_mint.h"
-#include "api/http/tenant_keys.h"
 
 namespace pinvault::api {
 namespace {
@@ -84,7 +84,8 @@ Status Save(const TenantKeyStore& store, const std::filesystem::path& path) {
   if (!dir.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
-    if (ec) return UnavailableError("cannot create directory " + dir.string() + ": " + ec.message());
+    if (ec)
+      return UnavailableError("cannot create directory " + dir.string() + ": " + ec.message());
   }
   return store.SaveFile(path);
 }
@@ -197,8 +198,8 @@ int TenantAddOrRotate(bool rotate, const std::vector<std::string>& rest, std::os
       DescribeNewKey(*key, tenant, version, path, args->switches.contains("show-secret"), out);
   if (!described.ok()) return Fail(err, described);
   if (rotate) {
-    out << "Older versions stay valid until removed with `pinvault-admin tenant remove "
-        << tenant << " --version N`.\n";
+    out << "Older versions stay valid until removed with `pinvault-admin tenant remove " << tenant
+        << " --version N`.\n";
   }
   return kExitOk;
 }
@@ -238,7 +239,8 @@ int TenantList(const std::vector<std::string>& rest, std::ostream& out, std::ost
   size_t width = 6;
   for (const TenantKeyInfo& k : keys) width = std::max(width, k.tenant.size());
   out << std::left << std::setw(static_cast<int>(width) + 2) << "TENANT" << std::setw(9)
-      << "VERSION" << std::setw(11) << "ALGORITHM" << "KEY\n";
+      << "VERSION" << std::setw(11) << "ALGORITHM"
+      << "KEY\n";
   for (const TenantKeyInfo& k : keys) {
     const char* kind = k.algorithm == JwtAlgorithm::kHs256 ? "shared secret"
                        : k.has_private_part                ? "private + public"
@@ -340,8 +342,7 @@ int TokenMint(const std::vector<std::string>& rest, std::ostream& out, std::ostr
 
 }  // namespace
 
-int RunTenantCommand(const std::vector<std::string>& args, std::ostream& out,
-                     std::ostream& err) {
+int RunTenantCommand(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   if (args.empty() || args[0] == "help" || args[0] == "--help" || args[0] == "-h") {
     (args.empty() ? err : out) << kTenantUsage;
     return args.empty() ? kExitUsage : kExitOk;
@@ -359,8 +360,7 @@ int RunTenantCommand(const std::vector<std::string>& args) {
   return RunTenantCommand(args, std::cout, std::cerr);
 }
 
-int RunTokenCommand(const std::vector<std::string>& args, std::ostream& out,
-                    std::ostream& err) {
+int RunTokenCommand(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   if (args.empty() || args[0] == "help" || args[0] == "--help" || args[0] == "-h") {
     (args.empty() ? err : out) << kTokenUsage;
     return args.empty() ? kExitUsage : kExitOk;

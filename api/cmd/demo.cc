@@ -13,14 +13,14 @@
 #include <string_view>
 #include <utility>
 
-#include "api/http/authenticator.h"
-#include "api/http/http_transport.h"
-#include "api/http/jwt_mint.h"
-#include "api/http/metrics.h"
-#include "api/http/realm_assembly.h"
-#include "api/http/request_log.h"
-#include "api/http/routes.h"
-#include "api/http/server.h"
+#include "api/auth/authenticator.h"
+#include "api/client/http_transport.h"
+#include "api/client/jwt_mint.h"
+#include "api/server/metrics.h"
+#include "api/server/realm_assembly.h"
+#include "api/server/request_log.h"
+#include "api/server/routes.h"
+#include "api/server/server.h"
 #include "backup/client/client.h"
 #include "backup/client/configuration.h"
 #include "backup/store/sqlite_record_store.h"
@@ -213,7 +213,7 @@ Status StartRealm(const std::filesystem::path& dir, DemoRealm& demo, Narrator& n
 // DemoClient is one user's client: the client library over HTTP with minted tokens.
 StatusOr<std::unique_ptr<backup::Client>> MakeClient(const DemoRealm& demo,
                                                      const std::string& user) {
-  backup::Realm realm;
+  backup::RealmEndpoint realm;
   realm.id = demo.realm_id;
   realm.address = "http://127.0.0.1:" + std::to_string(demo.server->port()) + "/";
   ASSIGN_OR_RETURN(

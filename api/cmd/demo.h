@@ -4,8 +4,8 @@
 // The demo builds a realm exactly as pinvaultd does, in one process and a temporary
 // directory: a fresh SoftHSM2 token with the realm keys generated on it (pkcs11/), an SQLite
 // record store (backup/store/), the HSM-backed core (vault/realm.h) and the HTTP server with
-// JWT auth (api/http/) on 127.0.0.1, port 0, with a tenant key generated on the fly. The
-// client side is the C++ client library over HTTP (api/http/http_transport.h). It then
+// JWT auth (api/auth/) on 127.0.0.1, port 0, with a tenant key generated on the fly. The
+// client side is the C++ client library over HTTP (api/client/http_transport.h). It then
 // registers a secret, shows wrong PINs counting down, recovers the secret (which resets the
 // count), shows a second user's backup destroyed by running out of guesses, and deletes.
 // Every step checks its outcome; any surprise fails the demo.
@@ -18,7 +18,7 @@
 #include <ostream>
 #include <string>
 
-#include "api/http/tenant_keys.h"
+#include "api/auth/tenant_keys.h"
 #include "backup/client/transport.h"
 #include "vault/status.h"
 

@@ -28,11 +28,11 @@
 #include <string_view>
 #include <vector>
 
+#include "api/auth/tenant_keys.h"
+#include "api/client/http_transport.h"
+#include "api/client/jwt_mint.h"
 #include "api/cmd/cli_args.h"
 #include "api/cmd/demo.h"
-#include "api/http/http_transport.h"
-#include "api/http/jwt_mint.h"
-#include "api/http/tenant_keys.h"
 #include "backup/client/client.h"
 #include "backup/client/configuration.h"
 #include "vault/bytes.h"
@@ -175,10 +175,11 @@ StatusOr<Args> ParseArgs(const std::vector<std::string>& argv) {
     std::string n(name);
     return InvalidArgumentError("--" + n + " is not accepted: a " + n +
                                 " on the command line would be visible to other users "
-                                "and kept in shell history; use --" + n +
-                                "-file FILE or the prompt");
+                                "and kept in shell history; use --" +
+                                n + "-file FILE or the prompt");
   };
-  ASSIGN_OR_RETURN(cli::ParsedArgs parsed, cli::ParseArgs(argv, kValued, kSwitches, refuse_secrets));
+  ASSIGN_OR_RETURN(cli::ParsedArgs parsed,
+                   cli::ParseArgs(argv, kValued, kSwitches, refuse_secrets));
   Args out;
   static_cast<cli::ParsedArgs&>(out) = std::move(parsed);
   if (!out.positional.empty()) out.command = out.positional[0];

@@ -4,14 +4,14 @@
 //
 //   pinvaultd [--config FILE] [--check-config]
 //
-// Configuration: api/http/config.h and deploy/pinvaultd.example.json (every key), with
+// Configuration: api/server/config.h and deploy/pinvaultd.example.json (every key), with
 // PINVAULT_* environment overrides. Tenant keys for JWT validation come from the keys file
-// and PINVAULT_TENANT_<NAME>_<VERSION> variables (api/http/tenant_keys.h); SIGHUP reloads
+// and PINVAULT_TENANT_<NAME>_<VERSION> variables (api/auth/tenant_keys.h); SIGHUP reloads
 // them. SIGTERM or SIGINT stops accepting, lets in-flight requests finish (up to
 // drain_timeout_ms), stops the core and exits 0.
 //
 // Logs go to stderr, one JSON object per line: start-up and shutdown events, and one line
-// per request (api/http/request_log.h).
+// per request (api/server/request_log.h).
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
@@ -30,14 +30,14 @@
 #include <thread>
 #include <vector>
 
-#include "api/http/config.h"
-#include "api/http/metrics.h"
-#include "api/http/rate_limiter.h"
-#include "api/http/realm_assembly.h"
-#include "api/http/request_log.h"
-#include "api/http/routes.h"
-#include "api/http/server.h"
-#include "api/http/tenant_keys.h"
+#include "api/auth/tenant_keys.h"
+#include "api/server/config.h"
+#include "api/server/metrics.h"
+#include "api/server/rate_limiter.h"
+#include "api/server/realm_assembly.h"
+#include "api/server/request_log.h"
+#include "api/server/routes.h"
+#include "api/server/server.h"
 #include "pkcs11/hsm_keys.h"
 #include "vault/bytes.h"
 #include "vault/realm.h"
@@ -202,7 +202,7 @@ class Starter {
   std::shared_ptr<DeferredRealm> deferred_;
   std::mutex mu_;
   std::condition_variable cv_;
-  bool stop_ = false;                  // guarded by mu_
+  bool stop_ = false;                 // guarded by mu_
   std::unique_ptr<RealmCore> stack_;  // set once, under mu_
   std::thread thread_;
 };

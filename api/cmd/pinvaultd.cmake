@@ -2,17 +2,17 @@
 add_executable(pinvaultd ${CMAKE_CURRENT_LIST_DIR}/pinvaultd.cc)
 target_link_libraries(pinvaultd PRIVATE pinvault_warnings)
 target_include_directories(pinvaultd PRIVATE ${PROJECT_SOURCE_DIR})
-target_link_libraries(pinvaultd PRIVATE pinvault_api_http pinvault_backup_store pinvault_pkcs11
+target_link_libraries(pinvaultd PRIVATE pinvault_api_server pinvault_backup_store pinvault_pkcs11
   pinvault_vault)
 
-# tests/api/server_pinvaultd_test.cc runs the built binary (PINVAULT_BINARY_DIR/api/pinvaultd)
+# tests/api/cmd/server_pinvaultd_test.cc runs the built binary (PINVAULT_BINARY_DIR/api/pinvaultd)
 # and pinvault-admin (to create the realm keys); its target is declared later (in tests/), so
 # add the build order once every directory has been processed.
 function(pinvaultd_test_dependencies)
-  if(TARGET api_server_pinvaultd_test)
-    add_dependencies(api_server_pinvaultd_test pinvaultd)
+  if(TARGET api_cmd_server_pinvaultd_test)
+    add_dependencies(api_cmd_server_pinvaultd_test pinvaultd)
     if(TARGET pinvault-admin)
-      add_dependencies(api_server_pinvaultd_test pinvault-admin)
+      add_dependencies(api_cmd_server_pinvaultd_test pinvault-admin)
     endif()
   endif()
 endfunction()

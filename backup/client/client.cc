@@ -61,7 +61,7 @@ constexpr std::string_view kResponseNames[] = {"Register1", "Register2", "Recove
                                                "Recover2",  "Recover3",  "Delete"};
 
 // RealmFailure builds a per-realm error whose message names the realm and the step.
-ClientError RealmFailure(ErrorKind kind, const Realm& realm, std::string_view step,
+ClientError RealmFailure(ErrorKind kind, const RealmEndpoint& realm, std::string_view step,
                          std::string_view what, uint16_t guesses_remaining = 0) {
   ClientError error;
   error.kind = kind;
@@ -71,7 +71,7 @@ ClientError RealmFailure(ErrorKind kind, const Realm& realm, std::string_view st
   return error;
 }
 
-ClientError FromTransportError(const TransportError& error, const Realm& realm,
+ClientError FromTransportError(const TransportError& error, const RealmEndpoint& realm,
                                std::string_view step, int attempts) {
   std::string detail = error.detail.empty() ? "" : " (" + error.detail + ")";
   switch (error.kind) {
@@ -93,7 +93,7 @@ ClientError FromTransportError(const TransportError& error, const Realm& realm,
   return RealmFailure(ErrorKind::kAssertion, realm, step, "unknown transport error");
 }
 
-ClientError UnexpectedResponse(const SecretsResponse& response, const Realm& realm,
+ClientError UnexpectedResponse(const SecretsResponse& response, const RealmEndpoint& realm,
                                std::string_view step) {
   return RealmFailure(ErrorKind::kAssertion, realm, step,
                       "unexpected " + std::string(kResponseNames[response.index()]) + " response");
@@ -225,7 +225,7 @@ StatusOr<std::unique_ptr<Client>> Client::Create(Configuration configuration,
   if (transport == nullptr) return InvalidArgumentError("Client: transport is null");
   if (tokens == nullptr) return InvalidArgumentError("Client: auth token provider is null");
   auto reject_hardware = [](const Configuration& c, std::string_view which) -> Status {
-    for (const Realm& realm : c.realms()) {
+    for (const RealmEndpoint& realm : c.realms()) {
       if (realm.is_hardware()) {
         return UnimplementedError(
             std::string(which) + ": realm " + RealmIdHex(realm.id) +
@@ -261,7 +261,7 @@ RegisterResult Client::Register(const SecretBytes& pin, const SecretBytes& secre
   // Register1: a liveness check; proceed once register_threshold realms answered Ok.
   {
     FanOut fan(transport_, *tokens_, options_.retry);
-    for (const Realm& realm : c.realms()) fan.Start(realm, protocol::Register1Request{});
+    for (const RealmEndpoint& realm : c.realms()) fan.Start(realm, protocol::Register1Request{});
     Errors errors;
     size_t oks = 0;
     while (oks < threshold) {
@@ -270,7 +270,7 @@ RegisterResult Client::Register(const SecretBytes& pin, const SecretBytes& secre
         // Cannot happen: with every realm answered, either oks or errors crossed the line.
         return LocalFailure("Register1", InternalError("fewer answers than realms"));
       }
-      const Realm& realm = c.realms()[arrival->slot];
+      const RealmEndpoint& realm = c.realms()[arrival->slot];
       if (const auto* error = std::get_if<TransportError>(&arrival->result)) {
         errors.Add(FromTransportError(*error, realm, "Register1", arrival->attempts));
       } else if (std::holds_alternative<protocol::Register1Response>(
@@ -295,7 +295,7 @@ RegisterResult Client::Register(const SecretBytes& pin, const SecretBytes& secre
   Errors errors;
   size_t oks = 0;
   while (std::optional<FanOut::Arrival> arrival = fan.Next()) {
-    const Realm& realm = c.realms()[arrival->slot];
+    const RealmEndpoint& realm = c.realms()[arrival->slot];
     if (const auto* error = std::get_if<TransportError>(&arrival->result)) {
       errors.Add(FromTransportError(*error, realm, "Register2", arrival->attempts));
     } else if (std::holds_alternative<protocol::Register2Response>(
@@ -468,7 +468,7 @@ class Recovery {
   // Recover1Version returns the version a Recover1 answer reports, or records its error.
   std::optional<protocol::RegistrationVersion> Recover1Version(const FanOut::Arrival& arrival,
                                                                size_t position, Errors& errors) {
-    const Realm& realm = c_.realms()[position];
+    const RealmEndpoint& realm = c_.realms()[position];
     if (const auto* error = std::get_if<TransportError>(&arrival.result)) {
       errors.Add(FromTransportError(*error, realm, "Recover1", arrival.attempts));
       return std::nullopt;
@@ -552,7 +552,7 @@ class Recovery {
   // CheckRecover2 verifies one realm's Recover2 answer; nullopt after recording an error.
   std::optional<OprfShare> CheckRecover2(const FanOut::Arrival& arrival, size_t position,
                                          Errors& errors) {
-    const Realm& realm = c_.realms()[position];
+    const RealmEndpoint& realm = c_.realms()[position];
     if (const auto* error = std::get_if<TransportError>(&arrival.result)) {
       errors.Add(FromTransportError(*error, realm, "Recover2", arrival.attempts));
       return std::nullopt;
@@ -632,7 +632,7 @@ class Recovery {
         if (std::optional<ClientError> error = SendRecover3(slot.position)) return error;
         continue;
       }
-      const Realm& realm = c_.realms()[slot.position];
+      const RealmEndpoint& realm = c_.realms()[slot.position];
       if (const auto* error = std::get_if<TransportError>(&arrival->result)) {
         errors.Add(FromTransportError(*error, realm, "Recover3", arrival->attempts));
       } else {
@@ -712,10 +712,10 @@ RecoverResult Client::RecoverWith(const Configuration& c, const SecretBytes& pin
 DeleteResult Client::Delete() const {
   const Configuration& c = configuration_;
   FanOut fan(transport_, *tokens_, options_.retry);
-  for (const Realm& realm : c.realms()) fan.Start(realm, protocol::DeleteRequest{});
+  for (const RealmEndpoint& realm : c.realms()) fan.Start(realm, protocol::DeleteRequest{});
   std::vector<std::optional<ClientError>> failures(c.size());
   while (std::optional<FanOut::Arrival> arrival = fan.Next()) {
-    const Realm& realm = c.realms()[arrival->slot];
+    const RealmEndpoint& realm = c.realms()[arrival->slot];
     if (const auto* error = std::get_if<TransportError>(&arrival->result)) {
       failures[arrival->slot] = FromTransportError(*error, realm, "Delete", arrival->attempts);
     } else if (!std::holds_alternative<protocol::DeleteResponse>(

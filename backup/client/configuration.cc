@@ -36,10 +36,10 @@ StatusOr<uint32_t> ReadUint32(const Json& object, const char* key) {
   return static_cast<uint32_t>(it->get<uint64_t>());
 }
 
-StatusOr<Realm> ParseRealm(const Json& value, size_t position) {
+StatusOr<RealmEndpoint> ParseRealm(const Json& value, size_t position) {
   const std::string where = "configuration: realms[" + std::to_string(position) + "]";
   if (!value.is_object()) return InvalidArgumentError(where + " must be an object");
-  Realm realm;
+  RealmEndpoint realm;
 
   auto id = value.find("id");
   if (id == value.end() || !id->is_string()) {
@@ -77,10 +77,10 @@ StatusOr<Configuration> FromJsonValue(const Json& root) {
   if (realms_json == root.end() || !realms_json->is_array()) {
     return InvalidArgumentError("configuration: \"realms\" must be an array");
   }
-  std::vector<Realm> realms;
+  std::vector<RealmEndpoint> realms;
   realms.reserve(realms_json->size());
   for (size_t i = 0; i < realms_json->size(); ++i) {
-    ASSIGN_OR_RETURN(Realm realm, ParseRealm((*realms_json)[i], i));
+    ASSIGN_OR_RETURN(RealmEndpoint realm, ParseRealm((*realms_json)[i], i));
     realms.push_back(std::move(realm));
   }
   ASSIGN_OR_RETURN(uint32_t register_threshold, ReadUint32(root, "register_threshold"));
@@ -102,7 +102,7 @@ StatusOr<Configuration> FromJsonValue(const Json& root) {
 
 }  // namespace
 
-StatusOr<Configuration> Configuration::Create(std::vector<Realm> realms,
+StatusOr<Configuration> Configuration::Create(std::vector<RealmEndpoint> realms,
                                               uint32_t register_threshold,
                                               uint32_t recover_threshold,
                                               protocol::PinHashingMode pin_hashing_mode) {
@@ -113,7 +113,7 @@ StatusOr<Configuration> Configuration::Create(std::vector<Realm> realms,
                                 std::to_string(kMaxRealms) + " are supported");
   }
   std::set<RealmId> seen;
-  for (const Realm& realm : realms) {
+  for (const RealmEndpoint& realm : realms) {
     if (!seen.insert(realm.id).second) {
       return InvalidArgumentError("configuration: realm id " + RealmIdHex(realm.id) +
                                   " appears more than once; realm ids must be unique");
@@ -149,10 +149,10 @@ StatusOr<Configuration> Configuration::Create(std::vector<Realm> realms,
   }
 
   std::sort(realms.begin(), realms.end(),
-            [](const Realm& a, const Realm& b) { return a.id < b.id; });
+            [](const RealmEndpoint& a, const RealmEndpoint& b) { return a.id < b.id; });
   std::vector<RealmId> ids;
   ids.reserve(n);
-  for (const Realm& realm : realms) ids.push_back(realm.id);
+  for (const RealmEndpoint& realm : realms) ids.push_back(realm.id);
   StatusOr<std::vector<protocol::ShareIndex>> indices = protocol::ShareIndices(ids);
   if (!indices.ok()) return indices.status().WithContext("configuration");
   return Configuration(std::move(realms), std::move(indices).value(), register_threshold,
@@ -183,7 +183,7 @@ StatusOr<std::vector<Configuration>> Configuration::ListFromJson(std::string_vie
 
 std::string Configuration::ToJson() const {
   Json realms = Json::array();
-  for (const Realm& realm : realms_) {
+  for (const RealmEndpoint& realm : realms_) {
     Json entry = Json::object();
     entry["id"] = RealmIdHex(realm.id);
     entry["address"] = realm.address;
@@ -208,7 +208,7 @@ StatusOr<protocol::ShareIndex> Configuration::ShareIndexOf(const RealmId& id) co
 
 bool Configuration::has_hardware_realms() const {
   return std::any_of(realms_.begin(), realms_.end(),
-                     [](const Realm& realm) { return realm.is_hardware(); });
+                     [](const RealmEndpoint& realm) { return realm.is_hardware(); });
 }
 
 }  // namespace pinvault::backup

@@ -22,7 +22,7 @@
 #include <string_view>
 #include <vector>
 
-#include "backup/client/realm.h"
+#include "backup/client/realm_endpoint.h"
 #include "vault/protocol/pin_hash.h"
 #include "vault/protocol/shamir.h"
 #include "vault/status.h"
@@ -38,8 +38,8 @@ class Configuration {
   // violation is INVALID_ARGUMENT with a message naming the offending value: no realms,
   // more than kMaxRealms, a duplicate id, an empty or non-http(s) address, a thresholds
   // rule broken (see the file comment).
-  static StatusOr<Configuration> Create(std::vector<Realm> realms, uint32_t register_threshold,
-                                        uint32_t recover_threshold,
+  static StatusOr<Configuration> Create(std::vector<RealmEndpoint> realms,
+                                        uint32_t register_threshold, uint32_t recover_threshold,
                                         protocol::PinHashingMode pin_hashing_mode);
 
   // FromJson parses the SDK's configuration JSON (snake_case keys; unknown keys are
@@ -57,7 +57,7 @@ class Configuration {
   std::string ToJson() const;
 
   // realms returns the realms sorted bytewise by id.
-  const std::vector<Realm>& realms() const { return realms_; }
+  const std::vector<RealmEndpoint>& realms() const { return realms_; }
 
   // size returns the number of realms, n.
   size_t size() const { return realms_.size(); }
@@ -80,7 +80,7 @@ class Configuration {
   friend bool operator==(const Configuration&, const Configuration&) = default;
 
  private:
-  Configuration(std::vector<Realm> realms, std::vector<protocol::ShareIndex> share_indices,
+  Configuration(std::vector<RealmEndpoint> realms, std::vector<protocol::ShareIndex> share_indices,
                 uint32_t register_threshold, uint32_t recover_threshold,
                 protocol::PinHashingMode pin_hashing_mode)
       : realms_(std::move(realms)),
@@ -89,7 +89,7 @@ class Configuration {
         recover_threshold_(recover_threshold),
         pin_hashing_mode_(pin_hashing_mode) {}
 
-  std::vector<Realm> realms_;                        // sorted by id
+  std::vector<RealmEndpoint> realms_;                // sorted by id
   std::vector<protocol::ShareIndex> share_indices_;  // parallel to realms_
   uint32_t register_threshold_ = 0;
   uint32_t recover_threshold_ = 0;

@@ -51,7 +51,7 @@ struct FanOut::Shared {
 // Call: one realm's request, owned by the FanOut's thread.
 struct FanOut::Call {
   enum class State { kInFlight, kRetryWaiting, kDone };
-  Realm realm;
+  RealmEndpoint realm;
   protocol::SecretsRequest request;
   std::string token;
   int attempts = 0;
@@ -76,7 +76,7 @@ FanOut::~FanOut() {
   }
 }
 
-size_t FanOut::Start(const Realm& realm, protocol::SecretsRequest request) {
+size_t FanOut::Start(const RealmEndpoint& realm, protocol::SecretsRequest request) {
   const size_t slot = calls_.size();
   auto call = std::make_unique<Call>();
   call->realm = realm;

@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "backup/client/realm.h"
+#include "backup/client/realm_endpoint.h"
 #include "backup/client/transport.h"
 #include "vault/protocol/messages.h"
 
@@ -58,7 +58,7 @@ class FanOut {
   // Start sends `request` to `realm` and returns its slot: 0 for the first Start, 1 for
   // the next, and so on. If the token provider fails, the call finishes at once with a
   // kInvalidAuth TransportError (the provider's message as detail) and nothing is sent.
-  size_t Start(const Realm& realm, protocol::SecretsRequest request);
+  size_t Start(const RealmEndpoint& realm, protocol::SecretsRequest request);
 
   // Next blocks until another call has finished and returns it; nullopt once every
   // started call has been returned. Sends retries that fall due while it waits.

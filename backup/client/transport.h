@@ -15,7 +15,7 @@
 #include <string_view>
 #include <variant>
 
-#include "backup/client/realm.h"
+#include "backup/client/realm_endpoint.h"
 #include "vault/protocol/messages.h"
 #include "vault/status.h"
 
@@ -91,7 +91,7 @@ class Transport {
   // kTransient), since the client waits for enough realms to answer. The client does its
   // own retrying; a transport sends each request once. Thread-safe; Send may be called
   // from inside a `done` callback.
-  virtual void Send(const Realm& realm, const std::string& auth_token,
+  virtual void Send(const RealmEndpoint& realm, const std::string& auth_token,
                     protocol::SecretsRequest request, TransportCallback done) = 0;
 };
 

@@ -68,13 +68,14 @@ struct Setup {
 Setup MakeSetup(int realms, uint32_t threshold, protocol::PinHashingMode mode) {
   Setup setup;
   auto transport = std::make_shared<InMemoryTransport>();
-  std::vector<Realm> list;
+  std::vector<RealmEndpoint> list;
   for (int i = 0; i < realms; ++i) {
     RealmId id{};
     id[0] = static_cast<uint8_t>(0x10 + i);
     transport->AddRealm(
         id, std::make_shared<TimedRealm>(std::make_shared<InMemoryRealm>(id), setup.realm_ns));
-    list.push_back(Realm{id, "https://realm" + std::to_string(i) + ".example/", std::nullopt});
+    list.push_back(
+        RealmEndpoint{id, "https://realm" + std::to_string(i) + ".example/", std::nullopt});
   }
   StatusOr<Configuration> configuration =
       Configuration::Create(std::move(list), static_cast<uint32_t>(realms), threshold, mode);

@@ -12,9 +12,9 @@
 #include "pkcs11/hsm_keys.h"
 #include "pkcs11/module.h"
 #include "pkcs11/token_setup.h"
-#include "tests/pkcs11/token_backends.h"
 #include "tests/testing/nss_token.h"
 #include "tests/testing/software_hsm.h"
+#include "tests/testing/token_backends.h"
 
 namespace pinvault::testing {
 namespace {

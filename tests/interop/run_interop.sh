@@ -7,7 +7,7 @@
 #   4. cross-client: SDK-registered secret recovered by `pinvault recover`, and the reverse;
 #   5. delete from either client removes the secret from every realm.
 # (Byte compatibility of the realm's CBOR answers with the recorded transcripts is checked by
-# tests/api/vectors_cbor_test.cc and the transcript replays in tests/api/server_test.cc.)
+# tests/api/codec/vectors_cbor_test.cc and the transcript replays in tests/api/server/server_test.cc.)
 #
 # Usage: tests/interop/run_interop.sh BUILD_DIR
 # Needs node and npm (deploy/install-deps.sh); installs juicebox-sdk from the lock file.

@@ -36,7 +36,7 @@ expect_refused() {
   fi
 }
 
-expect_refused vault/realm.cc '#include "api/http/server.h"'
+expect_refused vault/realm.cc '#include "api/server/server.h"'
 expect_refused vault/realm.cc '#include "pkcs11/hsm_keys.h"'
 expect_refused vault/realm.cc '#include "backup/store/sqlite_record_store.h"'
 expect_refused vault/realm.cc '#include <sqlite3.h>'
@@ -44,11 +44,11 @@ expect_refused vault/merkle.cc '#include <openssl/evp.h>'
 expect_refused vault/protocol/oprf.cc '#include <boost/asio.hpp>'
 expect_refused pkcs11/session_pool.cc '#include "backup/store/sqlite_record_store.h"'
 expect_refused pkcs11/session_pool.cc '#include <p11-kit/pkcs11.h>'
-expect_refused backup/client/client.cc '#include "api/http/server.h"'
+expect_refused backup/client/client.cc '#include "api/server/server.h"'
 expect_refused backup/client/client.cc '#include "backup/store/sqlite_record_store.h"'
 expect_refused backup/store/sqlite_record_store.cc '#include "pkcs11/module.h"'
-expect_refused api/http/routes.h '#include <boost/beast/http.hpp>'
-expect_refused api/http/routes.cc '#include "tests/testing/software_hsm.h"'
+expect_refused api/server/routes.h '#include <boost/beast/http.hpp>'
+expect_refused api/server/routes.cc '#include "tests/testing/software_hsm.h"'
 
 if ((failures > 0)); then
   echo "planted_include_test: $failures check(s) failed"

@@ -10,8 +10,8 @@
 #include "pkcs11/key_set.h"
 #include "pkcs11/mechanisms.h"
 #include "pkcs11/objects.h"
-#include "tests/pkcs11/token_backends.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/token_backends.h"
 
 namespace pinvault::pkcs11 {
 namespace {

@@ -5,10 +5,10 @@
 #include "pkcs11/hsm_keys.h"
 #include "pkcs11/key_set.h"
 #include "pkcs11/mechanisms.h"
-#include "tests/pkcs11/token_backends.h"
 #include "tests/testing/fault_module.h"
 #include "tests/testing/softhsm_token.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/token_backends.h"
 
 namespace pinvault::pkcs11 {
 namespace {

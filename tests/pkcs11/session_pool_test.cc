@@ -10,9 +10,9 @@
 
 #include "pkcs11/module.h"
 #include "pkcs11/uri.h"
-#include "tests/pkcs11/token_backends.h"
 #include "tests/testing/fault_module.h"
 #include "tests/testing/softhsm_token.h"
+#include "tests/testing/token_backends.h"
 
 namespace pinvault::pkcs11 {
 namespace {

@@ -123,7 +123,7 @@ void InMemoryTransport::AddRealm(const protocol::RealmId& id,
   realms_[id].service = std::move(service);
 }
 
-void InMemoryTransport::Send(const backup::Realm& realm, const std::string& auth_token,
+void InMemoryTransport::Send(const backup::RealmEndpoint& realm, const std::string& auth_token,
                              SecretsRequest request, TransportCallback done) {
   Pending pending{realm, auth_token, std::move(request), std::move(done)};
   std::optional<backup::TransportError> failure;

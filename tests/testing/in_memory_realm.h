@@ -24,7 +24,7 @@
 #include <utility>
 #include <vector>
 
-#include "backup/client/realm.h"
+#include "backup/client/realm_endpoint.h"
 #include "backup/client/transport.h"
 #include "vault/protocol/messages.h"
 #include "vault/realm_service.h"
@@ -134,7 +134,7 @@ class InMemoryTransport : public backup::Transport {
   // kTransient ("no route").
   void AddRealm(const protocol::RealmId& id, std::shared_ptr<vault::RealmService> service);
 
-  void Send(const backup::Realm& realm, const std::string& auth_token,
+  void Send(const backup::RealmEndpoint& realm, const std::string& auth_token,
             protocol::SecretsRequest request, TransportCallback done) override;
 
   // SetAsynchronous switches between inline handling and worker threads (`threads` of
@@ -184,7 +184,7 @@ class InMemoryTransport : public backup::Transport {
 
  private:
   struct Pending {
-    backup::Realm realm;
+    backup::RealmEndpoint realm;
     std::string token;
     protocol::SecretsRequest request;
     TransportCallback done;
