@@ -89,6 +89,7 @@ Realm::Realm(Hsm& hsm, RecordStore& store, RealmOptions options)
     : hsm_(hsm),
       store_(store),
       options_(options),
+      clock_(options.clock != nullptr ? *options.clock : SystemClock()),
       cache_(options.record_cache_size),
       ids_(options.record_id_cache_size),
       buckets_(options.bucket_cache_size) {}
@@ -444,11 +445,12 @@ void Realm::CommitterLoop() {
       }
       auto wake = [&] { return stopping_ || !pending_.empty() || resync_requested_; };
       if (retrying) {
-        commit_cv_.wait_for(lock, options_.resync_interval, wake);
+        clock_.WaitUntil(commit_cv_, lock, clock_.Now() + options_.resync_interval, wake);
       } else if (options_.health_check_interval.count() > 0) {
-        check_health = !commit_cv_.wait_for(lock, options_.health_check_interval, wake);
+        check_health = !clock_.WaitUntil(commit_cv_, lock,
+                                         clock_.Now() + options_.health_check_interval, wake);
       } else {
-        commit_cv_.wait(lock, wake);
+        clock_.WaitUntil(commit_cv_, lock, Clock::TimePoint::max(), wake);
       }
       stop = stopping_ && pending_.empty();
       waiters = std::move(resync_waiters_);

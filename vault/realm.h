@@ -68,6 +68,7 @@
 #include <vector>
 
 #include "vault/anchor.h"
+#include "vault/clock.h"
 #include "vault/hsm.h"
 #include "vault/merkle.h"
 #include "vault/protocol/messages.h"
@@ -104,6 +105,9 @@ struct RealmOptions {
   // (vault/record_cache.h BucketCache), so that a read fetches and checks only its own row
   // while its bucket is unchanged; 0 disables it (every read rehashes its whole bucket).
   size_t bucket_cache_size = 4096;
+  // clock drives the two timers above (resync_interval, health_check_interval); null means
+  // SystemClock(). Not owned; must outlive the Realm.
+  Clock* clock = nullptr;
 };
 
 // RecordSummary describes a record without any secret (for tests and operator tools).
@@ -218,6 +222,7 @@ class Realm final : public RealmService {
   Hsm& hsm_;
   RecordStore& store_;
   const RealmOptions options_;
+  Clock& clock_;  // options_.clock or SystemClock()
   RecordCache cache_;
   RecordIdCache ids_;
   BucketCache buckets_;

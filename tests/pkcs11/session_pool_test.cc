@@ -12,17 +12,20 @@
 #include "pkcs11/uri.h"
 #include "tests/testing/fault_module.h"
 #include "tests/testing/softhsm_token.h"
+#include "tests/testing/status_matchers.h"
 #include "tests/testing/token_backends.h"
 
 namespace pinvault::pkcs11 {
 namespace {
+
+using ::pinvault::testing::StatusIs;
 
 using testing::FaultModule;
 using testing::SoftHsmToken;
 
 TokenUri Uri(const std::string& text) {
   StatusOr<TokenUri> uri = ParseTokenUri(text);
-  EXPECT_TRUE(uri.ok()) << uri.status();
+  EXPECT_OK(uri);
   return *std::move(uri);
 }
 
@@ -46,10 +49,10 @@ class PoolTest : public ::testing::TestWithParam<Backend> {
  protected:
   void SetUp() override {
     StatusOr<TestToken> token = MakeTestToken(GetParam());
-    ASSERT_TRUE(token.ok()) << token.status();
+    ASSERT_OK(token);
     token_ = std::make_unique<TestToken>(*std::move(token));
     StatusOr<std::unique_ptr<Module>> module = token_->LoadModule();
-    ASSERT_TRUE(module.ok()) << module.status();
+    ASSERT_OK(module);
     module_ = *std::move(module);
   }
   void TearDown() override {
@@ -75,7 +78,7 @@ class SoftHsmTest : public ::testing::Test {
  protected:
   void SetUp() override {
     StatusOr<std::unique_ptr<SoftHsmToken>> token = SoftHsmToken::Create();
-    ASSERT_TRUE(token.ok()) << token.status();
+    ASSERT_OK(token);
     token_ = *std::move(token);
   }
   void TearDown() override {
@@ -84,7 +87,7 @@ class SoftHsmTest : public ::testing::Test {
   }
   void LoadModule() {
     StatusOr<std::unique_ptr<Module>> module = Module::Load(SoftHsmToken::kModulePath);
-    ASSERT_TRUE(module.ok()) << module.status();
+    ASSERT_OK(module);
     module_ = *std::move(module);
   }
 
@@ -94,19 +97,19 @@ class SoftHsmTest : public ::testing::Test {
 
 TEST(ModuleLoadTest, MissingLibraryIsNotFound) {
   StatusOr<std::unique_ptr<Module>> module = Module::Load("/nonexistent/libnothing.so");
-  EXPECT_EQ(module.status().code(), StatusCode::kNotFound);
+  EXPECT_THAT(module, StatusIs(StatusCode::kNotFound));
   EXPECT_NE(module.status().message().find("/nonexistent/libnothing.so"), std::string::npos);
 }
 
 TEST(ModuleLoadTest, LibraryWithoutPkcs11IsRefused) {
   StatusOr<std::unique_ptr<Module>> module = Module::Load("/lib/x86_64-linux-gnu/libc.so.6");
-  EXPECT_EQ(module.status().code(), StatusCode::kFailedPrecondition) << module.status();
+  EXPECT_THAT(module, StatusIs(StatusCode::kFailedPrecondition)) << module.status();
   EXPECT_NE(module.status().message().find("C_GetFunctionList"), std::string::npos);
 }
 
 TEST(ModuleLoadTest, ResolvesP11KitModuleNames) {
   StatusOr<std::string> path = Module::ResolveModulePath("softhsm2");
-  ASSERT_TRUE(path.ok()) << path.status();
+  ASSERT_OK(path);
   EXPECT_NE(path->find("libsofthsm2.so"), std::string::npos) << *path;
   EXPECT_EQ(Module::ResolveModulePath("no-such-module").status().code(), StatusCode::kNotFound);
   EXPECT_EQ(*Module::ResolveModulePath("/x/y.so"), "/x/y.so");
@@ -115,10 +118,10 @@ TEST(ModuleLoadTest, ResolvesP11KitModuleNames) {
 TEST_F(SoftHsmTest, ModuleInfoAndTokens) {
   LoadModule();
   StatusOr<ModuleInfo> info = module_->GetInfo();
-  ASSERT_TRUE(info.ok()) << info.status();
+  ASSERT_OK(info);
   EXPECT_EQ(info->manufacturer, "SoftHSM");
   StatusOr<std::vector<TokenDescription>> tokens = module_->ListTokens();
-  ASSERT_TRUE(tokens.ok());
+  ASSERT_OK(tokens);
   bool found = false;
   for (const TokenDescription& t : *tokens) found |= t.label == token_->label();
   EXPECT_TRUE(found);
@@ -127,7 +130,7 @@ TEST_F(SoftHsmTest, ModuleInfoAndTokens) {
 TEST_F(SoftHsmTest, SecondInitialisationOfTheSameLibraryIsRefused) {
   LoadModule();
   StatusOr<std::unique_ptr<Module>> again = Module::Load(SoftHsmToken::kModulePath);
-  EXPECT_EQ(again.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_THAT(again, StatusIs(StatusCode::kFailedPrecondition));
   EXPECT_NE(again.status().message().find("CKR_CRYPTOKI_ALREADY_INITIALIZED"), std::string::npos);
 }
 
@@ -135,35 +138,35 @@ TEST_F(SoftHsmTest, ModuleCanBeLoadedAgainAfterDestruction) {
   LoadModule();
   module_.reset();
   LoadModule();
-  EXPECT_TRUE(module_->FindToken(Uri(token_->uri())).ok());
+  EXPECT_OK(module_->FindToken(Uri(token_->uri())));
 }
 
 TEST_F(SoftHsmTest, FindsTokenByLabelSerialAndManufacturer) {
   LoadModule();
   StatusOr<TokenDescription> token = module_->FindToken(Uri(token_->uri()));
-  ASSERT_TRUE(token.ok()) << token.status();
+  ASSERT_OK(token);
   EXPECT_EQ(token->label, token_->label());
   EXPECT_FALSE(token->serial.empty());
   StatusOr<TokenDescription> by_serial =
       module_->FindToken(Uri("pkcs11:serial=" + token->serial + ";manufacturer=SoftHSM%20project"));
-  ASSERT_TRUE(by_serial.ok()) << by_serial.status();
+  ASSERT_OK(by_serial);
   EXPECT_EQ(by_serial->label, token_->label());
 }
 
 TEST_P(PoolTest, UnknownLabelIsNotFoundAndListsTokens) {
   StatusOr<TokenDescription> token = module_->FindToken(Uri("pkcs11:token=nope"));
-  EXPECT_EQ(token.status().code(), StatusCode::kNotFound);
+  EXPECT_THAT(token, StatusIs(StatusCode::kNotFound));
   EXPECT_NE(token.status().message().find(Label()), std::string::npos) << token.status();
   StatusOr<std::unique_ptr<SessionPool>> pool =
       SessionPool::Open(module_, Uri("pkcs11:token=nope?pin-source=file:" + PinFile()));
-  EXPECT_EQ(pool.status().code(), StatusCode::kNotFound);
+  EXPECT_THAT(pool, StatusIs(StatusCode::kNotFound));
 }
 
 TEST_F(SoftHsmTest, AmbiguousSelectionIsRefused) {
   ASSERT_TRUE(token_->AddToken("second").ok());
   LoadModule();
   StatusOr<TokenDescription> token = module_->FindToken(Uri("pkcs11:model=SoftHSM%20v2"));
-  EXPECT_EQ(token.status().code(), StatusCode::kFailedPrecondition) << token.status();
+  EXPECT_THAT(token, StatusIs(StatusCode::kFailedPrecondition)) << token.status();
   EXPECT_TRUE(module_->FindToken(Uri("pkcs11:token=second")).ok());
 }
 
@@ -172,7 +175,7 @@ TEST_P(PoolTest, WrongPinIsPermissionDenied) {
   ASSERT_TRUE(testing::WriteFile(bad, "not-the-pin\n", 0600).ok());
   StatusOr<std::unique_ptr<SessionPool>> pool =
       SessionPool::Open(module_, Uri(UriWithPinFile(bad)));
-  ASSERT_EQ(pool.status().code(), StatusCode::kPermissionDenied) << pool.status();
+  ASSERT_THAT(pool, StatusIs(StatusCode::kPermissionDenied)) << pool.status();
   EXPECT_NE(pool.status().message().find("CKR_PIN_INCORRECT"), std::string::npos);
   EXPECT_EQ(pool.status().message().find("not-the-pin"), std::string::npos);
   // The right PIN still works afterwards.
@@ -182,31 +185,31 @@ TEST_P(PoolTest, WrongPinIsPermissionDenied) {
 TEST_P(PoolTest, MissingPinIsRefused) {
   StatusOr<std::unique_ptr<SessionPool>> pool =
       SessionPool::Open(module_, Uri("pkcs11:token=" + PercentEncode(Label())));
-  EXPECT_EQ(pool.status().code(), StatusCode::kFailedPrecondition) << pool.status();
+  EXPECT_THAT(pool, StatusIs(StatusCode::kFailedPrecondition)) << pool.status();
   StatusOr<std::unique_ptr<SessionPool>> missing_file =
       SessionPool::Open(module_, Uri(UriWithPinFile("/nonexistent/pin")));
-  EXPECT_EQ(missing_file.status().code(), StatusCode::kNotFound);
+  EXPECT_THAT(missing_file, StatusIs(StatusCode::kNotFound));
 }
 
 TEST_P(PoolTest, RunsOperationsAndReusesSessions) {
   StatusOr<std::unique_ptr<SessionPool>> pool =
       SessionPool::Open(module_, Uri(token_->uri), FastOptions());
-  ASSERT_TRUE(pool.ok()) << pool.status();
+  ASSERT_OK(pool);
   CK_SESSION_HANDLE first = CK_INVALID_HANDLE;
   for (int i = 0; i < 10; ++i) {
     StatusOr<SessionPool::Lease> lease = (*pool)->Acquire();
-    ASSERT_TRUE(lease.ok());
+    ASSERT_OK(lease);
     if (i == 0) first = lease->handle();
     EXPECT_EQ(lease->handle(), first);  // LIFO reuse of one idle session
   }
-  EXPECT_TRUE(RandomCall(**pool).ok());
+  EXPECT_OK(RandomCall(**pool));
   EXPECT_EQ((*pool)->recoveries(), 0u);
 }
 
 TEST_P(PoolTest, NonRecoverableErrorsAreMappedNotRetried) {
   StatusOr<std::unique_ptr<SessionPool>> pool =
       SessionPool::Open(module_, Uri(token_->uri), FastOptions());
-  ASSERT_TRUE(pool.ok());
+  ASSERT_OK(pool);
   int calls = 0;
   Status s = (*pool)->Run([&](CK_SESSION_HANDLE session) {
     ++calls;
@@ -222,7 +225,7 @@ TEST_P(PoolTest, NonRecoverableErrorsAreMappedNotRetried) {
 TEST_P(PoolTest, ConcurrentUse) {
   StatusOr<std::unique_ptr<SessionPool>> pool =
       SessionPool::Open(module_, Uri(token_->uri), FastOptions());
-  ASSERT_TRUE(pool.ok());
+  ASSERT_OK(pool);
   std::atomic<int> failures{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {
@@ -239,8 +242,8 @@ TEST_P(PoolTest, ConcurrentUse) {
 TEST_P(PoolTest, RecoversAfterAllSessionsAreClosedUnderThePool) {
   StatusOr<std::unique_ptr<SessionPool>> pool =
       SessionPool::Open(module_, Uri(token_->uri), FastOptions());
-  ASSERT_TRUE(pool.ok());
-  ASSERT_TRUE(RandomCall(**pool).ok());
+  ASSERT_OK(pool);
+  ASSERT_OK(RandomCall(**pool));
   // Someone else in the process closes every session on the slot from their own handle.
   CK_FUNCTION_LIST* f = module_->functions();
   CK_SLOT_ID slot = (*pool)->token().slot;
@@ -256,19 +259,19 @@ TEST_P(PoolTest, RecoversAfterAllSessionsAreClosedUnderThePool) {
     if (info.state != CKS_RW_USER_FUNCTIONS) return CallResult{CKR_USER_NOT_LOGGED_IN, "state"};
     return CallResult{};
   });
-  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_OK(s);
   EXPECT_GE((*pool)->recoveries(), 1u);
-  EXPECT_TRUE(RandomCall(**pool).ok());
+  EXPECT_OK(RandomCall(**pool));
 }
 
 TEST_P(PoolTest, LogsInAgainAfterLogoutElsewhere) {
   StatusOr<std::unique_ptr<SessionPool>> pool =
       SessionPool::Open(module_, Uri(token_->uri), FastOptions());
-  ASSERT_TRUE(pool.ok());
+  ASSERT_OK(pool);
   CK_FUNCTION_LIST* f = module_->functions();
   {
     StatusOr<SessionPool::Lease> lease = (*pool)->Acquire();
-    ASSERT_TRUE(lease.ok());
+    ASSERT_OK(lease);
     ASSERT_EQ(f->C_Logout(lease->handle()), CKR_OK);
   }
   Status s = (*pool)->Run([&](CK_SESSION_HANDLE session) {
@@ -278,7 +281,7 @@ TEST_P(PoolTest, LogsInAgainAfterLogoutElsewhere) {
     if (info.state != CKS_RW_USER_FUNCTIONS) return CallResult{CKR_USER_NOT_LOGGED_IN, "state"};
     return CallResult{};
   });
-  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_OK(s);
   EXPECT_EQ((*pool)->recoveries(), 1u);
 }
 
@@ -286,10 +289,10 @@ class FaultTest : public SoftHsmTest {
  protected:
   void LoadFaultyModule() {
     StatusOr<std::shared_ptr<FaultModule>> fault = FaultModule::Load(SoftHsmToken::kModulePath);
-    ASSERT_TRUE(fault.ok()) << fault.status();
+    ASSERT_OK(fault);
     fault_ = *fault;
     StatusOr<std::unique_ptr<Module>> module = fault_->CreateModule();
-    ASSERT_TRUE(module.ok()) << module.status();
+    ASSERT_OK(module);
     module_ = *std::move(module);
   }
   void TearDown() override {
@@ -310,10 +313,10 @@ TEST_F(FaultTest, TransientSessionLossIsRetriedTransparently) {
   LoadFaultyModule();
   StatusOr<std::unique_ptr<SessionPool>> pool =
       SessionPool::Open(module_, Uri(token_->uri()), FastOptions());
-  ASSERT_TRUE(pool.ok()) << pool.status();
+  ASSERT_OK(pool);
   ASSERT_TRUE(fault_->FailNext("C_GenerateRandom", CKR_SESSION_HANDLE_INVALID, 1).ok());
   fault_->ResetCounts();
-  EXPECT_TRUE(RandomCall(**pool).ok());
+  EXPECT_OK(RandomCall(**pool));
   EXPECT_EQ(fault_->CallCount("C_GenerateRandom"), 2u);
   EXPECT_EQ(fault_->CallCount("C_OpenSession"), 1u);
   EXPECT_EQ(fault_->CallCount("C_Login"), 1u);
@@ -325,11 +328,11 @@ TEST_F(FaultTest, GeneralErrorOnALostSessionIsRetried) {
   LoadFaultyModule();
   StatusOr<std::unique_ptr<SessionPool>> pool =
       SessionPool::Open(module_, Uri(token_->uri()), FastOptions());
-  ASSERT_TRUE(pool.ok()) << pool.status();
+  ASSERT_OK(pool);
   ASSERT_TRUE(fault_->FailNext("C_GenerateRandom", CKR_GENERAL_ERROR, 1).ok());
   ASSERT_TRUE(fault_->FailNext("C_GetSessionInfo", CKR_SESSION_HANDLE_INVALID, 1).ok());
   fault_->ResetCounts();
-  EXPECT_TRUE(RandomCall(**pool).ok());
+  EXPECT_OK(RandomCall(**pool));
   EXPECT_EQ(fault_->CallCount("C_GenerateRandom"), 2u);
   EXPECT_EQ(fault_->CallCount("C_OpenSession"), 1u);
   EXPECT_EQ((*pool)->recoveries(), 1u);
@@ -340,15 +343,15 @@ TEST_F(FaultTest, GeneralErrorOnAHealthySessionIsReported) {
   LoadFaultyModule();
   StatusOr<std::unique_ptr<SessionPool>> pool =
       SessionPool::Open(module_, Uri(token_->uri()), FastOptions());
-  ASSERT_TRUE(pool.ok()) << pool.status();
+  ASSERT_OK(pool);
   ASSERT_TRUE(fault_->FailNext("C_GenerateRandom", CKR_GENERAL_ERROR, 1).ok());
   fault_->ResetCounts();
   Status s = RandomCall(**pool);
-  EXPECT_EQ(s.code(), StatusCode::kInternal) << s;
+  EXPECT_THAT(s, StatusIs(StatusCode::kInternal)) << s;
   EXPECT_EQ(fault_->CallCount("C_GenerateRandom"), 1u);
   EXPECT_EQ(fault_->CallCount("C_GetSessionInfo"), 1u);
   EXPECT_EQ((*pool)->recoveries(), 0u);
-  EXPECT_TRUE(RandomCall(**pool).ok());
+  EXPECT_OK(RandomCall(**pool));
 }
 
 TEST_F(FaultTest, PersistentFailureGivesUpAfterBoundedAttempts) {
@@ -357,33 +360,33 @@ TEST_F(FaultTest, PersistentFailureGivesUpAfterBoundedAttempts) {
   options.max_attempts = 4;
   StatusOr<std::unique_ptr<SessionPool>> pool =
       SessionPool::Open(module_, Uri(token_->uri()), options);
-  ASSERT_TRUE(pool.ok());
+  ASSERT_OK(pool);
   ASSERT_TRUE(fault_->FailNext("C_GenerateRandom", CKR_SESSION_CLOSED, -1).ok());
   fault_->ResetCounts();
   Status s = RandomCall(**pool);
-  EXPECT_EQ(s.code(), StatusCode::kUnavailable);
+  EXPECT_THAT(s, StatusIs(StatusCode::kUnavailable));
   EXPECT_NE(s.message().find("C_GenerateRandom: CKR_SESSION_CLOSED (0xb0)"), std::string::npos)
       << s;
   EXPECT_EQ(fault_->CallCount("C_GenerateRandom"), 4u);
   fault_->ClearFaults();
-  EXPECT_TRUE(RandomCall(**pool).ok());
+  EXPECT_OK(RandomCall(**pool));
 }
 
 TEST_F(FaultTest, UnpluggedTokenIsUnavailableThenWorksWhenBack) {
   LoadFaultyModule();
   StatusOr<std::unique_ptr<SessionPool>> pool =
       SessionPool::Open(module_, Uri(token_->uri()), FastOptions());
-  ASSERT_TRUE(pool.ok());
-  ASSERT_TRUE(RandomCall(**pool).ok());
+  ASSERT_OK(pool);
+  ASSERT_OK(RandomCall(**pool));
   fault_->Unplug();
   for (int i = 0; i < 3; ++i) {
     Status s = RandomCall(**pool);
-    EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s;
+    EXPECT_THAT(s, StatusIs(StatusCode::kUnavailable)) << s;
   }
   fault_->Replug();
   Status s = RandomCall(**pool);
-  EXPECT_TRUE(s.ok()) << s;
-  EXPECT_TRUE(RandomCall(**pool).ok());
+  EXPECT_OK(s);
+  EXPECT_OK(RandomCall(**pool));
 }
 
 // A removal while a call runs inside the module: the wrapped module must never see its session
@@ -394,11 +397,11 @@ TEST_F(FaultTest, UnplugClosesASessionOnlyAfterTheCallInsideItReturns) {
   LoadFaultyModule();
   StatusOr<std::unique_ptr<SessionPool>> pool =
       SessionPool::Open(module_, Uri(token_->uri()), FastOptions());
-  ASSERT_TRUE(pool.ok()) << pool.status();
+  ASSERT_OK(pool);
   CK_SESSION_HANDLE stale = CK_INVALID_HANDLE;
   {
     StatusOr<SessionPool::Lease> lease = (*pool)->Acquire();
-    ASSERT_TRUE(lease.ok()) << lease.status();
+    ASSERT_OK(lease);
     stale = lease->handle();
   }
   ASSERT_EQ(fault_->open_sessions(), 1u);
@@ -410,13 +413,13 @@ TEST_F(FaultTest, UnplugClosesASessionOnlyAfterTheCallInsideItReturns) {
   EXPECT_EQ(fault_->open_sessions(), 1u) << "closed under a running call";
   fault_->Resume();
   caller.join();
-  EXPECT_TRUE(in_flight.ok()) << in_flight;  // it was inside the module before the removal
+  EXPECT_OK(in_flight);  // it was inside the module before the removal
   EXPECT_EQ(fault_->open_sessions(), 0u);
   CK_BYTE buf[8];
   EXPECT_EQ(module_->functions()->C_GenerateRandom(stale, buf, sizeof(buf)), CKR_DEVICE_REMOVED);
-  EXPECT_EQ(RandomCall(**pool).code(), StatusCode::kUnavailable);
+  EXPECT_THAT(RandomCall(**pool), StatusIs(StatusCode::kUnavailable));
   fault_->Replug();
-  EXPECT_TRUE(RandomCall(**pool).ok());
+  EXPECT_OK(RandomCall(**pool));
   EXPECT_EQ(fault_->open_sessions(), 1u);
   EXPECT_EQ(module_->functions()->C_GenerateRandom(stale, buf, sizeof(buf)),
             CKR_SESSION_HANDLE_INVALID);
@@ -426,13 +429,13 @@ TEST_F(FaultTest, WrongPinOnReconnectIsReported) {
   LoadFaultyModule();
   StatusOr<std::unique_ptr<SessionPool>> pool =
       SessionPool::Open(module_, Uri(token_->uri()), FastOptions());
-  ASSERT_TRUE(pool.ok());
+  ASSERT_OK(pool);
   fault_->Unplug();
   fault_->Replug();
   ASSERT_TRUE(fault_->FailNext("C_Login", CKR_PIN_INCORRECT, 1).ok());
   Status s = RandomCall(**pool);
-  EXPECT_EQ(s.code(), StatusCode::kPermissionDenied) << s;
-  EXPECT_TRUE(RandomCall(**pool).ok());
+  EXPECT_THAT(s, StatusIs(StatusCode::kPermissionDenied)) << s;
+  EXPECT_OK(RandomCall(**pool));
 }
 
 INSTANTIATE_TEST_SUITE_P(Modules, PoolTest, ::testing::Values(Backend::kSoftHsm, Backend::kNss),

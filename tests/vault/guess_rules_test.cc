@@ -7,11 +7,14 @@
 #include <utility>
 #include <variant>
 
-#include "tests/testing/vault_test_client.h"
 #include "tests/testing/realm_test_helpers.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/vault_test_client.h"
 
 namespace pinvault::vault {
 namespace {
+
+using ::pinvault::testing::StatusIs;
 
 using protocol::DeleteRequest;
 using protocol::DeleteResponse;
@@ -27,9 +30,12 @@ using testing::VaultTestClient;
 
 // Apply runs the rules on a copy of `record` and expects them to succeed.
 GuessStep Apply(const Record& record, SecretsRequest request) {
-  EXPECT_TRUE(ValidateRequest(request).ok());
+  EXPECT_OK(ValidateRequest(request));
   StatusOr<GuessStep> step = ApplyGuessRules(CloneRecord(record), request);
-  EXPECT_TRUE(step.ok()) << step.status();
+  if (!step.ok()) {
+    ADD_FAILURE() << step.status();
+    return GuessStep{};
+  }
   return std::move(step).value();
 }
 
@@ -154,7 +160,7 @@ TEST(GuessRulesTest, InvalidBlindedInputIsRejectedBeforeAnyRecord) {
   client.Register2("1234", 3);
   protocol::Recover2Request request = client.Recover2("1234");
   request.oprf_blinded_input.fill(0xff);
-  EXPECT_EQ(ValidateRequest(request).code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(ValidateRequest(request), StatusIs(StatusCode::kInvalidArgument));
 }
 
 }  // namespace

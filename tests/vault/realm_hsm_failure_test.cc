@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/testing/fake_clock.h"
 #include "tests/testing/memory_record_store.h"
 #include "tests/testing/realm_test_helpers.h"
 #include "tests/testing/software_hsm.h"
@@ -38,14 +39,15 @@ class RealmHsmFailureTest : public ::testing::Test {
  protected:
   void SetUp() override { Restart(Options()); }
 
-  // Options are the tests' realm options: fast re-checks, and no idle health check, so that
-  // failures come from requests.
-  static RealmOptions Options() {
+  // Options are the tests' realm options: timers on the fake clock, and no idle health check,
+  // so that failures come from requests.
+  RealmOptions Options() {
     RealmOptions options;
     options.genesis_bucket_bits = 4;
     options.worker_threads = 3;
-    options.resync_interval = std::chrono::milliseconds(5);
+    options.resync_interval = kResync;
     options.health_check_interval = std::chrono::milliseconds(0);
+    options.clock = &clock_;
     return options;
   }
 
@@ -57,25 +59,19 @@ class RealmHsmFailureTest : public ::testing::Test {
     ASSERT_OK(realm_->Ready());
   }
 
-  // WaitUntil waits (without asserting on time) until `done()` holds.
-  template <typename Fn>
-  bool WaitUntil(Fn done) {
-    for (int i = 0; i < 5000; ++i) {
-      if (done()) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    }
-    return false;
-  }
-
-  // WaitReady waits (without asserting on time) until the realm serves again.
+  // WaitReady lets the realm's re-check timer fire until the realm serves again (one firing
+  // suffices once the HSM and storage answer; a few are allowed for a check that was already
+  // under way). false if it does not.
   bool WaitReady() {
-    for (int i = 0; i < 5000; ++i) {
+    for (int i = 0; i < 3; ++i) {
       if (realm_->Ready().ok()) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      if (!clock_.Fire(kResync, [&] { return realm_->Ready().ok(); })) return false;
     }
-    return false;
+    return realm_->Ready().ok();
   }
 
+  static constexpr std::chrono::milliseconds kResync{200};
+  testing::FakeClock clock_;  // outlives the realm
   SoftwareHsm hsm_;
   MemoryRecordStore store_;
   std::unique_ptr<Realm> realm_;
@@ -141,24 +137,27 @@ TEST_F(RealmHsmFailureTest, CachedRecover1IsServedUntilAnHsmCallFails) {
 // not-ready without any request; it serves again once they are back.
 TEST_F(RealmHsmFailureTest, IdleRealmNoticesAnUnreachableHsmOrStore) {
   RealmOptions options = Options();
-  options.health_check_interval = std::chrono::milliseconds(10);
+  options.health_check_interval = std::chrono::seconds(5);
   ASSERT_NO_FATAL_FAILURE(Restart(options));
   VaultTestClient client(kTestRealmId);
   auto user = User("erin");
   testing::Register(*realm_, client, user, "1234", 5);
   uint64_t macs = hsm_.CallCount(SoftwareHsm::Operation::kMac);
-  ASSERT_TRUE(WaitUntil([&] { return hsm_.CallCount(SoftwareHsm::Operation::kMac) > macs; }))
-      << "the idle realm never checked its HSM";
+  ASSERT_TRUE(clock_.Fire(options.health_check_interval));
+  EXPECT_GT(hsm_.CallCount(SoftwareHsm::Operation::kMac), macs)
+      << "the idle realm did not check its HSM";
   EXPECT_OK(realm_->Ready());  // checks that pass change nothing
 
   hsm_.SetUnavailable(true);
-  ASSERT_TRUE(WaitUntil([&] { return realm_->Ready().code() == StatusCode::kUnavailable; }));
+  ASSERT_TRUE(clock_.Fire(options.health_check_interval));
+  EXPECT_THAT(realm_->Ready(), StatusIs(StatusCode::kUnavailable));
   EXPECT_THAT(realm_->Handle(user, Recover1Request{}), StatusIs(StatusCode::kUnavailable));
   hsm_.SetUnavailable(false);
   ASSERT_TRUE(WaitReady());
 
   store_.SetUnavailable(true);
-  ASSERT_TRUE(WaitUntil([&] { return realm_->Ready().code() == StatusCode::kUnavailable; }));
+  ASSERT_TRUE(clock_.Fire(options.health_check_interval));
+  EXPECT_THAT(realm_->Ready(), StatusIs(StatusCode::kUnavailable));
   store_.SetUnavailable(false);
   ASSERT_TRUE(WaitReady());
   EXPECT_EQ(As<Recover1Response>(realm_->Handle(user, Recover1Request{})).status,
@@ -221,6 +220,7 @@ TEST_F(RealmHsmFailureTest, HsmFlappingUnderLoadNeverLowersACount) {
     testing::Register(*realm_, *clients.back(), User("u" + std::to_string(i)), "1234", 1000);
   }
   std::vector<int> evaluations(kUsers, 0), max_reported(kUsers, 0), attempts(kUsers, 0);
+  std::vector<std::atomic<int>> successes(kUsers), refusals(kUsers);
   std::atomic<bool> stop{false};
   std::atomic<int> unexpected{0};
   std::vector<std::thread> threads;
@@ -233,21 +233,46 @@ TEST_F(RealmHsmFailureTest, HsmFlappingUnderLoadNeverLowersACount) {
         if (r.ok()) {
           ++evaluations[i];
           max_reported[i] = std::get<Recover2Response>(*r).guess_count;
-        } else if (r.status().code() != StatusCode::kUnavailable) {
-          if (unexpected.fetch_add(1) == 0) ADD_FAILURE() << "unexpected " << r.status();
+          successes[i].fetch_add(1);
+        } else if (r.status().code() == StatusCode::kUnavailable) {
+          refusals[i].fetch_add(1);
+        } else if (unexpected.fetch_add(1) == 0) {
+          ADD_FAILURE() << "unexpected " << r.status();
         }
       }
     });
   }
-  for (int flap = 0; flap < 10; ++flap) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    hsm_.SetUnavailable(true);
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    hsm_.SetUnavailable(false);
-  }
-  std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  // each_worker_passes(counters) waits until every worker's counter moved past its value now
+  // (progress, not time: false only after a minute without it).
+  auto each_worker_passes = [&](std::vector<std::atomic<int>>& counters) {
+    std::vector<int> from(kUsers);
+    for (int i = 0; i < kUsers; ++i) from[i] = counters[i].load();
+    for (int spin = 0; spin < 60000; ++spin) {
+      bool all = true;
+      for (int i = 0; i < kUsers; ++i) all = all && counters[i].load() > from[i];
+      if (all) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return false;
+  };
+  // Ten flaps, each forced to land under load: every worker is served, then every worker is
+  // refused while the HSM is gone, then the realm's re-check timer brings it back.
+  auto flaps = [&] {
+    for (int flap = 0; flap < 10; ++flap) {
+      SCOPED_TRACE("flap " + std::to_string(flap));
+      ASSERT_TRUE(each_worker_passes(successes)) << "workers made no progress";
+      hsm_.SetUnavailable(true);
+      ASSERT_TRUE(each_worker_passes(refusals)) << "a worker never saw the HSM gone";
+      hsm_.SetUnavailable(false);
+      ASSERT_TRUE(WaitReady()) << realm_->Ready();
+    }
+    ASSERT_TRUE(each_worker_passes(successes));
+  };
+  flaps();
+  hsm_.SetUnavailable(false);
   stop = true;
   for (auto& t : threads) t.join();
+  if (HasFatalFailure()) return;
   EXPECT_EQ(unexpected.load(), 0);
   ASSERT_TRUE(WaitReady());
   for (int i = 0; i < kUsers; ++i) {
@@ -290,7 +315,8 @@ TEST_F(RealmHsmFailureTest, HsmGoneAtStartupIsRetried) {
   realm_.reset();
   hsm_.SetUnavailable(true);
   RealmOptions options;
-  options.resync_interval = std::chrono::milliseconds(5);
+  options.resync_interval = kResync;
+  options.clock = &clock_;
   ASSERT_OK_AND_ASSIGN(realm_, Realm::Create(hsm_, store_, options));
   EXPECT_THAT(realm_->Ready(), StatusIs(StatusCode::kUnavailable));
   EXPECT_THAT(realm_->Handle(User("dave"), Recover1Request{}), StatusIs(StatusCode::kUnavailable));

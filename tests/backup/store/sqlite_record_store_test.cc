@@ -9,10 +9,13 @@
 #include <thread>
 #include <vector>
 
+#include "tests/testing/status_matchers.h"
 #include "tests/testing/vault_test_util.h"
 
 namespace pinvault::backup {
 namespace {
+
+using ::pinvault::testing::StatusIs;
 
 using testing::IdWithPrefix;
 using testing::ScopedTempDir;
@@ -77,23 +80,23 @@ std::string RawQueryText(const std::string& path, const std::string& sql) {
 TEST(SqliteRecordStoreTest, FreshStoreIsEmptyWalAndLatestSchema) {
   ScopedTempDir dir;
   auto store = SqliteRecordStore::Open(dir.path());
-  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_OK(store);
   EXPECT_EQ((*store)->SchemaVersion(), SqliteRecordStore::kLatestSchemaVersion);
   EXPECT_EQ((*store)->path(), dir.File(SqliteRecordStore::kDatabaseFileName));
   auto tree = (*store)->ReadTree();
-  ASSERT_TRUE(tree.ok()) << tree.status();
+  ASSERT_OK(tree);
   EXPECT_FALSE(tree->head.has_value());
   EXPECT_TRUE(tree->nodes.empty());
   EXPECT_EQ(RawQueryText((*store)->path(), "PRAGMA journal_mode"), "wal");
   EXPECT_EQ(RawQueryText((*store)->path(), "PRAGMA user_version"), "2");
   auto missing = (*store)->ReadRecord(IdWithPrefix(1, 2, 3));
-  ASSERT_TRUE(missing.ok());
+  ASSERT_OK(missing);
   EXPECT_FALSE(missing->has_value());
 }
 
 TEST(SqliteRecordStoreTest, CommitWritesEverythingAndScanSeesIt) {
   ScopedTempDir dir;
-  auto store = std::move(SqliteRecordStore::Open(dir.path())).value();
+  ASSERT_OK_AND_ASSIGN(auto store, SqliteRecordStore::Open(dir.path()));
   CommitBatch batch = Batch(std::nullopt, 0);
   RecordId a = IdWithPrefix(0x10, 0x00, 0x01);
   RecordId b = IdWithPrefix(0x10, 0xff, 0x02);
@@ -101,10 +104,10 @@ TEST(SqliteRecordStoreTest, CommitWritesEverythingAndScanSeesIt) {
   batch.records = {RecordPut{MakeRecord(a, 1, 0xa1), 0}, RecordPut{MakeRecord(b, 1, 0xb1), 0},
                    RecordPut{MakeRecord(c, 1, 0xc1), 0}};
   batch.nodes = {TreeNode{0x10, 2, Fill(7)}, TreeNode{0x11, 1, Fill(8)}};
-  ASSERT_TRUE(store->Commit(batch).ok());
+  ASSERT_OK(store->Commit(batch));
 
   auto tree = store->ReadTree();
-  ASSERT_TRUE(tree.ok());
+  ASSERT_OK(tree);
   ASSERT_TRUE(tree->head.has_value());
   EXPECT_EQ(*tree->head, batch.head);
   ASSERT_EQ(tree->nodes.size(), 2u);
@@ -114,7 +117,7 @@ TEST(SqliteRecordStoreTest, CommitWritesEverythingAndScanSeesIt) {
   RecordId lo = IdWithPrefix(0x10, 0x00, 0x00);
   RecordId hi = IdWithPrefix(0x10, 0xff, 0xff);
   auto scan = store->ScanBucket(lo, hi, b);
-  ASSERT_TRUE(scan.ok()) << scan.status();
+  ASSERT_OK(scan);
   ASSERT_EQ(scan->entries.size(), 2u);
   EXPECT_EQ(scan->entries[0].id, a);
   EXPECT_EQ(scan->entries[1].id, b);
@@ -124,55 +127,55 @@ TEST(SqliteRecordStoreTest, CommitWritesEverythingAndScanSeesIt) {
 
   // A target outside the range, or absent, is not returned.
   auto scan2 = store->ScanBucket(lo, hi, c);
-  ASSERT_TRUE(scan2.ok());
+  ASSERT_OK(scan2);
   EXPECT_FALSE(scan2->target.has_value());
   EXPECT_EQ(scan2->entries.size(), 2u);
 
   auto read = store->ReadRecord(c);
-  ASSERT_TRUE(read.ok());
+  ASSERT_OK(read);
   ASSERT_TRUE(read->has_value());
   EXPECT_EQ(**read, MakeRecord(c, 1, 0xc1));
 }
 
 TEST(SqliteRecordStoreTest, EpochCompareAndSwap) {
   ScopedTempDir dir;
-  auto store = std::move(SqliteRecordStore::Open(dir.path())).value();
+  ASSERT_OK_AND_ASSIGN(auto store, SqliteRecordStore::Open(dir.path()));
   ASSERT_TRUE(store->Commit(Batch(std::nullopt, 0)).ok());
   // A second genesis (expects no head) is refused.
   EXPECT_EQ(store->Commit(Batch(std::nullopt, 0)).code(), StatusCode::kAborted);
   // A stale epoch is refused.
   ASSERT_TRUE(store->Commit(Batch(0, 1)).ok());
   Status stale = store->Commit(Batch(0, 1));
-  EXPECT_EQ(stale.code(), StatusCode::kAborted);
+  EXPECT_THAT(stale, StatusIs(StatusCode::kAborted));
   EXPECT_NE(stale.message().find("epoch is 1"), std::string::npos) << stale;
   auto tree = store->ReadTree();
-  ASSERT_TRUE(tree.ok());
+  ASSERT_OK(tree);
   EXPECT_EQ(tree->head->epoch, 1u);
 }
 
 TEST(SqliteRecordStoreTest, BatchIsAllOrNothing) {
   ScopedTempDir dir;
-  auto store = std::move(SqliteRecordStore::Open(dir.path())).value();
+  ASSERT_OK_AND_ASSIGN(auto store, SqliteRecordStore::Open(dir.path()));
   RecordId a = IdWithPrefix(1, 0, 0);
   RecordId b = IdWithPrefix(2, 0, 0);
   CommitBatch first = Batch(std::nullopt, 0);
   first.records = {RecordPut{MakeRecord(a, 1, 1), 0}};
   first.nodes = {TreeNode{1, 1, Fill(1)}};
-  ASSERT_TRUE(store->Commit(first).ok());
+  ASSERT_OK(store->Commit(first));
 
   // The second put's version check fails: b does not exist but version 5 is expected.
   CommitBatch bad = Batch(0, 1);
   bad.records = {RecordPut{MakeRecord(a, 2, 2), 1}, RecordPut{MakeRecord(b, 6, 2), 5}};
   bad.nodes = {TreeNode{1, 1, Fill(2)}, TreeNode{2, 1, Fill(2)}};
   bad.erased_nodes = {1};
-  EXPECT_EQ(store->Commit(bad).code(), StatusCode::kAborted);
+  EXPECT_THAT(store->Commit(bad), StatusIs(StatusCode::kAborted));
 
   auto row = store->ReadRecord(a);
-  ASSERT_TRUE(row.ok());
+  ASSERT_OK(row);
   EXPECT_EQ(**row, MakeRecord(a, 1, 1));
   EXPECT_FALSE(store->ReadRecord(b)->has_value());
   auto tree = store->ReadTree();
-  ASSERT_TRUE(tree.ok());
+  ASSERT_OK(tree);
   EXPECT_EQ(tree->head->epoch, 0u);
   ASSERT_EQ(tree->nodes.size(), 1u);
   EXPECT_EQ(tree->nodes[0], first.nodes[0]);
@@ -180,14 +183,14 @@ TEST(SqliteRecordStoreTest, BatchIsAllOrNothing) {
   // Updating a with the wrong expected version is refused as well.
   CommitBatch wrong_version = Batch(0, 1);
   wrong_version.records = {RecordPut{MakeRecord(a, 2, 2), 0}};
-  EXPECT_EQ(store->Commit(wrong_version).code(), StatusCode::kAborted);
+  EXPECT_THAT(store->Commit(wrong_version), StatusIs(StatusCode::kAborted));
 
   // The same batch with correct expectations applies fully, including the erase.
   CommitBatch good = Batch(0, 1);
   good.records = {RecordPut{MakeRecord(a, 2, 2), 1}, RecordPut{MakeRecord(b, 1, 2), 0}};
   good.nodes = {TreeNode{2, 2, Fill(2)}};
   good.erased_nodes = {1, 99};
-  ASSERT_TRUE(store->Commit(good).ok());
+  ASSERT_OK(store->Commit(good));
   EXPECT_EQ(**store->ReadRecord(a), MakeRecord(a, 2, 2));
   EXPECT_EQ(**store->ReadRecord(b), MakeRecord(b, 1, 2));
   tree = store->ReadTree();
@@ -197,14 +200,14 @@ TEST(SqliteRecordStoreTest, BatchIsAllOrNothing) {
 
 TEST(SqliteRecordStoreTest, RejectsMalformedBatches) {
   ScopedTempDir dir;
-  auto store = std::move(SqliteRecordStore::Open(dir.path())).value();
+  ASSERT_OK_AND_ASSIGN(auto store, SqliteRecordStore::Open(dir.path()));
   RecordId a = IdWithPrefix(1, 0, 0);
   CommitBatch dup = Batch(std::nullopt, 0);
   dup.records = {RecordPut{MakeRecord(a, 1, 1), 0}, RecordPut{MakeRecord(a, 1, 2), 0}};
-  EXPECT_EQ(store->Commit(dup).code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(store->Commit(dup), StatusIs(StatusCode::kInvalidArgument));
   CommitBatch zero = Batch(std::nullopt, 0);
   zero.records = {RecordPut{MakeRecord(a, 0, 1), 0}};
-  EXPECT_EQ(store->Commit(zero).code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(store->Commit(zero), StatusIs(StatusCode::kInvalidArgument));
   EXPECT_FALSE(store->ReadTree()->head.has_value());
 }
 
@@ -212,17 +215,17 @@ TEST(SqliteRecordStoreTest, ReopenKeepsCommittedData) {
   ScopedTempDir dir;
   RecordId a = IdWithPrefix(9, 9, 9);
   {
-    auto store = std::move(SqliteRecordStore::Open(dir.path())).value();
+    ASSERT_OK_AND_ASSIGN(auto store, SqliteRecordStore::Open(dir.path()));
     CommitBatch batch = Batch(std::nullopt, 0);
     batch.records = {RecordPut{MakeRecord(a, 1, 4), 0}};
     batch.nodes = {TreeNode{9, 1, Fill(4)}};
-    ASSERT_TRUE(store->Commit(batch).ok());
+    ASSERT_OK(store->Commit(batch));
     CommitBatch second = Batch(0, 1);
     second.records = {RecordPut{MakeRecord(a, 2, 5), 1}};
-    ASSERT_TRUE(store->Commit(second).ok());
+    ASSERT_OK(store->Commit(second));
   }
   auto store = SqliteRecordStore::Open(dir.path());
-  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_OK(store);
   EXPECT_EQ((*store)->SchemaVersion(), SqliteRecordStore::kLatestSchemaVersion);
   EXPECT_EQ(**(*store)->ReadRecord(a), MakeRecord(a, 2, 5));
   auto tree = (*store)->ReadTree();
@@ -236,11 +239,11 @@ TEST(SqliteRecordStoreTest, MigratesOldSchemaKeepingData) {
   {
     SqliteRecordStore::Options v1;
     v1.schema_version = 1;
-    auto store = std::move(SqliteRecordStore::Open(dir.path(), v1)).value();
+    ASSERT_OK_AND_ASSIGN(auto store, SqliteRecordStore::Open(dir.path(), v1));
     EXPECT_EQ(store->SchemaVersion(), 1);
     CommitBatch batch = Batch(std::nullopt, 0);
     batch.records = {RecordPut{MakeRecord(a, 1, 6), 0}};
-    ASSERT_TRUE(store->Commit(batch).ok());
+    ASSERT_OK(store->Commit(batch));
     // Version 1 has no tree_nodes table.
     CommitBatch with_node = Batch(0, 1);
     with_node.nodes = {TreeNode{1, 1, Fill(1)}};
@@ -248,16 +251,16 @@ TEST(SqliteRecordStoreTest, MigratesOldSchemaKeepingData) {
   }
   EXPECT_EQ(RawQueryText(dir.File(SqliteRecordStore::kDatabaseFileName), "PRAGMA user_version"),
             "1");
-  auto store = std::move(SqliteRecordStore::Open(dir.path())).value();
+  ASSERT_OK_AND_ASSIGN(auto store, SqliteRecordStore::Open(dir.path()));
   EXPECT_EQ(store->SchemaVersion(), 2);
   EXPECT_EQ(**store->ReadRecord(a), MakeRecord(a, 1, 6));
   CommitBatch with_node = Batch(0, 1);
   with_node.nodes = {TreeNode{1, 1, Fill(1)}};
-  ASSERT_TRUE(store->Commit(with_node).ok());
+  ASSERT_OK(store->Commit(with_node));
   EXPECT_EQ(store->ReadTree()->nodes.size(), 1u);
   // Opening again runs no migration and changes nothing.
   store.reset();
-  store = std::move(SqliteRecordStore::Open(dir.path())).value();
+  ASSERT_OK_AND_ASSIGN(store, SqliteRecordStore::Open(dir.path()));
   EXPECT_EQ(store->SchemaVersion(), 2);
   EXPECT_EQ(store->ReadTree()->head->epoch, 1u);
 }
@@ -268,7 +271,7 @@ TEST(SqliteRecordStoreTest, RefusesNewerSchemaAndNonDatabases) {
   RawExec(dir.File(SqliteRecordStore::kDatabaseFileName), "PRAGMA user_version = 99");
   auto newer = SqliteRecordStore::Open(dir.path());
   ASSERT_FALSE(newer.ok());
-  EXPECT_EQ(newer.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_THAT(newer, StatusIs(StatusCode::kFailedPrecondition));
   EXPECT_NE(newer.status().message().find("99"), std::string::npos);
 
   ScopedTempDir junk_dir;
@@ -278,16 +281,16 @@ TEST(SqliteRecordStoreTest, RefusesNewerSchemaAndNonDatabases) {
   }
   auto junk = SqliteRecordStore::Open(junk_dir.path());
   ASSERT_FALSE(junk.ok());
-  EXPECT_EQ(junk.status().code(), StatusCode::kDataLoss) << junk.status();
+  EXPECT_THAT(junk, StatusIs(StatusCode::kDataLoss)) << junk.status();
 
   auto missing_dir = SqliteRecordStore::Open(dir.File("no/such/dir"));
   ASSERT_FALSE(missing_dir.ok());
-  EXPECT_EQ(missing_dir.status().code(), StatusCode::kUnavailable) << missing_dir.status();
+  EXPECT_THAT(missing_dir, StatusIs(StatusCode::kUnavailable)) << missing_dir.status();
 }
 
 TEST(SqliteRecordStoreTest, MalformedRowsAreDataLoss) {
   ScopedTempDir dir;
-  auto store = std::move(SqliteRecordStore::Open(dir.path())).value();
+  ASSERT_OK_AND_ASSIGN(auto store, SqliteRecordStore::Open(dir.path()));
   // A row whose id is not 32 bytes, inside the scanned range.
   RawExec(store->path(),
           "INSERT INTO records VALUES (x'0500ff', 1, zeroblob(32), x'00');"
@@ -295,21 +298,21 @@ TEST(SqliteRecordStoreTest, MalformedRowsAreDataLoss) {
   auto scan =
       store->ScanBucket(IdWithPrefix(5, 0, 0), IdWithPrefix(5, 0xff, 0xff), IdWithPrefix(5, 0, 1));
   ASSERT_FALSE(scan.ok());
-  EXPECT_EQ(scan.status().code(), StatusCode::kDataLoss);
+  EXPECT_THAT(scan, StatusIs(StatusCode::kDataLoss));
   auto tree = store->ReadTree();
   ASSERT_FALSE(tree.ok());
-  EXPECT_EQ(tree.status().code(), StatusCode::kDataLoss);
+  EXPECT_THAT(tree, StatusIs(StatusCode::kDataLoss));
 }
 
 // Readers running alongside commits always see a batch entirely or not at all.
 TEST(SqliteRecordStoreTest, ScansSeeWholeBatchesUnderConcurrentCommits) {
   ScopedTempDir dir;
-  auto store = std::move(SqliteRecordStore::Open(dir.path())).value();
+  ASSERT_OK_AND_ASSIGN(auto store, SqliteRecordStore::Open(dir.path()));
   RecordId a = IdWithPrefix(7, 1, 0);
   RecordId b = IdWithPrefix(7, 2, 0);
   CommitBatch genesis = Batch(std::nullopt, 0);
   genesis.records = {RecordPut{MakeRecord(a, 1, 0), 0}, RecordPut{MakeRecord(b, 1, 0), 0}};
-  ASSERT_TRUE(store->Commit(genesis).ok());
+  ASSERT_OK(store->Commit(genesis));
 
   constexpr int kCommits = 60;
   std::atomic<bool> done{false};
@@ -341,7 +344,7 @@ TEST(SqliteRecordStoreTest, ScansSeeWholeBatchesUnderConcurrentCommits) {
     uint8_t tag = static_cast<uint8_t>(i);
     batch.records = {RecordPut{MakeRecord(a, i + 1, tag), static_cast<uint64_t>(i)},
                      RecordPut{MakeRecord(b, i + 1, tag), static_cast<uint64_t>(i)}};
-    ASSERT_TRUE(store->Commit(batch).ok());
+    ASSERT_OK(store->Commit(batch));
   }
   done = true;
   for (auto& t : readers) t.join();
