@@ -7,6 +7,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "vault/commit_plan.h"
 #include "vault/guess_rules.h"
 
 namespace pinvault::vault {
@@ -528,67 +529,47 @@ void Realm::CommitBatch(std::vector<PendingWrite> batch) {
 
   // Only this thread changes tree_ and certificate_, so it reads them without the lock.
   const MerkleTree& tree = *tree_;
-  std::map<uint32_t, std::vector<size_t>> by_bucket;
-  for (size_t i = 0; i < batch.size(); ++i) by_bucket[batch[i].bucket].push_back(i);
-
-  std::map<uint32_t, NodeValue> new_buckets;
-  std::map<uint32_t, std::vector<BucketEntry>> new_entries;  // the leaves of new_buckets
-  for (const auto& [bucket, writes] : by_bucket) {
-    const NodeValue& current = tree.Bucket(bucket);
-    std::vector<BucketEntry> entries;
-    bool have_base = false;
-    for (size_t i : writes) {
-      if (batch[i].entries_value == current) {
-        entries = batch[i].entries;
-        have_base = true;
+  // The verified leaves of every bucket the batch touches, as the tree holds them now: from a
+  // worker's read when it matches the bucket's current value, else scanned again (an earlier
+  // batch changed the bucket since the workers read it).
+  std::map<uint32_t, std::vector<BucketEntry>> leaves;
+  std::vector<PlannedRow> rows;
+  rows.reserve(batch.size());
+  for (const PendingWrite& w : batch) {
+    rows.push_back(PlannedRow{&w.row, w.expected_version, w.bucket});
+    if (leaves.count(w.bucket) != 0) continue;
+    const NodeValue& current = tree.Bucket(w.bucket);
+    const PendingWrite* base = nullptr;
+    for (const PendingWrite& other : batch) {
+      if (other.bucket == w.bucket && other.entries_value == current) {
+        base = &other;
         break;
       }
     }
-    if (!have_base) {  // an earlier batch changed this bucket since the workers read it
-      RecordId lo, hi;
-      tree.BucketRange(bucket, lo, hi);
-      StatusOr<BucketScan> scan = store_.ScanBucket(lo, hi, batch[writes[0]].row.id);
-      if (!scan.ok()) return FailWrites(batch, scan.status());
-      StatusOr<NodeValue> value = tree.ComputeBucket(bucket, scan->entries);
-      if (!value.ok() || !(*value == current)) {
-        return FailWrites(batch, DataLossError("stored records failed verification against the "
-                                               "Merkle root during commit"));
-      }
-      entries = std::move(scan->entries);
+    if (base != nullptr) {
+      leaves[w.bucket] = base->entries;
+      continue;
     }
-    for (size_t i : writes) {
-      const StoredRecord& row = batch[i].row;
-      auto it =
-          std::lower_bound(entries.begin(), entries.end(), row.id,
-                           [](const BucketEntry& e, const RecordId& key) { return e.id < key; });
-      if (it != entries.end() && it->id == row.id) {
-        it->record_hash = row.record_hash;
-      } else {
-        entries.insert(it, BucketEntry{row.id, row.record_hash});
-      }
+    RecordId lo, hi;
+    tree.BucketRange(w.bucket, lo, hi);
+    StatusOr<BucketScan> scan = store_.ScanBucket(lo, hi, w.row.id);
+    if (!scan.ok()) return FailWrites(batch, scan.status());
+    StatusOr<NodeValue> value = tree.ComputeBucket(w.bucket, scan->entries);
+    if (!value.ok() || !(*value == current)) {
+      return FailWrites(batch, DataLossError("stored records failed verification against the "
+                                             "Merkle root during commit"));
     }
-    StatusOr<NodeValue> value = tree.ComputeBucket(bucket, entries);
-    if (!value.ok()) return FailWrites(batch, value.status());
-    new_buckets[bucket] = *value;
-    new_entries[bucket] = std::move(entries);
+    leaves[w.bucket] = std::move(scan->entries);
   }
 
-  auto update = std::make_shared<const MerkleTree::Update>(tree.Prepare(new_buckets));
-  Certificate next;
-  next.bucket_bits = static_cast<uint8_t>(tree.bucket_bits());
-  next.epoch = certificate_.epoch + 1;
-  next.root = update->root().hash;
-  next.prev_root = certificate_.root;
+  StatusOr<CommitPlan> plan = PlanCommit(tree, certificate_, std::move(leaves), rows);
+  if (!plan.ok()) return FailWrites(batch, plan.status());
+  const Certificate& next = plan->certificate;
   StatusOr<Bytes> cert = IssueCertificate(hsm_, next);
   if (!cert.ok()) return FailWrites(batch, cert.status());  // nothing written
-
-  vault::CommitBatch commit;
-  commit.expected_epoch = certificate_.epoch;
-  commit.head = StoreHead{next.epoch, *cert};
-  commit.records.reserve(batch.size());
-  for (const PendingWrite& w : batch)
-    commit.records.push_back(RecordPut{w.row, w.expected_version});
-  update->ToNodeWrites(commit.nodes, commit.erased_nodes);
+  vault::CommitBatch& commit = plan->store_batch;
+  commit.head.certificate = *cert;
+  const std::shared_ptr<const MerkleTree::Update>& update = plan->update;
 
   {
     std::unique_lock lock(tree_mu_);
@@ -621,8 +602,8 @@ void Realm::CommitBatch(std::vector<PendingWrite> batch) {
     in_flight_.reset();
     ++tree_generation_;
   }
-  for (auto& [bucket, entries] : new_entries) {
-    buckets_.Put(bucket, new_buckets[bucket], std::move(entries));
+  for (auto& [bucket, entries] : plan->bucket_leaves) {
+    buckets_.Put(bucket, plan->bucket_values[bucket], std::move(entries));
   }
   batches_.fetch_add(1);
   writes_.fetch_add(batch.size());
