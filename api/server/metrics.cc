@@ -126,6 +126,8 @@ void Metrics::ObserveHsmCall(std::string_view call, std::chrono::nanoseconds lat
 
 void Metrics::ConnectionOpened() { ++connections_; }
 void Metrics::ConnectionClosed() { --connections_; }
+void Metrics::RequestBegan() { ++requests_in_flight_; }
+void Metrics::RequestEnded() { --requests_in_flight_; }
 void Metrics::SetReady(bool ready) { ready_ = ready ? 1 : 0; }
 
 uint64_t Metrics::RequestCount(std::string_view endpoint, std::string_view operation,
@@ -197,6 +199,11 @@ std::string Metrics::RenderPrometheus() const {
   out += "# HELP pinvault_http_connections Open HTTP connections.\n";
   out += "# TYPE pinvault_http_connections gauge\n";
   out += "pinvault_http_connections " + std::to_string(connections_.load()) + "\n";
+  out +=
+      "# HELP pinvault_http_requests_in_flight Requests whose header has arrived and whose "
+      "answer is not written yet.\n";
+  out += "# TYPE pinvault_http_requests_in_flight gauge\n";
+  out += "pinvault_http_requests_in_flight " + std::to_string(requests_in_flight_.load()) + "\n";
   out += "# HELP pinvault_ready 1 while the realm can serve requests.\n";
   out += "# TYPE pinvault_ready gauge\n";
   out += "pinvault_ready " + std::to_string(ready_.load()) + "\n";

@@ -87,6 +87,11 @@ class Metrics {
   void ConnectionOpened();
   void ConnectionClosed();
 
+  // RequestBegan / RequestEnded maintain the in-flight requests gauge: a request counts from
+  // the end of its header until its answer is written.
+  void RequestBegan();
+  void RequestEnded();
+
   // SetReady sets the readiness gauge (1 ready, 0 not).
   void SetReady(bool ready);
 
@@ -115,6 +120,7 @@ class Metrics {
   std::map<std::string, uint64_t> hsm_failures_;                   // guarded by mu_
   std::atomic<uint64_t> guesses_spent_{0};
   std::atomic<int64_t> connections_{0};
+  std::atomic<int64_t> requests_in_flight_{0};
   std::atomic<int> ready_{0};
 };
 

@@ -116,8 +116,12 @@ struct HttpServer::Impl {
   void OnAccept(beast::error_code ec, tcp::socket socket);
   void RunThread();
 
-  void RequestStarted() { ++in_flight; }
+  void RequestStarted() {
+    ++in_flight;
+    if (metrics) metrics->RequestBegan();
+  }
   void RequestEnded() {
+    if (metrics) metrics->RequestEnded();
     if (--in_flight == 0) {
       std::lock_guard<std::mutex> lock(mu);
       cv.notify_all();

@@ -221,10 +221,23 @@ TEST_F(PinvaultdTest, ServesTheSdkRequestsAndDrainsOnSigterm) {
   TestClient slow(port);
   slow.WriteRaw("POST /req HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token +
                 "\r\nX-Juicebox-Version: 0.3.7\r\nContent-Length: 9\r\n\r\n\x68Reco");
-  // Wait until the server has the header (in_flight shows in the shutdown event).
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  // Wait until the server has the header: the in-flight gauge counts it (and the /metrics
+  // request that reads it).
+  bool header_seen = false;
+  for (int i = 0; i < 600 && !header_seen; ++i) {
+    std::string text = client.Send("GET", "/metrics", {}, {}).text();
+    header_seen = text.find("pinvault_http_requests_in_flight 2\n") != std::string::npos;
+    if (!header_seen) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(header_seen) << "the slow request's header never arrived";
   daemon.Signal(SIGTERM);
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  // The rest of the body arrives only once the shutdown has begun.
+  bool shutting_down = false;
+  for (int i = 0; i < 600 && !shutting_down; ++i) {
+    shutting_down = daemon.Log().find(R"("event":"shutting_down")") != std::string::npos;
+    if (!shutting_down) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(shutting_down) << daemon.Log();
   slow.WriteRaw("ver1");
   TestResponse last = slow.Read();
   EXPECT_EQ(last.status, 200);

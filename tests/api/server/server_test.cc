@@ -181,6 +181,8 @@ TEST_F(ServerTest, HealthAndMetrics) {
   EXPECT_THAT(text, HasSubstr("pinvault_records_destroyed_total{reason=\"guesses_exhausted\"} 0"));
   EXPECT_THAT(text, HasSubstr("pinvault_ready 1"));
   EXPECT_THAT(text, HasSubstr("pinvault_http_connections 1"));
+  // Only the /metrics request itself is in flight; the earlier ones were counted out.
+  EXPECT_THAT(text, HasSubstr("pinvault_http_requests_in_flight 1\n"));
   EXPECT_THAT(text, Not(HasSubstr(user)));
 }
 
