@@ -12,7 +12,7 @@
 #                      directory, removed at the end). A directory given here is kept and
 #                      reused, so that a population registered once serves later runs.
 #   --base-port P      first realm's port (default 28480; realm i listens on P+i-1);
-#                      "auto" picks a random free range (used by the test suite)
+#                      "auto": each realm binds a free port (used by the test suite)
 #   --threads T        HTTP threads of each pinvaultd (default 2)
 #   --workers W        core worker threads of each pinvaultd (default 0: the number of CPUs)
 #   --cache-size N     the realms' record cache and record-id cache capacity (default: the
@@ -77,15 +77,12 @@ bench_args=("$@")
 
 # port_busy PORT: true if something accepts connections on 127.0.0.1:PORT.
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# "auto": each pinvaultd binds port 0 and the port it got is read from its "listening" event,
+# so no other process on the machine can take a port between choosing and binding it.
+auto_port=false
 if [[ $base_port == auto ]]; then
-  for _ in $(seq 1 50); do
-    base_port=$((20000 + RANDOM % 30000))
-    free=true
-    for ((p = base_port; p < base_port + realms; p++)); do
-      if port_busy "$p"; then free=false; break; fi
-    done
-    $free && break
-  done
+  auto_port=true
+  base_port=0
 fi
 [[ $base_port =~ ^[0-9]+$ ]] || { echo "bench-realms: --base-port takes a number or auto" >&2; exit 2; }
 [[ -z $cache_size || $cache_size =~ ^[0-9]+$ ]] || { echo "bench-realms: --cache-size takes a number" >&2; exit 2; }
@@ -138,6 +135,7 @@ if [[ ! -f $keys ]] || ! grep -q '"bench"' "$keys"; then
 fi
 
 realm_args=()
+ports=()
 pid_args=()
 for ((i = 1; i <= realms; i++)); do
   dir=$state/realm-$i
@@ -157,10 +155,14 @@ for ((i = 1; i <= realms; i++)); do
     mv "$dir/realm-id.tmp" "$dir/realm-id"
   fi
   realm_id=$(cat "$dir/realm-id")
-  port=$((base_port + i - 1))
-  if port_busy "$port"; then
-    echo "bench-realms: port $port is already in use (choose another --base-port)" >&2
-    exit 3
+  if $auto_port; then
+    port=0
+  else
+    port=$((base_port + i - 1))
+    if port_busy "$port"; then
+      echo "bench-realms: port $port is already in use (choose another --base-port)" >&2
+      exit 3
+    fi
   fi
   cat >"$dir/pinvaultd.json" <<JSON
 {
@@ -176,9 +178,26 @@ for ((i = 1; i <= realms; i++)); do
   "request_log": $request_log
 }
 JSON
+  log_lines=$(wc -l <"$dir/pinvaultd.log" 2>/dev/null || echo 0)
   SOFTHSM2_CONF=$conf "$build/api/pinvaultd" --config "$dir/pinvaultd.json" \
     2>>"$dir/pinvaultd.log" &
   pids+=($!)
+  if $auto_port; then
+    port=""
+    for _ in $(seq 1 600); do
+      port=$(tail -n +$((log_lines + 1)) "$dir/pinvaultd.log" 2>/dev/null |
+        grep -o '"event":"listening"[^}]*' | grep -o '"port":[0-9]*' | head -1 | cut -d: -f2 || true)
+      [[ -n $port ]] && break
+      kill -0 "${pids[i - 1]}" 2>/dev/null || break
+      sleep 0.2
+    done
+    if [[ -z $port ]]; then
+      echo "bench-realms: realm $i did not start listening; its log:" >&2
+      tail -20 "$dir/pinvaultd.log" >&2 || true
+      exit 3
+    fi
+  fi
+  ports+=("$port")
   realm_args+=(--realm "http://127.0.0.1:$port/#$realm_id")
   pid_args+=(--realm-pid "$!")
 done
@@ -186,7 +205,7 @@ done
 # Wait for every realm to answer /readyz (the anchor check can take a while at 1M records).
 started=$(date +%s.%N)
 for ((i = 1; i <= realms; i++)); do
-  port=$((base_port + i - 1))
+  port=${ports[i - 1]}
   ready=false
   for _ in $(seq 1 600); do
     if ! kill -0 "${pids[i - 1]}" 2>/dev/null; then break; fi

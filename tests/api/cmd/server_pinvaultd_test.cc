@@ -230,6 +230,11 @@ TEST_F(PinvaultdTest, ServesTheSdkRequestsAndDrainsOnSigterm) {
     if (!header_seen) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   ASSERT_TRUE(header_seen) << "the slow request's header never arrived";
+  // The last /metrics request must be over before the signal, so that only the slow request
+  // is in flight: the server reads a connection's next request only after the previous one
+  // ended, and a malformed request is never counted itself.
+  client.WriteRaw("NOT-HTTP\r\n\r\n");
+  EXPECT_EQ(client.Read().status, 400);
   daemon.Signal(SIGTERM);
   // The rest of the body arrives only once the shutdown has begun.
   bool shutting_down = false;
