@@ -192,15 +192,8 @@ class RealmTokenFaultTest : public ::testing::Test {
     ASSERT_OK(realm_->Ready());
   }
 
-  // WaitReady lets the realm's re-check timer fire (on the fake clock) until the realm serves
-  // again; false if it does not.
-  bool WaitReady() {
-    for (int i = 0; i < 3; ++i) {
-      if (realm_->Ready().ok()) return true;
-      if (!clock_.Fire(kResync, [&] { return realm_->Ready().ok(); })) return false;
-    }
-    return realm_->Ready().ok();
-  }
+  // WaitReady fires the realm's re-check timer until it serves again.
+  bool WaitReady() { return testing::FireUntilReady(clock_, *realm_, kResync); }
 
   void TearDown() override {
     if (fault_) fault_->Replug();

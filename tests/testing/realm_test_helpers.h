@@ -5,10 +5,12 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <string>
 #include <utility>
 #include <variant>
 
+#include "tests/testing/fake_clock.h"
 #include "tests/testing/vault_test_client.h"
 #include "vault/protocol/messages.h"
 #include "vault/realm.h"
@@ -48,6 +50,18 @@ inline void Register(vault::Realm& realm, VaultTestClient& client,
                      const vault::RequestContext& user, const std::string& pin,
                      uint16_t num_guesses) {
   As<protocol::Register2Response>(realm.Handle(user, client.Register2(pin, num_guesses)));
+}
+
+// FireUntilReady lets `realm`'s re-check timer fire on `clock` (every `resync_interval`)
+// until the realm serves again: one firing suffices once the HSM and storage answer; a few
+// are allowed for a check that was already under way. false if it does not serve.
+inline bool FireUntilReady(FakeClock& clock, const vault::Realm& realm,
+                           std::chrono::nanoseconds resync_interval) {
+  for (int i = 0; i < 3; ++i) {
+    if (realm.Ready().ok()) return true;
+    if (!clock.Fire(resync_interval, [&] { return realm.Ready().ok(); })) return false;
+  }
+  return realm.Ready().ok();
 }
 
 }  // namespace pinvault::testing

@@ -59,16 +59,8 @@ class RealmHsmFailureTest : public ::testing::Test {
     ASSERT_OK(realm_->Ready());
   }
 
-  // WaitReady lets the realm's re-check timer fire until the realm serves again (one firing
-  // suffices once the HSM and storage answer; a few are allowed for a check that was already
-  // under way). false if it does not.
-  bool WaitReady() {
-    for (int i = 0; i < 3; ++i) {
-      if (realm_->Ready().ok()) return true;
-      if (!clock_.Fire(kResync, [&] { return realm_->Ready().ok(); })) return false;
-    }
-    return realm_->Ready().ok();
-  }
+  // WaitReady fires the realm's re-check timer until it serves again.
+  bool WaitReady() { return testing::FireUntilReady(clock_, *realm_, kResync); }
 
   static constexpr std::chrono::milliseconds kResync{200};
   testing::FakeClock clock_;  // outlives the realm
