@@ -255,16 +255,6 @@ TEST_F(RealmTokenFaultTest, AnchorWriteFailingIsRolledForwardWhenTheTokenIsBack)
   EXPECT_EQ(As<Recover2Response>(realm_->Handle(fay, client.Recover2("1234"))).guess_count, 2);
 }
 
-// WaitUntil polls `done` until it holds; false after a minute (a hang, not a timing margin).
-template <typename Pred>
-bool WaitUntil(Pred done) {
-  for (int i = 0; i < 60000; ++i) {
-    if (done()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return false;
-}
-
 // Workers spend guesses while the token is unplugged four times, each time with a call held
 // inside the real module (C_Encrypt of a record seal) so that the removal always lands on a
 // running call; the fault module closes that call's session only once it returns, as SoftHSM2
@@ -297,32 +287,22 @@ TEST_F(RealmTokenFaultTest, UnplugUnderLoadNeverLowersACount) {
       }
     });
   }
-  // every_worker_after(counters, n) is a predicate that holds once each worker's counter has
-  // passed its value at the call plus n.
-  auto every_worker_after = [&](std::vector<std::atomic<int>>& counters, int n) {
-    std::vector<int> from(kUsers);
-    for (int i = 0; i < kUsers; ++i) from[i] = counters[i].load();
-    return [c = &counters, from, n] {
-      for (size_t i = 0; i < from.size(); ++i) {
-        if ((*c)[i].load() < from[i] + n) return false;
-      }
-      return true;
-    };
-  };
   auto rounds = [&] {
     for (int round = 0; round < 4; ++round) {
       SCOPED_TRACE("round " + std::to_string(round));
-      ASSERT_TRUE(WaitUntil(every_worker_after(successes, 2))) << "workers made no progress";
+      ASSERT_TRUE(testing::WaitFor(testing::EveryCounterPasses(successes, 2)))
+          << "workers made no progress";
       ASSERT_TRUE(fault_->PauseNext("C_Encrypt").ok());
       fault_->WaitPaused();  // a worker is inside a seal on its session
       fault_->Unplug();
-      auto refused = every_worker_after(refusals, 1);
+      auto refused = testing::EveryCounterPasses(refusals, 1);
       fault_->Resume();
-      ASSERT_TRUE(WaitUntil(refused)) << "a worker never saw the removal";
+      ASSERT_TRUE(testing::WaitFor(refused)) << "a worker never saw the removal";
       fault_->Replug();
       ASSERT_TRUE(WaitReady()) << realm_->Ready();
     }
-    ASSERT_TRUE(WaitUntil(every_worker_after(successes, 2))) << "service did not resume";
+    ASSERT_TRUE(testing::WaitFor(testing::EveryCounterPasses(successes, 2)))
+        << "service did not resume";
   };
   rounds();
   fault_->Replug();

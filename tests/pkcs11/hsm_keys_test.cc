@@ -3,10 +3,6 @@
 #include "pkcs11/hsm_keys.h"
 
 #include <gtest/gtest.h>
-#include <openssl/core_names.h>
-#include <openssl/ecdsa.h>
-#include <openssl/evp.h>
-#include <openssl/param_build.h>
 #include <sodium.h>
 
 #include <algorithm>
@@ -18,6 +14,7 @@
 #include "pkcs11/mechanisms.h"
 #include "pkcs11/objects.h"
 #include "pkcs11/operations.h"
+#include "tests/testing/signatures.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/token_backends.h"
 
@@ -43,35 +40,6 @@ Bytes Seq(size_t n, uint8_t start = 0) {
 bool SecretEquals(const SecretBytes& secret, const Bytes& expected) {
   return secret.size() == expected.size() &&
          std::equal(expected.begin(), expected.end(), secret.Reveal().begin());
-}
-
-// VerifyP256 checks a raw r||s ECDSA-SHA256 signature with OpenSSL.
-bool VerifyP256(const Bytes& point, ByteView message, const Bytes& signature) {
-  if (signature.size() != 64) return false;
-  OSSL_PARAM_BLD* bld = OSSL_PARAM_BLD_new();
-  OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0);
-  OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point.data(), point.size());
-  OSSL_PARAM* params = OSSL_PARAM_BLD_to_param(bld);
-  EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr);
-  EVP_PKEY* key = nullptr;
-  bool ok = EVP_PKEY_fromdata_init(ctx) == 1 &&
-            EVP_PKEY_fromdata(ctx, &key, EVP_PKEY_PUBLIC_KEY, params) == 1;
-  ECDSA_SIG* sig = ECDSA_SIG_new();
-  ECDSA_SIG_set0(sig, BN_bin2bn(signature.data(), 32, nullptr),
-                 BN_bin2bn(signature.data() + 32, 32, nullptr));
-  unsigned char* der = nullptr;
-  int der_len = i2d_ECDSA_SIG(sig, &der);
-  EVP_MD_CTX* md = EVP_MD_CTX_new();
-  ok = ok && der_len > 0 && EVP_DigestVerifyInit(md, nullptr, EVP_sha256(), nullptr, key) == 1 &&
-       EVP_DigestVerify(md, der, static_cast<size_t>(der_len), message.data(), message.size()) == 1;
-  EVP_MD_CTX_free(md);
-  OPENSSL_free(der);
-  ECDSA_SIG_free(sig);
-  EVP_PKEY_free(key);
-  EVP_PKEY_CTX_free(ctx);
-  OSSL_PARAM_free(params);
-  OSSL_PARAM_BLD_free(bld);
-  return ok;
 }
 
 class TokenHsmTest : public ::testing::TestWithParam<Backend> {
@@ -384,10 +352,10 @@ TEST_P(TokenHsmTest, SignaturesVerifyWithTheExportedPublicKey) {
   } else {
     ASSERT_EQ(GetParam(), Backend::kNss);
     ASSERT_EQ(public_key->key.size(), 65u);
-    EXPECT_TRUE(VerifyP256(public_key->key, message, *signature));
+    EXPECT_TRUE(::pinvault::testing::VerifyEcdsaP256(public_key->key, message, *signature));
     Bytes other = message;
     other[0] ^= 1;
-    EXPECT_FALSE(VerifyP256(public_key->key, other, *signature));
+    EXPECT_FALSE(::pinvault::testing::VerifyEcdsaP256(public_key->key, other, *signature));
   }
   EXPECT_EQ(public_key->algorithm, caps_.PreferredSignature());
 }
@@ -402,7 +370,7 @@ TEST_P(TokenHsmTest, EcdsaFallbackWorksWhereEdDsaExistsToo) {
   Bytes message = ToBytes("fallback");
   StatusOr<Bytes> signature = hsm_->Sign(message);
   ASSERT_OK(signature);
-  EXPECT_TRUE(VerifyP256(public_key->key, message, *signature));
+  EXPECT_TRUE(::pinvault::testing::VerifyEcdsaP256(public_key->key, message, *signature));
 }
 
 TEST_P(TokenHsmTest, GenerateRandom) {

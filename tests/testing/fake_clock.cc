@@ -43,16 +43,6 @@ void FakeClock::Advance(std::chrono::nanoseconds by) {
   }
 }
 
-uint64_t FakeClock::waits() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return waits_;
-}
-
-bool FakeClock::WaitForWaits(uint64_t n) {
-  std::unique_lock<std::mutex> lock(mu_);
-  return waits_cv_.wait_for(lock, std::chrono::minutes(1), [&] { return waits_ >= n; });
-}
-
 bool FakeClock::Fire(std::chrono::nanoseconds by, const std::function<bool()>& done) {
   const auto give_up = std::chrono::steady_clock::now() + std::chrono::minutes(1);
   uint64_t before;

@@ -37,13 +37,6 @@ class FakeClock final : public vault::Clock {
   // Advance moves the time forward by `by` and wakes every waiter to look at it.
   void Advance(std::chrono::nanoseconds by);
 
-  // waits counts the WaitUntil calls that have started waiting so far.
-  uint64_t waits() const;
-
-  // WaitForWaits blocks until waits() >= n: a timer loop that was woken has done its work and
-  // waits again. false after a minute (a hang, not a timing margin).
-  bool WaitForWaits(uint64_t n);
-
   // Fire waits until a timer loop is waiting on the clock, advances the time by `by` (at least
   // that loop's interval, so its timer expires), and waits until the loop has run and waits
   // again, or until `done()` holds (when given). false if that takes a minute (a hang).

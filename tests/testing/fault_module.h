@@ -156,8 +156,8 @@ class FaultModule : public std::enable_shared_from_this<FaultModule> {
   std::mutex pause_mu_;
   std::condition_variable pause_cv_;
   std::atomic<int> pause_index_{-1};  // written under pause_mu_
-  bool paused_ = false;   // guarded by pause_mu_
-  bool resume_ = false;   // guarded by pause_mu_
+  bool paused_ = false;               // guarded by pause_mu_
+  bool resume_ = false;               // guarded by pause_mu_
 };
 
 }  // namespace pinvault::testing

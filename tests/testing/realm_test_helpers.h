@@ -5,10 +5,14 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
+#include <functional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <variant>
+#include <vector>
 
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/vault_test_client.h"
@@ -50,6 +54,31 @@ inline void Register(vault::Realm& realm, VaultTestClient& client,
                      const vault::RequestContext& user, const std::string& pin,
                      uint16_t num_guesses) {
   As<protocol::Register2Response>(realm.Handle(user, client.Register2(pin, num_guesses)));
+}
+
+// EveryCounterPasses returns a predicate that holds once every counter in `counters` has
+// moved at least `by` past its value at this call: progress of each of several workers.
+// `counters` must outlive the predicate.
+inline std::function<bool()> EveryCounterPasses(const std::vector<std::atomic<int>>& counters,
+                                                int by) {
+  std::vector<int> from;
+  for (const std::atomic<int>& c : counters) from.push_back(c.load());
+  return [&counters, from, by] {
+    for (size_t i = 0; i < from.size(); ++i) {
+      if (counters[i].load() < from[i] + by) return false;
+    }
+    return true;
+  };
+}
+
+// WaitFor polls `done` until it holds; false after a minute without it (a hang, not a timing
+// margin).
+inline bool WaitFor(const std::function<bool()>& done) {
+  for (int i = 0; i < 60000; ++i) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return done();
 }
 
 // FireUntilReady lets `realm`'s re-check timer fire on `clock` (every `resync_interval`)

@@ -34,19 +34,9 @@ void PrintTo(const StatusOr<T>& value, std::ostream* os) {
 }
 
 namespace testing {
-namespace status_matchers_internal {
-
-inline const Status& GetStatus(const Status& status) { return status; }
-template <typename T>
-const Status& GetStatus(const StatusOr<T>& value) {
-  return value.status();
-}
-
-}  // namespace status_matchers_internal
-
 // IsOk matches an OK Status or a StatusOr that holds a value.
 MATCHER(IsOk, "is OK") {
-  const Status& status = status_matchers_internal::GetStatus(arg);
+  const Status& status = ::pinvault::status_internal::GetStatus(arg);
   if (status.ok()) return true;
   *result_listener << "which is " << status;
   return false;
@@ -55,7 +45,7 @@ MATCHER(IsOk, "is OK") {
 // StatusIs matches a Status or StatusOr whose code is `code` (and, in the two-argument form,
 // whose message matches `message`, e.g. HasSubstr("...")).
 MATCHER_P(StatusIs, code, "has status code " + std::string(StatusCodeName(code))) {
-  const Status& status = status_matchers_internal::GetStatus(arg);
+  const Status& status = ::pinvault::status_internal::GetStatus(arg);
   if (status.code() == code) return true;
   *result_listener << "which is " << status;
   return false;
@@ -63,7 +53,7 @@ MATCHER_P(StatusIs, code, "has status code " + std::string(StatusCodeName(code))
 MATCHER_P2(StatusIs, code, message,
            "has status code " + std::string(StatusCodeName(code)) + " and a message that " +
                ::testing::DescribeMatcher<std::string>(message)) {
-  const Status& status = status_matchers_internal::GetStatus(arg);
+  const Status& status = ::pinvault::status_internal::GetStatus(arg);
   if (status.code() != code) {
     *result_listener << "which is " << status;
     return false;
@@ -91,10 +81,9 @@ MATCHER_P(IsOkAndHolds, inner,
 
 // ASSERT_OK_AND_ASSIGN(lhs, expr): asserts that the StatusOr `expr` holds a value (printing
 // the status otherwise) and moves it into `lhs`, which may be a declaration.
-#define ASSERT_OK_AND_ASSIGN(lhs, expr)                                                     \
-  PINVAULT_ASSERT_OK_AND_ASSIGN_IMPL_(PINVAULT_STATUS_CONCAT_(pinvault_assert_statusor_, \
-                                                             __LINE__),                  \
-                                      lhs, expr)
+#define ASSERT_OK_AND_ASSIGN(lhs, expr) \
+  PINVAULT_ASSERT_OK_AND_ASSIGN_IMPL_(  \
+      PINVAULT_STATUS_CONCAT_(pinvault_assert_statusor_, __LINE__), lhs, expr)
 #define PINVAULT_ASSERT_OK_AND_ASSIGN_IMPL_(tmp, lhs, expr) \
   auto tmp = (expr);                                        \
   ASSERT_TRUE(tmp.ok()) << tmp.status();                    \

@@ -234,31 +234,20 @@ TEST_F(RealmHsmFailureTest, HsmFlappingUnderLoadNeverLowersACount) {
       }
     });
   }
-  // each_worker_passes(counters) waits until every worker's counter moved past its value now
-  // (progress, not time: false only after a minute without it).
-  auto each_worker_passes = [&](std::vector<std::atomic<int>>& counters) {
-    std::vector<int> from(kUsers);
-    for (int i = 0; i < kUsers; ++i) from[i] = counters[i].load();
-    for (int spin = 0; spin < 60000; ++spin) {
-      bool all = true;
-      for (int i = 0; i < kUsers; ++i) all = all && counters[i].load() > from[i];
-      if (all) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    return false;
-  };
   // Ten flaps, each forced to land under load: every worker is served, then every worker is
   // refused while the HSM is gone, then the realm's re-check timer brings it back.
   auto flaps = [&] {
     for (int flap = 0; flap < 10; ++flap) {
       SCOPED_TRACE("flap " + std::to_string(flap));
-      ASSERT_TRUE(each_worker_passes(successes)) << "workers made no progress";
+      ASSERT_TRUE(testing::WaitFor(testing::EveryCounterPasses(successes, 1)))
+          << "workers made no progress";
       hsm_.SetUnavailable(true);
-      ASSERT_TRUE(each_worker_passes(refusals)) << "a worker never saw the HSM gone";
+      ASSERT_TRUE(testing::WaitFor(testing::EveryCounterPasses(refusals, 1)))
+          << "a worker never saw the HSM gone";
       hsm_.SetUnavailable(false);
       ASSERT_TRUE(WaitReady()) << realm_->Ready();
     }
-    ASSERT_TRUE(each_worker_passes(successes));
+    ASSERT_TRUE(testing::WaitFor(testing::EveryCounterPasses(successes, 1)));
   };
   flaps();
   hsm_.SetUnavailable(false);
