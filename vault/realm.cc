@@ -32,60 +32,6 @@ struct Realm::ReadResult {
   NodeValue value;
 };
 
-// WorkerPool runs Tasks on a fixed set of threads.
-class Realm::WorkerPool {
- public:
-  WorkerPool(Realm* realm, int threads) : realm_(realm) {
-    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Run(); });
-  }
-  ~WorkerPool() {
-    {
-      std::lock_guard lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    for (auto& t : threads_) t.join();
-  }
-  // Post queues `task`; `locked` says it already holds its record.
-  void Post(Task task, bool locked) {
-    {
-      std::lock_guard lock(mu_);
-      queue_.push_back(Job{std::move(task), locked});
-    }
-    cv_.notify_one();
-  }
-
- private:
-  struct Job {
-    Task task;
-    bool locked;
-  };
-  void Run() {
-    for (;;) {
-      std::optional<Job> job;
-      {
-        std::unique_lock lock(mu_);
-        cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
-        if (queue_.empty()) return;
-        job.emplace(std::move(queue_.front()));
-        queue_.pop_front();
-      }
-      if (job->locked) {
-        realm_->RunLocked(std::move(job->task));
-      } else {
-        realm_->Process(std::move(job->task));
-      }
-    }
-  }
-
-  Realm* realm_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Job> queue_;
-  bool stop_ = false;
-  std::vector<std::thread> threads_;
-};
-
 Realm::Realm(Hsm& hsm, RecordStore& store, RealmOptions options)
     : hsm_(hsm),
       store_(store),
@@ -93,7 +39,14 @@ Realm::Realm(Hsm& hsm, RecordStore& store, RealmOptions options)
       clock_(options.clock != nullptr ? *options.clock : SystemClock()),
       cache_(options.record_cache_size),
       ids_(options.record_id_cache_size),
-      buckets_(options.bucket_cache_size) {}
+      buckets_(options.bucket_cache_size) {
+  if (options.executor != nullptr) {
+    executor_ = options.executor;
+  } else {
+    owned_executor_ = std::make_unique<ThreadPool>(options.worker_threads);
+    executor_ = owned_executor_.get();
+  }
+}
 
 StatusOr<std::unique_ptr<Realm>> Realm::Create(Hsm& hsm, RecordStore& store, RealmOptions options) {
   if (options.worker_threads <= 0) {
@@ -102,7 +55,6 @@ StatusOr<std::unique_ptr<Realm>> Realm::Create(Hsm& hsm, RecordStore& store, Rea
   if (options.max_batch == 0) return InvalidArgumentError("max_batch must be positive");
   auto realm = std::unique_ptr<Realm>(new Realm(hsm, store, options));
   realm->RunStartupCheck().IgnoreError();  // the outcome is reported by Ready()
-  realm->workers_ = std::make_unique<WorkerPool>(realm.get(), options.worker_threads);
   realm->committer_ = std::thread([r = realm.get()] { r->CommitterLoop(); });
   return realm;
 }
@@ -119,7 +71,19 @@ Realm::~Realm() {
   }
   commit_cv_.notify_all();
   if (committer_.joinable()) committer_.join();
-  workers_.reset();
+  owned_executor_.reset();  // joins its threads; nothing is queued any more
+}
+
+void Realm::Post(Task task, bool locked) {
+  // std::function needs a copyable callable; the task (with its callbacks) moves once.
+  auto holder = std::make_shared<Task>(std::move(task));
+  executor_->Post([this, holder, locked] {
+    if (locked) {
+      RunLocked(std::move(*holder));
+    } else {
+      Process(std::move(*holder));
+    }
+  });
 }
 
 Status Realm::ServingStatus() const {
@@ -175,7 +139,7 @@ void Realm::Submit(RequestContext context, SecretsRequest request, ResponseCallb
   task.context = std::move(context);
   task.request = std::move(request);
   task.done = std::move(done);
-  workers_->Post(std::move(task), /*locked=*/false);
+  Post(std::move(task), /*locked=*/false);
 }
 
 StatusOr<SecretsResponse> Realm::Handle(RequestContext context, SecretsRequest request) {
@@ -197,7 +161,7 @@ StatusOr<RecordSummary> Realm::Inspect(const RequestContext& context) {
   Task task;
   task.context = context;
   task.inspect_done = [promise](StatusOr<RecordSummary> r) { promise->set_value(std::move(r)); };
-  workers_->Post(std::move(task), /*locked=*/false);
+  Post(std::move(task), /*locked=*/false);
   return future.get();
 }
 
@@ -219,14 +183,15 @@ void Realm::TaskDone() {
   if (--outstanding_ == 0) outstanding_cv_.notify_all();
 }
 
-void Realm::Finish(Task& task, StatusOr<SecretsResponse> result) {
+void Realm::Finish(Task& task, StatusOr<SecretsResponse> result, bool holds_record) {
   if (task.request) {
     task.done(std::move(result));
   } else {
     task.inspect_done(result.ok() ? StatusOr<RecordSummary>(InternalError("not an inspection"))
                                   : StatusOr<RecordSummary>(result.status()));
   }
-  TaskDone();
+  if (holds_record) ReleaseRecord(task.id);
+  TaskDone();  // last: once no task is outstanding the Realm may be destroyed
 }
 
 void Realm::Process(Task task) {
@@ -274,7 +239,7 @@ void Realm::ReleaseRecord(const RecordId& id) {
     next.emplace(std::move(it->second.front()));
     it->second.pop_front();
   }
-  workers_->Post(std::move(*next), /*locked=*/true);  // the record stays held by `next`
+  Post(std::move(*next), /*locked=*/true);  // the record stays held by `next`
 }
 
 StatusOr<Realm::ReadResult> Realm::ReadVerified(const RecordId& id) {
@@ -376,8 +341,7 @@ void Realm::RunLocked(Task task) {
   const RecordId id = task.id;
   auto fail = [&](const Status& status) {
     NoteUnreachable(status);
-    Finish(task, status);
-    ReleaseRecord(id);
+    Finish(task, status, /*holds_record=*/true);
   };
   Status serving = ServingStatus();
   if (!serving.ok()) return fail(serving);
@@ -395,16 +359,15 @@ void Realm::RunLocked(Task task) {
       summary.num_guesses = read->record.registration->num_guesses;
     }
     task.inspect_done(summary);
-    TaskDone();
     ReleaseRecord(id);
+    TaskDone();
     return;
   }
 
   StatusOr<GuessStep> step = ApplyGuessRules(std::move(read->record), *task.request);
   if (!step.ok()) return fail(step.status());
   if (!step->next) {
-    Finish(task, std::move(step->response));
-    ReleaseRecord(id);
+    Finish(task, std::move(step->response), /*holds_record=*/true);
     return;
   }
   Record& next = *step->next;

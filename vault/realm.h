@@ -25,8 +25,14 @@
 // cached (vault/record_cache.h), so the three requests of a recovery make one record-id MAC
 // and at most one unseal; a Recover1 of a record in both caches makes no HSM call.
 //
-// Response callbacks run on a worker or the committer thread and must not block; Handle()
-// and Inspect() must not be called from inside one.
+// Threads: request steps run as tasks on an Executor (vault/executor.h; by default a pool of
+// `worker_threads`); group commits run on one committer thread whose waits and timers go
+// through the Clock (vault/clock.h). Tests replace both (tests/testing/manual_executor.h,
+// tests/testing/fake_clock.h) to force interleavings instead of sleeping.
+//
+// Response callbacks run on an executor task or the committer thread and must not block;
+// Handle() and Inspect() must not be called from inside one (nor, with an executor that runs
+// tasks only when asked, from the thread that runs them).
 //
 // Failure handling: if the HSM or storage is unreachable, requests fail UNAVAILABLE, and
 // the first request that meets it takes the realm out of service: Ready() and every later
@@ -69,6 +75,7 @@
 
 #include "vault/anchor.h"
 #include "vault/clock.h"
+#include "vault/executor.h"
 #include "vault/hsm.h"
 #include "vault/merkle.h"
 #include "vault/protocol/messages.h"
@@ -81,8 +88,13 @@
 namespace pinvault::vault {
 
 struct RealmOptions {
-  // worker_threads: request workers (0: the number of CPUs, at least 2).
+  // worker_threads: request workers (0: the number of CPUs, at least 2) of the thread pool
+  // the realm makes when `executor` is null.
   int worker_threads = 0;
+  // executor runs every request step (vault/executor.h); null: a ThreadPool of
+  // `worker_threads` owned by the realm. Not owned; must outlive the Realm. Every task posted
+  // to it must be run before the Realm can be destroyed (its destructor waits for them).
+  Executor* executor = nullptr;
   // genesis_bucket_bits: Merkle frontier depth when a fresh realm is created (ignored
   // afterwards; the anchored certificate fixes it). 16 suits up to a few million records.
   int genesis_bucket_bits = kDefaultBucketBits;
@@ -191,11 +203,11 @@ class Realm final : public RealmService {
   };
 
   struct ReadResult;
-  class WorkerPool;
 
   Realm(Hsm& hsm, RecordStore& store, RealmOptions options);
 
-  // Request path (worker threads).
+  // Request path (tasks on the executor).
+  void Post(Task task, bool locked);  // `locked`: the task already holds its record
   void Process(Task task);
   void RunLocked(Task task);
   bool AcquireOrPark(Task& task);
@@ -204,7 +216,8 @@ class Realm final : public RealmService {
   // FinishRead checks the record's row in `scan` against its leaf in the (authenticated)
   // `scan.entries` and unseals it (or takes it from the record cache).
   StatusOr<ReadResult> FinishRead(const RecordId& id, BucketScan scan, ReadResult result);
-  void Finish(Task& task, StatusOr<protocol::SecretsResponse> result);
+  // Finish answers `task`, releases its record if it holds it, and counts it done.
+  void Finish(Task& task, StatusOr<protocol::SecretsResponse> result, bool holds_record = false);
 
   // Committer thread.
   void CommitterLoop();
@@ -265,7 +278,8 @@ class Realm final : public RealmService {
   std::atomic<uint64_t> largest_batch_{0};
   std::atomic<uint64_t> roll_forwards_{0};
 
-  std::unique_ptr<WorkerPool> workers_;
+  std::unique_ptr<ThreadPool> owned_executor_;  // when options_.executor is null
+  Executor* executor_ = nullptr;                // options_.executor or owned_executor_
   std::thread committer_;
 };
 

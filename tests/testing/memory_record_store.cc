@@ -2,7 +2,6 @@
 
 #include <set>
 #include <string>
-#include <thread>
 #include <utility>
 
 namespace pinvault::testing {
@@ -26,7 +25,7 @@ StatusOr<TreeSnapshot> MemoryRecordStore::ReadTree() {
 StatusOr<BucketScan> MemoryRecordStore::ScanBucket(const RecordId& lo, const RecordId& hi,
                                                    const RecordId& target) {
   BucketScan scan;
-  std::chrono::microseconds delay;
+  std::function<void(const RecordId&)> hook;
   {
     std::lock_guard lock(mu_);
     if (unavailable_) return UnavailableError("memory store switched off");
@@ -35,15 +34,15 @@ StatusOr<BucketScan> MemoryRecordStore::ScanBucket(const RecordId& lo, const Rec
       scan.entries.push_back(BucketEntry{it->first, it->second.record_hash});
       if (it->first == target) scan.target = it->second;
     }
-    delay = scan_delay_;
+    hook = scan_hook_;
   }
-  if (delay.count() > 0) std::this_thread::sleep_for(delay);
+  if (hook) hook(target);
   return scan;
 }
 
-void MemoryRecordStore::SetScanDelay(std::chrono::microseconds delay) {
+void MemoryRecordStore::SetScanHook(std::function<void(const RecordId& target)> hook) {
   std::lock_guard lock(mu_);
-  scan_delay_ = delay;
+  scan_hook_ = std::move(hook);
 }
 
 StatusOr<std::optional<StoredRecord>> MemoryRecordStore::ReadRecord(const RecordId& id) {
@@ -58,6 +57,7 @@ Status MemoryRecordStore::Commit(const CommitBatch& batch) {
   std::unique_lock lock(mu_);
   if (paused_) {
     ++commits_waiting_;
+    waiting_cv_.notify_all();
     resume_cv_.wait(lock, [&] { return !paused_; });
     --commits_waiting_;
   }
@@ -147,6 +147,11 @@ void MemoryRecordStore::PauseCommits(bool paused) {
     paused_ = paused;
   }
   resume_cv_.notify_all();
+}
+
+bool MemoryRecordStore::WaitForCommitsWaiting(int n) {
+  std::unique_lock lock(mu_);
+  return waiting_cv_.wait_for(lock, std::chrono::minutes(1), [&] { return commits_waiting_ >= n; });
 }
 
 int MemoryRecordStore::commits_waiting() const {

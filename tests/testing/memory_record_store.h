@@ -72,10 +72,14 @@ class MemoryRecordStore final : public vault::RecordStore {
   // reads keep working. commits_waiting counts Commits blocked there.
   void PauseCommits(bool paused);
   int commits_waiting() const;
+  // WaitForCommitsWaiting blocks until at least `n` Commits are blocked by PauseCommits;
+  // false after a minute (a hang, not a timing margin).
+  bool WaitForCommitsWaiting(int n);
 
-  // SetScanDelay makes ScanBucket sleep after taking its snapshot (as a slow disk would),
-  // widening the window in which a commit can land before the caller checks the rows.
-  void SetScanDelay(std::chrono::microseconds delay);
+  // SetScanHook has every ScanBucket call `hook(target)` after taking its snapshot and
+  // before returning it (outside the store's lock, so the hook may let a commit land in
+  // between: a slow disk's window, opened on purpose). Null removes it.
+  void SetScanHook(std::function<void(const vault::RecordId& target)> hook);
 
   // commit_count returns how many Commits applied a batch.
   uint64_t commit_count() const;
@@ -83,13 +87,14 @@ class MemoryRecordStore final : public vault::RecordStore {
  private:
   mutable std::mutex mu_;
   std::condition_variable resume_cv_;
+  std::condition_variable waiting_cv_;  // commits_waiting_ grew
   bool paused_ = false;
   int commits_waiting_ = 0;
   State state_;
   bool unavailable_ = false;
   CommitFault next_fault_ = CommitFault::kNone;
   uint64_t commit_count_ = 0;
-  std::chrono::microseconds scan_delay_{0};
+  std::function<void(const vault::RecordId&)> scan_hook_;  // guarded by mu_
 };
 
 }  // namespace pinvault::testing
