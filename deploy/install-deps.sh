@@ -8,6 +8,9 @@ PACKAGES=(
   libsodium-dev libargon2-dev libssl-dev
   libcbor-dev nlohmann-json3-dev
   libsqlite3-dev sqlite3
+  # The PostgreSQL store (libpqxx 6.4 over libpq) and the throwaway clusters its tests start
+  # (initdb and pg_ctl from postgresql-15, psql; the postgres user from postgresql-common).
+  libpqxx-dev libpq-dev postgresql-15 postgresql-client-15 postgresql-common
   libboost1.81-dev
   protobuf-compiler libprotobuf-dev
   googletest libgtest-dev libgmock-dev

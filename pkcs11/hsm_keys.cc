@@ -9,28 +9,51 @@
 namespace pinvault::pkcs11 {
 namespace {
 
-constexpr uint8_t kAnchorMagic[4] = {'P', 'V', 'A', '1'};
+constexpr uint8_t kAnchorMagic[4] = {'P', 'V', 'A', '1'};      // term 0
+constexpr uint8_t kAnchorMagicTerm[4] = {'P', 'V', 'A', '2'};  // with a term
 // Key length of the generic secret that carries the anchor in CKA_ID (its value is unused).
 constexpr CK_ULONG kAnchorKeyCarrierSize = 16;
 
 }  // namespace
 
-Bytes EncodeAnchorCarrier(uint64_t sequence, ByteView anchor) {
-  Bytes out(kAnchorMagic, kAnchorMagic + 4);
-  for (int shift = 56; shift >= 0; shift -= 8) {
-    out.push_back(static_cast<uint8_t>(sequence >> shift));
-  }
+Bytes EncodeAnchorCarrier(uint64_t term, uint64_t sequence, ByteView anchor) {
+  Bytes out = term == 0 ? Bytes(kAnchorMagic, kAnchorMagic + 4)
+                        : Bytes(kAnchorMagicTerm, kAnchorMagicTerm + 4);
+  auto append = [&](uint64_t v) {
+    for (int shift = 56; shift >= 0; shift -= 8) out.push_back(static_cast<uint8_t>(v >> shift));
+  };
+  if (term != 0) append(term);
+  append(sequence);
   out.insert(out.end(), anchor.begin(), anchor.end());
   return out;
 }
 
-StatusOr<std::pair<uint64_t, Bytes>> DecodeAnchorCarrier(ByteView carrier) {
-  if (carrier.size() < 12 || !std::equal(kAnchorMagic, kAnchorMagic + 4, carrier.begin())) {
+Bytes EncodeAnchorCarrier(uint64_t sequence, ByteView anchor) {
+  return EncodeAnchorCarrier(0, sequence, anchor);
+}
+
+StatusOr<DecodedAnchorCarrier> DecodeAnchorCarrier(ByteView carrier) {
+  auto read = [&](size_t at) {
+    uint64_t v = 0;
+    for (size_t i = at; i < at + 8; ++i) v = (v << 8) | carrier[i];
+    return v;
+  };
+  DecodedAnchorCarrier out;
+  size_t body;
+  if (carrier.size() >= 12 && std::equal(kAnchorMagic, kAnchorMagic + 4, carrier.begin())) {
+    out.sequence = read(4);
+    body = 12;
+  } else if (carrier.size() >= 20 &&
+             std::equal(kAnchorMagicTerm, kAnchorMagicTerm + 4, carrier.begin())) {
+    out.term = read(4);
+    out.sequence = read(12);
+    if (out.term == 0) return DataLossError("anchor object on the token is malformed");
+    body = 20;
+  } else {
     return DataLossError("anchor object on the token is malformed");
   }
-  uint64_t sequence = 0;
-  for (size_t i = 4; i < 12; ++i) sequence = (sequence << 8) | carrier[i];
-  return std::make_pair(sequence, Bytes(carrier.begin() + 12, carrier.end()));
+  out.anchor.assign(carrier.begin() + static_cast<ptrdiff_t>(body), carrier.end());
+  return out;
 }
 
 TokenHsm::TokenHsm(std::shared_ptr<SessionPool> pool, Capabilities caps, RealmKeys keys)
@@ -190,9 +213,10 @@ Status TokenHsm::GenerateRandom(std::span<uint8_t> out) {
   return pkcs11::GenerateRandom(*pool_, out);
 }
 
-StatusOr<std::vector<TokenHsm::AnchorCarrier>> TokenHsm::ReadAnchorCarriers() {
+StatusOr<std::vector<TokenHsm::AnchorCarrier>> TokenHsm::ReadAnchorCarriers(uint32_t partition) {
+  const std::string label = AnchorLabel(partition);
   ASSIGN_OR_RETURN(std::vector<CK_OBJECT_HANDLE> handles,
-                   FindByLabel(*pool_, kAnchorLabel, std::nullopt));
+                   FindByLabel(*pool_, label, std::nullopt));
   std::vector<AnchorCarrier> carriers;
   bool data_objects = false;
   for (CK_OBJECT_HANDLE handle : handles) {
@@ -204,11 +228,10 @@ StatusOr<std::vector<TokenHsm::AnchorCarrier>> TokenHsm::ReadAnchorCarriers() {
     } else if (object_class == CKO_SECRET_KEY) {
       holder = CKA_ID;
     } else {
-      return FailedPreconditionError(std::string("an object of unexpected class is labelled '") +
-                                     kAnchorLabel + "'");
+      return FailedPreconditionError("an object of unexpected class is labelled '" + label + "'");
     }
     ASSIGN_OR_RETURN(Bytes raw, ReadBytes(*pool_, handle, holder));
-    StatusOr<std::pair<uint64_t, Bytes>> decoded = DecodeAnchorCarrier(raw);
+    StatusOr<DecodedAnchorCarrier> decoded = DecodeAnchorCarrier(raw);
     // Key carriers are rewritten in place (CKA_ID) when they are modifiable; data objects (the
     // holder of earlier versions) never are: tokens disagree on whether a data object's
     // CKA_VALUE may change, and SoftHSM2 refuses it.
@@ -218,9 +241,10 @@ StatusOr<std::vector<TokenHsm::AnchorCarrier>> TokenHsm::ReadAnchorCarriers() {
       modifiable = flag.ok() && flag->size() == sizeof(CK_BBOOL) && (*flag)[0] == CK_TRUE;
     }
     if (decoded.ok()) {
-      carriers.push_back({handle, decoded->first, std::move(decoded->second), modifiable, false});
+      carriers.push_back({handle, decoded->term, decoded->sequence, std::move(decoded->anchor),
+                          modifiable, false});
     } else {
-      carriers.push_back({handle, 0, Bytes(), modifiable, true});
+      carriers.push_back({handle, 0, 0, Bytes(), modifiable, true});
     }
   }
   // A damaged holder next to an intact one is what a torn in-place write leaves (the write
@@ -232,24 +256,29 @@ StatusOr<std::vector<TokenHsm::AnchorCarrier>> TokenHsm::ReadAnchorCarriers() {
   bool any_intact = false;
   for (const AnchorCarrier& c : carriers) any_intact = any_intact || !c.damaged;
   if (!carriers.empty() && !any_intact) {
-    return DataLossError(std::string("anchor object on the token is malformed ('") + kAnchorLabel +
-                         "')");
+    return DataLossError("anchor object on the token is malformed ('" + label + "')");
   }
   return carriers;
 }
 
-StatusOr<std::optional<Bytes>> TokenHsm::LoadAnchor() {
+StatusOr<std::optional<Bytes>> TokenHsm::LoadAnchor(uint32_t partition) {
   std::lock_guard<std::mutex> lock(anchor_mu_);
-  ASSIGN_OR_RETURN(std::vector<AnchorCarrier> carriers, ReadAnchorCarriers());
-  AdoptAnchorSlots(carriers);
+  ASSIGN_OR_RETURN(std::vector<AnchorCarrier> carriers, ReadAnchorCarriers(partition));
+  AdoptAnchorSlots(partition, carriers);
+  // The highest term wins (a stale owner writes only its own term's holders), then the
+  // highest sequence within it.
   const AnchorCarrier* newest = nullptr;
   for (const AnchorCarrier& c : carriers) {
-    if (!c.damaged && (newest == nullptr || c.sequence > newest->sequence)) newest = &c;
+    if (c.damaged) continue;
+    if (newest == nullptr || c.term > newest->term ||
+        (c.term == newest->term && c.sequence > newest->sequence)) {
+      newest = &c;
+    }
   }
   if (newest == nullptr) return std::optional<Bytes>();
   for (const AnchorCarrier& c : carriers) {
     // Two holders with one sequence can only come from a repeated create; they must agree.
-    if (&c != newest && !c.damaged && c.sequence == newest->sequence &&
+    if (&c != newest && !c.damaged && c.term == newest->term && c.sequence == newest->sequence &&
         c.anchor != newest->anchor) {
       return DataLossError("two anchor objects share sequence " + std::to_string(newest->sequence) +
                            " but differ");
@@ -258,15 +287,16 @@ StatusOr<std::optional<Bytes>> TokenHsm::LoadAnchor() {
   return std::optional<Bytes>(newest->anchor);
 }
 
-void TokenHsm::AdoptAnchorSlots(const std::vector<AnchorCarrier>& carriers) {
-  anchor_slots_.clear();
+void TokenHsm::AdoptAnchorSlots(uint32_t partition, const std::vector<AnchorCarrier>& carriers) {
+  AnchorState& state = anchors_[partition];
+  state.slots.clear();
   for (const AnchorCarrier& c : carriers) {
-    anchor_slots_.push_back({c.handle, c.sequence, c.modifiable});
+    state.slots.push_back({c.handle, c.term, c.sequence, c.modifiable});
   }
-  anchor_state_known_ = true;
+  state.known = true;
 }
 
-StatusOr<CK_OBJECT_HANDLE> TokenHsm::CreateAnchorCarrier(ByteView carrier) {
+StatusOr<CK_OBJECT_HANDLE> TokenHsm::CreateAnchorCarrier(uint32_t partition, ByteView carrier) {
   CK_FUNCTION_LIST* f = pool_->functions();
   CK_OBJECT_HANDLE handle = CK_INVALID_HANDLE;
   AttributeTemplate key;
@@ -278,7 +308,7 @@ StatusOr<CK_OBJECT_HANDLE> TokenHsm::CreateAnchorCarrier(ByteView carrier) {
       .Bool(CKA_SENSITIVE, true)
       .Bool(CKA_EXTRACTABLE, false)
       .Bool(CKA_MODIFIABLE, true)  // CKA_ID is rewritten by later stores
-      .String(CKA_LABEL, kAnchorLabel)
+      .String(CKA_LABEL, AnchorLabel(partition))
       .Bytes(CKA_ID, carrier)
       .Bool(CKA_ENCRYPT, false)
       .Bool(CKA_DECRYPT, false)
@@ -296,30 +326,44 @@ StatusOr<CK_OBJECT_HANDLE> TokenHsm::CreateAnchorCarrier(ByteView carrier) {
   return handle;
 }
 
-Status TokenHsm::StoreAnchor(ByteView anchor) {
+Status TokenHsm::StoreAnchor(uint32_t partition, uint64_t term, ByteView anchor) {
   std::lock_guard<std::mutex> lock(anchor_mu_);
-  if (!anchor_state_known_) {
-    ASSIGN_OR_RETURN(std::vector<AnchorCarrier> carriers, ReadAnchorCarriers());
-    AdoptAnchorSlots(carriers);
+  if (!anchors_[partition].known) {
+    ASSIGN_OR_RETURN(std::vector<AnchorCarrier> carriers, ReadAnchorCarriers(partition));
+    AdoptAnchorSlots(partition, carriers);
   }
-  // The holder of the newest anchor is never touched. Another modifiable holder (the one with
-  // the lowest sequence) is overwritten in place; otherwise a new holder is created.
-  auto newest = std::max_element(
-      anchor_slots_.begin(), anchor_slots_.end(),
-      [](const AnchorSlot& a, const AnchorSlot& b) { return a.sequence < b.sequence; });
-  const uint64_t newest_sequence = newest == anchor_slots_.end() ? 0 : newest->sequence;
+  AnchorState& state = anchors_[partition];
+  // Only holders of this term are ever rewritten: a holder of a newer term means another
+  // owner took the partition, and this (stale) writer must not touch it.
+  for (const AnchorSlot& slot : state.slots) {
+    if (slot.term > term) {
+      return FailedPreconditionError("the anchor of partition " + std::to_string(partition) +
+                                     " is held under term " + std::to_string(slot.term) +
+                                     ", newer than this writer's term " + std::to_string(term));
+    }
+  }
+  // The holder of this term's newest anchor is never touched. Another modifiable holder of
+  // the term (the one with the lowest sequence) is overwritten in place; otherwise a new
+  // holder is created.
+  auto newest = state.slots.end();
+  for (auto it = state.slots.begin(); it != state.slots.end(); ++it) {
+    if (it->term == term && (newest == state.slots.end() || it->sequence > newest->sequence)) {
+      newest = it;
+    }
+  }
+  const uint64_t newest_sequence = newest == state.slots.end() ? 0 : newest->sequence;
   if (newest_sequence == UINT64_MAX) return ResourceExhaustedError("anchor sequence exhausted");
   const uint64_t sequence = newest_sequence + 1;
-  const Bytes carrier = EncodeAnchorCarrier(sequence, anchor);
-  auto target = anchor_slots_.end();
-  for (auto it = anchor_slots_.begin(); it != anchor_slots_.end(); ++it) {
-    if (it == newest || !it->modifiable) continue;
-    if (target == anchor_slots_.end() || it->sequence < target->sequence) target = it;
+  const Bytes carrier = EncodeAnchorCarrier(term, sequence, anchor);
+  auto target = state.slots.end();
+  for (auto it = state.slots.begin(); it != state.slots.end(); ++it) {
+    if (it == newest || !it->modifiable || it->term != term) continue;
+    if (target == state.slots.end() || it->sequence < target->sequence) target = it;
   }
   const CK_OBJECT_HANDLE previous =
-      newest == anchor_slots_.end() ? CK_INVALID_HANDLE : newest->handle;
+      newest == state.slots.end() ? CK_INVALID_HANDLE : newest->handle;
   CK_OBJECT_HANDLE written = CK_INVALID_HANDLE;
-  if (target != anchor_slots_.end()) {
+  if (target != state.slots.end()) {
     AttributeTemplate value;
     value.Bytes(CKA_ID, carrier);
     CK_FUNCTION_LIST* f = pool_->functions();
@@ -335,7 +379,7 @@ Status TokenHsm::StoreAnchor(ByteView anchor) {
     });
     if (!s.ok()) {
       // The holder may be half written; the newest one is intact. Learn the state again.
-      anchor_state_known_ = false;
+      state.known = false;
       return s.WithContext("storing the anchor");
     }
     if (read_only) {
@@ -345,20 +389,20 @@ Status TokenHsm::StoreAnchor(ByteView anchor) {
     }
   }
   if (written == CK_INVALID_HANDLE) {
-    StatusOr<CK_OBJECT_HANDLE> created = CreateAnchorCarrier(carrier);
+    StatusOr<CK_OBJECT_HANDLE> created = CreateAnchorCarrier(partition, carrier);
     if (!created.ok()) {
       // We cannot tell whether the token kept the object; learn the state again next time.
-      anchor_state_known_ = false;
+      state.known = false;
       return created.status().WithContext("storing the anchor");
     }
     written = *created;
   }
-  // The new anchor is durable. Two holders are kept: the new one and the previous newest, so
-  // that a torn in-place write never takes the only copy. Destroying the rest (holders of
-  // earlier versions, duplicates) may fail harmlessly, since the highest sequence wins on
-  // load; survivors are retried on the next store.
+  // The new anchor is durable. Two holders are kept: the new one and the previous newest of
+  // this term, so that a torn in-place write never takes the only copy. Destroying the rest
+  // (holders of earlier terms and versions, duplicates) may fail harmlessly, since the highest
+  // term and sequence win on load; survivors are retried on the next store.
   std::vector<AnchorSlot> slots;
-  for (const AnchorSlot& slot : anchor_slots_) {
+  for (const AnchorSlot& slot : state.slots) {
     if (slot.handle == written) continue;
     if (slot.handle == previous) {
       slots.push_back(slot);
@@ -367,8 +411,8 @@ Status TokenHsm::StoreAnchor(ByteView anchor) {
     Status destroyed = DestroyObject(*pool_, slot.handle);
     if (!destroyed.ok() && destroyed.code() != StatusCode::kNotFound) slots.push_back(slot);
   }
-  slots.push_back({written, sequence, /*modifiable=*/true});
-  anchor_slots_ = std::move(slots);
+  slots.push_back({written, term, sequence, /*modifiable=*/true});
+  state.slots = std::move(slots);
   return OkStatus();
 }
 

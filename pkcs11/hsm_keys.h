@@ -28,12 +28,21 @@
 // The rollback anchor. The core authenticates the anchor bytes itself (anchor MAC key), so the
 // token only has to keep bytes durably and hand back the newest. A holder keeps
 //     "PVA1" || be64(sequence) || anchor
-// in the CKA_ID of a CKO_SECRET_KEY labelled "pinvault-anchor": type CKK_GENERIC_SECRET,
+// in the CKA_ID of a CKO_SECRET_KEY labelled AnchorLabel(partition) ("pinvault-anchor" for
+// partition 0, as before partitions, "pinvault-anchor-p<N>" for partition N; each partition
+// has its own holders, so token objects grow with partitions, never with users): type CKK_GENERIC_SECRET,
 // generated on the token, private, sensitive, non-extractable, with every usage false (its key
 // value is never used; `pinvault-admin hsm audit` checks it stays usage-less). CKA_ID because it
 // is readable and, on a modifiable key, rewritable on every token: NSS softokn has no token data
 // objects, and SoftHSM2 refuses to change a data object's CKA_VALUE.
-// Two holders exist. StoreAnchor rewrites the one with the older sequence in place
+// Terms (several nodes, DESIGN.md section 8): PKCS#11 has no compare-and-swap, so each owner
+// of a partition writes holders of its own lease term only (the term is in the carrier) and
+// never touches a holder of another term but to destroy older terms' after its own write;
+// LoadAnchor takes the highest term, then the highest sequence in it. A stale owner's late
+// write lands in its own, older term and can never replace a newer owner's anchor; one that
+// knows of a newer term is refused (FAILED_PRECONDITION). This relies on the module not
+// reusing the handle of a destroyed object for a new one while a stale owner still holds it.
+// Two holders exist per term. StoreAnchor rewrites the one with the older sequence in place
 // (C_SetAttributeValue) and never touches the one with the newest, so a write torn by a crash
 // leaves the last acknowledged anchor intact; LoadAnchor takes the highest sequence among the
 // holders that decode and ignores a damaged one beside an intact one (DATA_LOSS if none
@@ -104,8 +113,8 @@ class TokenHsm final : public vault::Hsm {
   StatusOr<Bytes> Sign(ByteView message) override;
   StatusOr<vault::SigningPublicKey> AuditPublicKey() override;
   Status GenerateRandom(std::span<uint8_t> out) override;
-  StatusOr<std::optional<Bytes>> LoadAnchor() override;
-  Status StoreAnchor(ByteView anchor) override;
+  StatusOr<std::optional<Bytes>> LoadAnchor(uint32_t partition) override;
+  Status StoreAnchor(uint32_t partition, uint64_t term, ByteView anchor) override;
 
   // AddSealingKey generates sealing key CurrentSealingKeyId()+1 on the token and makes it the
   // current one. Returns the new id.
@@ -137,6 +146,7 @@ class TokenHsm final : public vault::Hsm {
 
   struct AnchorCarrier {
     CK_OBJECT_HANDLE handle = CK_INVALID_HANDLE;
+    uint64_t term = 0;
     uint64_t sequence = 0;
     Bytes anchor;
     bool modifiable = false;  // a key carrier that may be rewritten in place
@@ -144,13 +154,20 @@ class TokenHsm final : public vault::Hsm {
   };
   struct AnchorSlot {
     CK_OBJECT_HANDLE handle = CK_INVALID_HANDLE;
+    uint64_t term = 0;
     uint64_t sequence = 0;
     bool modifiable = false;
   };
-  StatusOr<std::vector<AnchorCarrier>> ReadAnchorCarriers();
-  StatusOr<CK_OBJECT_HANDLE> CreateAnchorCarrier(ByteView carrier);
-  // AdoptAnchorSlots makes `carriers` (just read from the token) the known holders.
-  void AdoptAnchorSlots(const std::vector<AnchorCarrier>& carriers);
+  // AnchorState is what this object knows of one partition's holders.
+  struct AnchorState {
+    bool known = false;  // false: read the holders from the token before the next store
+    std::vector<AnchorSlot> slots;
+  };
+  StatusOr<std::vector<AnchorCarrier>> ReadAnchorCarriers(uint32_t partition);
+  StatusOr<CK_OBJECT_HANDLE> CreateAnchorCarrier(uint32_t partition, ByteView carrier);
+  // AdoptAnchorSlots makes `carriers` (just read from the token) the known holders of
+  // `partition`.
+  void AdoptAnchorSlots(uint32_t partition, const std::vector<AnchorCarrier>& carriers);
 
   const std::shared_ptr<SessionPool> pool_;
   const Capabilities caps_;
@@ -163,15 +180,22 @@ class TokenHsm final : public vault::Hsm {
   std::optional<vault::SigningPublicKey> public_key_;  // guarded by public_key_mu_
 
   std::mutex anchor_mu_;  // serialises LoadAnchor/StoreAnchor
-  bool anchor_state_known_ = false;
-  std::vector<AnchorSlot> anchor_slots_;
+  std::map<uint32_t, AnchorState> anchors_;  // by partition; guarded by anchor_mu_
   std::atomic<AnchorStorage> anchor_storage_{AnchorStorage::kUnknown};
 };
 
-// EncodeAnchorCarrier / DecodeAnchorCarrier: "PVA1" || be64(sequence) || anchor. Decode fails
-// with DATA_LOSS on a wrong magic or a short buffer. Exposed for tests.
-Bytes EncodeAnchorCarrier(uint64_t sequence, ByteView anchor);
-StatusOr<std::pair<uint64_t, Bytes>> DecodeAnchorCarrier(ByteView carrier);
+// EncodeAnchorCarrier / DecodeAnchorCarrier: "PVA1" || be64(sequence) || anchor for term 0
+// (the holders of a single node), "PVA2" || be64(term) || be64(sequence) || anchor otherwise.
+// Decode fails with DATA_LOSS on a wrong magic, a short buffer or a "PVA2" of term 0.
+// Exposed for tests.
+struct DecodedAnchorCarrier {
+  uint64_t term = 0;
+  uint64_t sequence = 0;
+  Bytes anchor;
+};
+Bytes EncodeAnchorCarrier(uint64_t term, uint64_t sequence, ByteView anchor);
+Bytes EncodeAnchorCarrier(uint64_t sequence, ByteView anchor);  // term 0
+StatusOr<DecodedAnchorCarrier> DecodeAnchorCarrier(ByteView carrier);
 
 }  // namespace pinvault::pkcs11
 

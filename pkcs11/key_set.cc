@@ -204,7 +204,7 @@ std::optional<RealmKeyRole> RoleOf(std::string_view label, CK_OBJECT_CLASS objec
   if (label == kAuditSignLabel && object_class == CKO_PUBLIC_KEY) {
     return RealmKeyRole::kAuditSignPublic;
   }
-  if (label == kAnchorLabel && (object_class == CKO_DATA || object_class == CKO_SECRET_KEY)) {
+  if (ParseAnchorLabel(label) && (object_class == CKO_DATA || object_class == CKO_SECRET_KEY)) {
     return RealmKeyRole::kAnchorHolder;
   }
   return std::nullopt;
@@ -212,8 +212,11 @@ std::optional<RealmKeyRole> RoleOf(std::string_view label, CK_OBJECT_CLASS objec
 
 std::string SealingKeyLabel(uint32_t id) { return kRecordSealLabelPrefix + std::to_string(id); }
 
-std::optional<uint32_t> ParseSealingKeyLabel(std::string_view label) {
-  std::string_view prefix = kRecordSealLabelPrefix;
+namespace {
+
+// ParseNumberAfter parses the decimal number (1..2^32-1, no leading zeros) that follows
+// `prefix` in `label`.
+std::optional<uint32_t> ParseNumberAfter(std::string_view label, std::string_view prefix) {
   if (label.substr(0, prefix.size()) != prefix) return std::nullopt;
   std::string_view digits = label.substr(prefix.size());
   if (digits.empty() || digits.size() > 10 || digits[0] == '0') return std::nullopt;
@@ -222,6 +225,24 @@ std::optional<uint32_t> ParseSealingKeyLabel(std::string_view label) {
   if (ec != std::errc() || end != digits.data() + digits.size()) return std::nullopt;
   if (value == 0 || value > UINT32_MAX) return std::nullopt;
   return static_cast<uint32_t>(value);
+}
+
+constexpr std::string_view kAnchorPartitionInfix = "-p";
+
+}  // namespace
+
+std::optional<uint32_t> ParseSealingKeyLabel(std::string_view label) {
+  return ParseNumberAfter(label, kRecordSealLabelPrefix);
+}
+
+std::string AnchorLabel(uint32_t partition) {
+  if (partition == 0) return kAnchorLabel;
+  return std::string(kAnchorLabel) + std::string(kAnchorPartitionInfix) + std::to_string(partition);
+}
+
+std::optional<uint32_t> ParseAnchorLabel(std::string_view label) {
+  if (label == kAnchorLabel) return 0;
+  return ParseNumberAfter(label, std::string(kAnchorLabel) + std::string(kAnchorPartitionInfix));
 }
 
 Bytes RealmKeyId(RealmKeyRole role, uint32_t number) {

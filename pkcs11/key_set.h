@@ -50,7 +50,7 @@ inline constexpr char kRecordSealLabelPrefix[] = "pinvault-record-seal-";
 inline constexpr char kRecordIdMacLabel[] = "pinvault-record-id-mac";
 inline constexpr char kAnchorMacLabel[] = "pinvault-anchor-mac";
 inline constexpr char kAuditSignLabel[] = "pinvault-audit-sign";
-inline constexpr char kAnchorLabel[] = "pinvault-anchor";
+inline constexpr char kAnchorLabel[] = "pinvault-anchor";  // partition 0's holders
 
 // RealmKeyRole names each kind of realm object.
 enum class RealmKeyRole {
@@ -93,6 +93,12 @@ std::optional<RealmKeyRole> RoleOf(std::string_view label, CK_OBJECT_CLASS objec
 // decimal without leading zeros).
 std::string SealingKeyLabel(uint32_t id);
 std::optional<uint32_t> ParseSealingKeyLabel(std::string_view label);
+
+// AnchorLabel is the label of partition `partition`'s anchor holders: kAnchorLabel for
+// partition 0 (the label of the single-tree layout), "pinvault-anchor-p<N>" for partition N;
+// ParseAnchorLabel inverts it (N from 1, decimal without leading zeros).
+std::string AnchorLabel(uint32_t partition);
+std::optional<uint32_t> ParseAnchorLabel(std::string_view label);
 
 // RealmKeyId is the CKA_ID of a realm key: role byte || big-endian number.
 Bytes RealmKeyId(RealmKeyRole role, uint32_t number);

@@ -147,11 +147,17 @@ StatusOr<ProvisionedRealm> ProvisionRealm(std::shared_ptr<Module> module, TokenU
                                      options.hsm.pool)
           : SessionPool::Open(module, std::move(uri), options.hsm.pool);
   if (!opened.ok()) return opened.status();
-  std::shared_ptr<SessionPool> pool = std::move(opened).value();
+  return ProvisionRealm(std::shared_ptr<SessionPool>(std::move(opened).value()), options.keys);
+}
+
+StatusOr<ProvisionedRealm> ProvisionRealm(std::shared_ptr<SessionPool> pool,
+                                          const KeySetOptions& keys) {
+  if (pool == nullptr) return InvalidArgumentError("ProvisionRealm needs a session pool");
   TokenDescription token = pool->token();
-  ASSIGN_OR_RETURN(Capabilities caps, DetectCapabilities(*module, token.slot, token.flags));
+  ASSIGN_OR_RETURN(Capabilities caps,
+                   DetectCapabilities(*pool->module(), token.slot, token.flags));
   ProvisionedRealm realm;
-  ASSIGN_OR_RETURN(realm.actions, EnsureRealmKeys(*pool, caps, options.keys));
+  ASSIGN_OR_RETURN(realm.actions, EnsureRealmKeys(*pool, caps, keys));
   ASSIGN_OR_RETURN(realm.hsm, TokenHsm::Create(std::move(pool)));
   return realm;
 }

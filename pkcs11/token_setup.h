@@ -31,6 +31,7 @@
 #include "pkcs11/hsm_keys.h"
 #include "pkcs11/key_set.h"
 #include "pkcs11/module.h"
+#include "pkcs11/session_pool.h"
 #include "pkcs11/uri.h"
 #include "vault/secret_bytes.h"
 #include "vault/status.h"
@@ -141,6 +142,13 @@ StatusOr<ProvisionedRealm> ProvisionRealm(std::shared_ptr<Module> module, TokenU
                                           ProvisionOptions options = {});
 StatusOr<ProvisionedRealm> ProvisionRealm(std::shared_ptr<Module> module, std::string_view uri,
                                           ProvisionOptions options = {});
+
+// ProvisionRealm (pool form) does the same on a pool the caller has already logged in, for a
+// caller that reports the login's errors itself (`pinvault-admin hsm init`); the TokenHsm
+// shares `pool`. Errors as DetectCapabilities, EnsureRealmKeys and TokenHsm::Create;
+// INVALID_ARGUMENT for a null pool.
+StatusOr<ProvisionedRealm> ProvisionRealm(std::shared_ptr<SessionPool> pool,
+                                          const KeySetOptions& keys = {});
 
 // WriteSoftHsmConfig prepares a SoftHSM2 store in `dir`: creates `dir` and `dir`/tokens
 // (owner-only), writes `dir`/softhsm2.conf naming that token directory (file object store, log

@@ -10,7 +10,8 @@
 namespace pinvault::vault {
 namespace {
 
-constexpr std::string_view kMagic = "PVC1";
+constexpr std::string_view kMagic = "PVC2";
+constexpr std::string_view kMagicV1 = "PVC1";
 constexpr std::string_view kMacLabel = "pinvault-anchor-v1";
 constexpr size_t kMacSize = 32;
 
@@ -54,6 +55,9 @@ StatusOr<Bytes> IssueCertificate(Hsm& hsm, const Certificate& cert) {
   Bytes body;
   body.reserve(kCertificateSize);
   Append(body, AsBytes(kMagic));
+  AppendU16(body, static_cast<uint16_t>(cert.partition.count));
+  AppendU16(body, static_cast<uint16_t>(cert.partition.index));
+  AppendU64(body, cert.term);
   body.push_back(cert.bucket_bits);
   AppendU64(body, cert.epoch);
   Append(body, cert.root);
@@ -64,13 +68,22 @@ StatusOr<Bytes> IssueCertificate(Hsm& hsm, const Certificate& cert) {
 }
 
 StatusOr<Certificate> VerifyCertificate(Hsm& hsm, ByteView bytes) {
-  if (bytes.size() != kCertificateSize) return DataLossError("certificate has the wrong size");
+  if (bytes.size() != kCertificateSize && bytes.size() != kCertificateSizeV1) {
+    return DataLossError("certificate has the wrong size");
+  }
   ByteReader r(bytes);
   ByteView magic = r.Take(kMagic.size());
-  if (!std::equal(magic.begin(), magic.end(), AsBytes(kMagic).begin())) {
+  auto is = [&](std::string_view m) {
+    return std::equal(magic.begin(), magic.end(), AsBytes(m).begin());
+  };
+  Certificate cert;
+  if (bytes.size() == kCertificateSize && is(kMagic)) {
+    cert.partition.count = r.U16();
+    cert.partition.index = r.U16();
+    cert.term = r.U64();
+  } else if (!(bytes.size() == kCertificateSizeV1 && is(kMagicV1))) {
     return DataLossError("certificate has an unknown format");
   }
-  Certificate cert;
   cert.bucket_bits = r.U8();
   cert.epoch = r.U64();
   r.ReadInto(cert.root);
@@ -80,29 +93,69 @@ StatusOr<Certificate> VerifyCertificate(Hsm& hsm, ByteView bytes) {
   if (!r.AtEnd()) return DataLossError("certificate is malformed");
   RETURN_IF_ERROR(hsm.VerifyMac(MacKeyRole::kAnchor, MacInput(body), tag));
   if (cert.bucket_bits > kMaxBucketBits) return DataLossError("certificate depth out of range");
+  if (!ValidatePartitionCount(cert.partition.count).ok() ||
+      cert.partition.index >= cert.partition.count) {
+    return DataLossError("certificate names an impossible partition");
+  }
   return cert;
 }
 
-StatusOr<ServingState> LoadAndCheck(Hsm& hsm, RecordStore& store, int genesis_bucket_bits) {
-  ASSIGN_OR_RETURN(std::optional<Bytes> anchor_bytes, hsm.LoadAnchor());
-  ASSIGN_OR_RETURN(TreeSnapshot snapshot, store.ReadTree());
+namespace {
+
+// PartitionMismatch explains a certificate of another partition layout than the configured one.
+Status PartitionMismatch(const Certificate& found, const PartitionId& wanted) {
+  if (found.partition.count != wanted.count) {
+    return FailedPreconditionError(
+        "refusing to serve: this realm was created with " + std::to_string(found.partition.count) +
+        " partition(s) but is configured with " + std::to_string(wanted.count) +
+        "; the partition count is fixed when a realm is created: set realm.partitions to " +
+        std::to_string(found.partition.count));
+  }
+  return FailedPreconditionError("refusing to serve: the certificate of partition " +
+                                 ToString(wanted) + " names partition " +
+                                 ToString(found.partition) + " (storage or anchors were swapped)");
+}
+
+}  // namespace
+
+StatusOr<ServingState> LoadAndCheck(Hsm& hsm, RecordStore& store, PartitionId partition,
+                                    int genesis_bucket_bits, uint64_t term) {
+  RETURN_IF_ERROR(ValidatePartitionCount(partition.count));
+  if (partition.index >= partition.count) return InvalidArgumentError("no such partition");
+  ASSIGN_OR_RETURN(std::optional<Bytes> anchor_bytes, hsm.LoadAnchor(partition.index));
+  ASSIGN_OR_RETURN(TreeSnapshot snapshot, store.ReadTree(partition.index));
   std::optional<uint64_t> storage_epoch =
       snapshot.head ? std::optional(snapshot.head->epoch) : std::nullopt;
 
-  // A fresh realm: no anchor and no storage.
+  // A fresh partition: no anchor and no storage.
   if (!anchor_bytes && !snapshot.head) {
     if (!snapshot.nodes.empty()) {
       return Mismatch(storage_epoch, std::nullopt, "storage holds tree nodes but no head");
     }
+    // A realm of another layout (say the single-tree one) has partition 0 anchored already:
+    // creating the other partitions beside it would split its records between trees.
+    if (partition.index != 0) {
+      ASSIGN_OR_RETURN(std::optional<Bytes> first, hsm.LoadAnchor(0));
+      if (first) {
+        StatusOr<Certificate> first_cert = VerifyCertificate(hsm, *first);
+        if (first_cert.ok() && first_cert->partition.count != partition.count) {
+          return PartitionMismatch(*first_cert, partition);
+        }
+      }
+    }
     Certificate genesis;
     genesis.bucket_bits = static_cast<uint8_t>(std::clamp(genesis_bucket_bits, 0, kMaxBucketBits));
+    genesis.partition = partition;
+    genesis.term = term;
     ASSIGN_OR_RETURN(Bytes genesis_bytes, IssueCertificate(hsm, genesis));
     CommitBatch batch;
+    batch.partition = partition.index;
     batch.expected_epoch = std::nullopt;
     batch.head = StoreHead{0, genesis_bytes};
     RETURN_IF_ERROR(store.Commit(batch));
-    RETURN_IF_ERROR(hsm.StoreAnchor(genesis_bytes));
-    return ServingState{genesis, std::move(genesis_bytes), MerkleTree(genesis.bucket_bits),
+    RETURN_IF_ERROR(hsm.StoreAnchor(partition.index, term, genesis_bytes));
+    return ServingState{genesis, std::move(genesis_bytes),
+                        MerkleTree(genesis.bucket_bits, partition),
                         /*rolled_forward=*/false, /*created=*/true};
   }
 
@@ -114,6 +167,7 @@ StatusOr<ServingState> LoadAndCheck(Hsm& hsm, RecordStore& store, int genesis_bu
       return Mismatch(storage_epoch, std::nullopt, "the HSM anchor failed authentication");
     }
     if (!a.ok()) return a.status();
+    if (a->partition != partition) return PartitionMismatch(*a, partition);
     anchor = *a;
     anchor_epoch = anchor->epoch;
   }
@@ -121,6 +175,7 @@ StatusOr<ServingState> LoadAndCheck(Hsm& hsm, RecordStore& store, int genesis_bu
 
   ASSIGN_OR_RETURN(Certificate stored, VerifyOrMismatch(hsm, snapshot.head->certificate,
                                                         storage_epoch, anchor_epoch, "storage"));
+  if (stored.partition != partition) return PartitionMismatch(stored, partition);
   if (stored.epoch != snapshot.head->epoch) {
     return Mismatch(storage_epoch, anchor_epoch, "the storage head disagrees with its certificate");
   }
@@ -146,7 +201,7 @@ StatusOr<ServingState> LoadAndCheck(Hsm& hsm, RecordStore& store, int genesis_bu
     return Mismatch(storage_epoch, anchor_epoch, "storage does not continue the anchored state");
   }
 
-  MerkleTree tree(stored.bucket_bits);
+  MerkleTree tree(stored.bucket_bits, partition);
   Status loaded = tree.Load(snapshot.nodes);
   if (!loaded.ok()) {
     return Mismatch(storage_epoch, anchor_epoch, "stored tree nodes are malformed");
@@ -154,9 +209,18 @@ StatusOr<ServingState> LoadAndCheck(Hsm& hsm, RecordStore& store, int genesis_bu
   if (tree.root().hash != stored.root) {
     return Mismatch(storage_epoch, anchor_epoch, "stored tree nodes do not match the root");
   }
-  if (roll_forward) RETURN_IF_ERROR(hsm.StoreAnchor(snapshot.head->certificate));
+  if (roll_forward) {
+    RETURN_IF_ERROR(hsm.StoreAnchor(partition.index, term, snapshot.head->certificate));
+  }
   return ServingState{stored, snapshot.head->certificate, std::move(tree), roll_forward,
                       /*created=*/false};
+}
+
+StatusOr<std::optional<uint32_t>> AnchoredPartitionCount(Hsm& hsm) {
+  ASSIGN_OR_RETURN(std::optional<Bytes> anchor, hsm.LoadAnchor(0));
+  if (!anchor) return std::optional<uint32_t>();
+  ASSIGN_OR_RETURN(Certificate cert, VerifyCertificate(hsm, *anchor));
+  return std::optional<uint32_t>(cert.partition.count);
 }
 
 }  // namespace pinvault::vault

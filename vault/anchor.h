@@ -37,19 +37,27 @@
 #include "vault/bytes.h"
 #include "vault/hsm.h"
 #include "vault/merkle.h"
+#include "vault/partition.h"
 #include "vault/record_store.h"
 #include "vault/status.h"
 
 namespace pinvault::vault {
 
-inline constexpr size_t kCertificateSize = 4 + 1 + 8 + 32 + 32 + 32;
+// Certificate encodings: "PVC2" (written) carries the partition and the term; "PVC1" (the
+// single-tree layout, read only) is partition 0 of 1, term 0.
+inline constexpr size_t kCertificateSize = 4 + 2 + 2 + 8 + 1 + 8 + 32 + 32 + 32;
+inline constexpr size_t kCertificateSizeV1 = 4 + 1 + 8 + 32 + 32 + 32;
 
-// Certificate is the authenticated state of the record store at one epoch.
+// Certificate is the authenticated state of one partition of the record store at one epoch.
+// The partition is part of what the HSM MACs, so one partition's certificate cannot stand in
+// for another's; `term` is the lease term of the node that committed it (0 on one node).
 struct Certificate {
   uint8_t bucket_bits = 0;
   uint64_t epoch = 0;
   Digest root{};       // Merkle root hash at `epoch`
   Digest prev_root{};  // root hash at epoch - 1 (zeros at epoch 0)
+  PartitionId partition;
+  uint64_t term = 0;
   friend bool operator==(const Certificate&, const Certificate&) = default;
 };
 
@@ -76,7 +84,18 @@ struct ServingState {
 // Errors: FAILED_PRECONDITION with both epochs named when storage does not match the anchor
 // (permanent until an operator acts), UNAVAILABLE when the HSM or storage cannot be reached
 // (retry later), others as reported by the Hsm or store.
-StatusOr<ServingState> LoadAndCheck(Hsm& hsm, RecordStore& store, int genesis_bucket_bits);
+// Each partition (vault/partition.h) is checked on its own, against its own anchor
+// (Hsm::LoadAnchor(index)) and head (RecordStore::ReadTree(index)); a certificate of another
+// partition or partition count is refused (FAILED_PRECONDITION naming the count the realm was
+// created with), and a fresh partition is not created beside an anchored partition 0 of
+// another count. Anchors it writes (genesis, roll-forward) are stored under lease `term`.
+StatusOr<ServingState> LoadAndCheck(Hsm& hsm, RecordStore& store, PartitionId partition,
+                                    int genesis_bucket_bits, uint64_t term = 0);
+
+// AnchoredPartitionCount returns the partition count that partition 0's anchor records (1
+// for an anchor of the single-tree layout), or nullopt if the HSM holds no anchor for it
+// (a new realm). DATA_LOSS if the anchor fails authentication; the Hsm's errors otherwise.
+StatusOr<std::optional<uint32_t>> AnchoredPartitionCount(Hsm& hsm);
 
 }  // namespace pinvault::vault
 

@@ -102,7 +102,11 @@ class ByteWriter {
   bool ok_ = true;
 };
 
-// AppendU32 / AppendU64 append big-endian integers to a growable buffer.
+// AppendU16 / AppendU32 / AppendU64 append big-endian integers to a growable buffer.
+inline void AppendU16(Bytes& out, uint16_t v) {
+  out.push_back(static_cast<uint8_t>(v >> 8));
+  out.push_back(static_cast<uint8_t>(v));
+}
 inline void AppendU32(Bytes& out, uint32_t v) {
   for (int i = 3; i >= 0; --i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
 }

@@ -41,7 +41,10 @@ StatusOr<CommitPlan> PlanCommit(const MerkleTree& tree, const Certificate& curre
   plan.certificate.epoch = current.epoch + 1;
   plan.certificate.root = plan.update->root().hash;
   plan.certificate.prev_root = current.root;
+  plan.certificate.partition = tree.partition();
+  plan.certificate.term = current.term;
 
+  plan.store_batch.partition = tree.partition().index;
   plan.store_batch.expected_epoch = current.epoch;
   plan.store_batch.head.epoch = plan.certificate.epoch;
   plan.store_batch.records.reserve(rows.size());

@@ -82,12 +82,17 @@ class Hsm {
   // GenerateRandom fills `out` from the HSM's random generator.
   virtual Status GenerateRandom(std::span<uint8_t> out) = 0;
 
-  // LoadAnchor reads the rollback anchor blob kept on the token; nullopt if none exists yet.
-  virtual StatusOr<std::optional<Bytes>> LoadAnchor() = 0;
+  // LoadAnchor reads the rollback anchor blob of `partition` (vault/partition.h) kept on the
+  // token: the one stored last under the highest term; nullopt if none exists yet. Each
+  // partition has its own anchor.
+  virtual StatusOr<std::optional<Bytes>> LoadAnchor(uint32_t partition) = 0;
 
-  // StoreAnchor durably replaces the anchor blob on the token. OK only once the token has
-  // accepted the write.
-  virtual Status StoreAnchor(ByteView anchor) = 0;
+  // StoreAnchor durably replaces the anchor blob of `partition` under lease term `term` (0 on
+  // a single node) on the token. OK only once the token has accepted the write. A write under
+  // a term older than one already stored never replaces the newer term's anchor (a stale
+  // owner cannot roll the anchor back); implementations refuse it with FAILED_PRECONDITION
+  // when they know of the newer term.
+  virtual Status StoreAnchor(uint32_t partition, uint64_t term, ByteView anchor) = 0;
 };
 
 }  // namespace pinvault::vault

@@ -81,7 +81,10 @@ void MerkleTree::Update::ToNodeWrites(std::vector<TreeNode>& upserts,
   }
 }
 
-MerkleTree::MerkleTree(int bucket_bits) : bucket_bits_(std::clamp(bucket_bits, 0, kMaxBucketBits)) {
+MerkleTree::MerkleTree(int bucket_bits, PartitionId partition)
+    : bucket_bits_(std::clamp(bucket_bits, 0, kMaxBucketBits)),
+      partition_(partition),
+      prefix_bits_(PartitionBits(partition.count)) {
   levels_.resize(static_cast<size_t>(bucket_bits_) + 1);
   for (int d = 0; d <= bucket_bits_; ++d) levels_[d].assign(size_t{1} << d, NodeValue{});
 }
@@ -109,18 +112,25 @@ Status MerkleTree::Load(const std::vector<TreeNode>& nodes) {
   return OkStatus();
 }
 
+bool MerkleTree::Contains(const RecordId& id) const {
+  return PartitionOf(id, partition_.count) == partition_.index;
+}
+
 uint32_t MerkleTree::BucketOf(const RecordId& id) const {
   if (bucket_bits_ == 0) return 0;
   uint32_t top = uint32_t{id[0]} << 24 | uint32_t{id[1]} << 16 | uint32_t{id[2]} << 8 | id[3];
-  return top >> (32 - bucket_bits_);
+  // prefix_bits_ + bucket_bits_ <= 8 + 20, so the bucket's bits are inside the first word.
+  return (top << prefix_bits_) >> (32 - bucket_bits_);
 }
 
 void MerkleTree::BucketRange(uint32_t index, RecordId& lo, RecordId& hi) const {
   lo.fill(0x00);
   hi.fill(0xff);
-  if (bucket_bits_ == 0) return;
-  uint32_t top = index << (32 - bucket_bits_);
-  uint32_t mask = ~uint32_t{0} << (32 - bucket_bits_);
+  const int bits = prefix_bits_ + bucket_bits_;
+  if (bits == 0) return;
+  uint32_t top = (prefix_bits_ == 0 ? 0 : partition_.index << (32 - prefix_bits_)) |
+                 (bucket_bits_ == 0 ? 0 : index << (32 - bits));
+  uint32_t mask = ~uint32_t{0} << (32 - bits);
   for (int i = 0; i < 4; ++i) {
     int shift = 24 - 8 * i;
     uint8_t bits = static_cast<uint8_t>(top >> shift);
@@ -133,9 +143,11 @@ void MerkleTree::BucketRange(uint32_t index, RecordId& lo, RecordId& hi) const {
 StatusOr<NodeValue> MerkleTree::ComputeBucket(uint32_t index,
                                               std::span<const BucketEntry> entries) const {
   for (const BucketEntry& e : entries) {
-    if (BucketOf(e.id) != index) return DataLossError("bucket scan returned a foreign row");
+    if (!Contains(e.id) || BucketOf(e.id) != index) {
+      return DataLossError("bucket scan returned a foreign row");
+    }
   }
-  return SubtreeValue(entries, bucket_bits_);
+  return SubtreeValue(entries, prefix_bits_ + bucket_bits_);
 }
 
 MerkleTree::Update MerkleTree::Prepare(const std::map<uint32_t, NodeValue>& buckets) const {

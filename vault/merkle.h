@@ -36,6 +36,7 @@
 #include <span>
 #include <vector>
 
+#include "vault/partition.h"
 #include "vault/record_store.h"
 #include "vault/status.h"
 
@@ -87,10 +88,17 @@ class MerkleTree {
   };
 
   // MerkleTree creates an empty tree cut at depth `bucket_bits` (0..kMaxBucketBits; values
-  // outside are clamped).
-  explicit MerkleTree(int bucket_bits);
+  // outside are clamped) below the prefix of `partition` (vault/partition.h): the tree of
+  // one partition is the subtree of the whole id space under that prefix, so its root is
+  // the value the whole tree has at depth PartitionBits(count), and its bucket i holds the
+  // ids whose next bucket_bits bits after the prefix are i. `partition` must be valid.
+  explicit MerkleTree(int bucket_bits, PartitionId partition = {});
 
   int bucket_bits() const { return bucket_bits_; }
+  const PartitionId& partition() const { return partition_; }
+
+  // Contains reports whether `id` lies in this tree's partition.
+  bool Contains(const RecordId& id) const;
   uint32_t bucket_count() const { return uint32_t{1} << bucket_bits_; }
 
   // Load replaces the frontier with persisted nodes and recomputes the upper tree.
@@ -99,7 +107,8 @@ class MerkleTree {
 
   const NodeValue& root() const { return levels_[0][0]; }
 
-  // BucketOf returns the frontier index of `id` (its first bucket_bits bits).
+  // BucketOf returns the frontier index of `id` (its bucket_bits bits after the partition
+  // prefix); `id` must lie in the partition (Contains).
   uint32_t BucketOf(const RecordId& id) const;
 
   // BucketRange returns the smallest and largest ids of bucket `index`.
@@ -109,7 +118,7 @@ class MerkleTree {
   const NodeValue& Bucket(uint32_t index) const { return levels_[bucket_bits_][index]; }
 
   // ComputeBucket rebuilds bucket `index` from storage's `entries`; DATA_LOSS if they are
-  // not strictly ascending or do not all belong to the bucket.
+  // not strictly ascending or do not all belong to the bucket (and the partition).
   StatusOr<NodeValue> ComputeBucket(uint32_t index, std::span<const BucketEntry> entries) const;
 
   // Prepare computes the effect of setting the given buckets to new values.
@@ -123,6 +132,8 @@ class MerkleTree {
 
  private:
   int bucket_bits_;
+  PartitionId partition_;
+  int prefix_bits_;  // PartitionBits(partition_.count)
   std::vector<std::vector<NodeValue>> levels_;  // levels_[d] has 2^d nodes
 };
 

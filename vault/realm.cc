@@ -38,8 +38,15 @@ Realm::Realm(Hsm& hsm, RecordStore& store, RealmOptions options)
       options_(options),
       clock_(options.clock != nullptr ? *options.clock : SystemClock()),
       cache_(options.record_cache_size),
-      ids_(options.record_id_cache_size),
-      buckets_(options.bucket_cache_size) {
+      ids_(options.record_id_cache_size) {
+  // Each partition keeps its share of the bucket cache.
+  const size_t bucket_cache = options.bucket_cache_size == 0
+                                  ? 0
+                                  : std::max<size_t>(1, options.bucket_cache_size / options.partitions);
+  for (uint32_t i = 0; i < options.partitions; ++i) {
+    partitions_.push_back(
+        std::make_unique<Partition>(PartitionId{i, options.partitions}, bucket_cache));
+  }
   if (options.executor != nullptr) {
     executor_ = options.executor;
   } else {
@@ -53,9 +60,28 @@ StatusOr<std::unique_ptr<Realm>> Realm::Create(Hsm& hsm, RecordStore& store, Rea
     options.worker_threads = std::max(2, static_cast<int>(std::thread::hardware_concurrency()));
   }
   if (options.max_batch == 0) return InvalidArgumentError("max_batch must be positive");
+  if (options.partitions == 0) {
+    StatusOr<std::optional<uint32_t>> anchored = AnchoredPartitionCount(hsm);
+    if (!anchored.ok()) {
+      return anchored.status().WithContext(
+          "reading the partition count from partition 0's anchor (configure the count to start "
+          "while the HSM cannot be read)");
+    }
+    options.partitions = anchored->value_or(kDefaultPartitionCount);
+  }
+  RETURN_IF_ERROR(ValidatePartitionCount(options.partitions));
+  if (options.genesis_bucket_bits < 0) {
+    options.genesis_bucket_bits =
+        std::max(0, kDefaultBucketBits - PartitionBits(options.partitions));
+  }
   auto realm = std::unique_ptr<Realm>(new Realm(hsm, store, options));
-  realm->RunStartupCheck().IgnoreError();  // the outcome is reported by Ready()
-  realm->committer_ = std::thread([r = realm.get()] { r->CommitterLoop(); });
+  for (auto& p : realm->partitions_) {
+    realm->RunStartupCheck(*p).IgnoreError();  // the outcome is reported by Ready()
+  }
+  for (auto& p : realm->partitions_) {
+    Partition* partition = p.get();
+    partition->committer = std::thread([r = realm.get(), partition] { r->CommitterLoop(*partition); });
+  }
   return realm;
 }
 
@@ -65,12 +91,16 @@ Realm::~Realm() {
     closed_ = true;
     outstanding_cv_.wait(lock, [&] { return outstanding_ == 0; });
   }
-  {
-    std::lock_guard lock(commit_mu_);
-    stopping_ = true;
+  for (auto& p : partitions_) {
+    {
+      std::lock_guard lock(p->commit_mu);
+      p->stopping = true;
+    }
+    p->commit_cv.notify_all();
   }
-  commit_cv_.notify_all();
-  if (committer_.joinable()) committer_.join();
+  for (auto& p : partitions_) {
+    if (p->committer.joinable()) p->committer.join();
+  }
   owned_executor_.reset();  // joins its threads; nothing is queued any more
 }
 
@@ -86,38 +116,61 @@ void Realm::Post(Task task, bool locked) {
   });
 }
 
-Status Realm::ServingStatus() const {
-  std::lock_guard lock(mode_mu_);
-  return mode_;
+Status Realm::ServingStatus(const Partition& p) {
+  std::lock_guard lock(p.mode_mu);
+  return p.mode;
 }
 
-Status Realm::Ready() const { return ServingStatus(); }
+Realm::Partition& Realm::PartitionFor(const RecordId& id) {
+  return *partitions_[PartitionOf(id, options_.partitions)];
+}
+
+Status Realm::Ready() const {
+  // A refusal (FAILED_PRECONDITION) outranks a retry; requests to the partitions that serve
+  // are answered either way.
+  Status worst;
+  for (const auto& p : partitions_) {
+    Status s = ServingStatus(*p);
+    if (s.ok()) continue;
+    if (partitions_.size() > 1) s = s.WithContext("partition " + ToString(p->id));
+    if (worst.ok() || (s.code() == StatusCode::kFailedPrecondition &&
+                       worst.code() != StatusCode::kFailedPrecondition)) {
+      worst = s;
+    }
+  }
+  return worst;
+}
 
 void Realm::NoteUnreachable(const Status& status) {
   if (status.code() != StatusCode::kUnavailable) return;
-  {
-    std::lock_guard lock(mode_mu_);
-    if (!mode_.ok()) return;  // already out of service (or refusing for good)
-    mode_ = UnavailableError("realm not serving: the HSM or storage is unreachable (" +
-                             status.message() + "); re-checking");
-    needs_resync_ = true;
+  for (auto& p : partitions_) {
+    {
+      std::lock_guard lock(p->mode_mu);
+      if (!p->mode.ok()) continue;  // already out of service (or refusing for good)
+      p->mode = UnavailableError("realm not serving: the HSM or storage is unreachable (" +
+                                 status.message() + "); re-checking");
+      p->needs_resync = true;
+    }
+    {
+      std::lock_guard lock(p->commit_mu);
+      p->resync_requested = true;
+    }
+    p->commit_cv.notify_one();
   }
-  {
-    std::lock_guard lock(commit_mu_);
-    resync_requested_ = true;
-  }
-  commit_cv_.notify_one();
 }
 
 RealmStats Realm::Stats() const {
   RealmStats stats;
-  {
-    std::shared_lock lock(tree_mu_);
-    stats.epoch = certificate_.epoch;
-    if (tree_) {
-      stats.bucket_bits = static_cast<uint32_t>(tree_->bucket_bits());
-      stats.non_empty_buckets = tree_->NonEmptyBuckets();
+  stats.partitions = static_cast<uint32_t>(partitions_.size());
+  for (const auto& p : partitions_) {
+    std::shared_lock lock(p->tree_mu);
+    stats.epoch += p->certificate.epoch;
+    if (p->tree) {
+      stats.bucket_bits = static_cast<uint32_t>(p->tree->bucket_bits());
+      stats.non_empty_buckets += p->tree->NonEmptyBuckets();
     }
+    lock.unlock();
+    if (ServingStatus(*p).ok()) ++stats.partitions_serving;
   }
   stats.batches = batches_.load();
   stats.writes = writes_.load();
@@ -166,16 +219,23 @@ StatusOr<RecordSummary> Realm::Inspect(const RequestContext& context) {
 }
 
 Status Realm::Resync() {
-  auto promise = std::make_shared<std::promise<Status>>();
-  std::future<Status> future = promise->get_future();
-  {
-    std::lock_guard lock(commit_mu_);
-    if (stopping_) return UnavailableError("realm is shutting down");
-    resync_requested_ = true;
-    resync_waiters_.push_back([promise](Status s) { promise->set_value(std::move(s)); });
+  std::vector<std::future<Status>> waits;
+  for (auto& p : partitions_) {
+    auto promise = std::make_shared<std::promise<Status>>();
+    waits.push_back(promise->get_future());
+    {
+      std::lock_guard lock(p->commit_mu);
+      if (p->stopping) return UnavailableError("realm is shutting down");
+      p->resync_requested = true;
+      p->resync_waiters.push_back([promise](Status s) { promise->set_value(std::move(s)); });
+    }
+    p->commit_cv.notify_one();
   }
-  commit_cv_.notify_one();
-  return future.get();
+  for (auto& w : waits) {
+    Status s = w.get();
+    if (s.code() == StatusCode::kUnavailable && s.message() == "realm is shutting down") return s;
+  }
+  return Ready();
 }
 
 void Realm::TaskDone() {
@@ -195,8 +255,10 @@ void Realm::Finish(Task& task, StatusOr<SecretsResponse> result, bool holds_reco
 }
 
 void Realm::Process(Task task) {
-  Status serving = ServingStatus();
-  if (!serving.ok()) return Finish(task, serving);
+  // A realm none of whose partitions serves answers at once, without an HSM call.
+  bool any_serving = false;
+  for (const auto& p : partitions_) any_serving = any_serving || ServingStatus(*p).ok();
+  if (!any_serving) return Finish(task, Ready());
   if (task.request) {
     if (!NeedsRecord(*task.request)) {
       StatusOr<GuessStep> step = ApplyGuessRules(Record{}, *task.request);
@@ -242,7 +304,7 @@ void Realm::ReleaseRecord(const RecordId& id) {
   Post(std::move(*next), /*locked=*/true);  // the record stays held by `next`
 }
 
-StatusOr<Realm::ReadResult> Realm::ReadVerified(const RecordId& id) {
+StatusOr<Realm::ReadResult> Realm::ReadVerified(Partition& p, const RecordId& id) {
   ReadResult result;
   BucketScan scan;
   // Fast path: the bucket's leaves are known for the value the tree holds now, so only this
@@ -252,12 +314,12 @@ StatusOr<Realm::ReadResult> Realm::ReadVerified(const RecordId& id) {
   {
     NodeValue current;
     {
-      std::shared_lock lock(tree_mu_);
-      if (!tree_) return UnavailableError("realm has no verified state");
-      result.bucket = tree_->BucketOf(id);
-      current = tree_->Bucket(result.bucket);
+      std::shared_lock lock(p.tree_mu);
+      if (!p.tree) return UnavailableError("realm has no verified state");
+      result.bucket = p.tree->BucketOf(id);
+      current = p.tree->Bucket(result.bucket);
     }
-    if (std::optional<std::vector<BucketEntry>> leaves = buckets_.Lookup(result.bucket, current)) {
+    if (std::optional<std::vector<BucketEntry>> leaves = p.buckets.Lookup(result.bucket, current)) {
       ASSIGN_OR_RETURN(std::optional<StoredRecord> row, store_.ReadRecord(id));
       if (row && row->id != id) return DataLossError("storage returned a foreign record");
       scan.entries = std::move(*leaves);
@@ -274,31 +336,31 @@ StatusOr<Realm::ReadResult> Realm::ReadVerified(const RecordId& id) {
     RecordId lo, hi;
     uint64_t generation;
     {
-      std::shared_lock lock(tree_mu_);
-      if (!tree_) return UnavailableError("realm has no verified state");
-      result.bucket = tree_->BucketOf(id);
-      tree_->BucketRange(result.bucket, lo, hi);
-      generation = tree_generation_;
+      std::shared_lock lock(p.tree_mu);
+      if (!p.tree) return UnavailableError("realm has no verified state");
+      result.bucket = p.tree->BucketOf(id);
+      p.tree->BucketRange(result.bucket, lo, hi);
+      generation = p.tree_generation;
     }
     ASSIGN_OR_RETURN(scan, store_.ScanBucket(lo, hi, id));
-    std::shared_lock lock(tree_mu_);
-    StatusOr<NodeValue> value = tree_->ComputeBucket(result.bucket, scan.entries);
+    std::shared_lock lock(p.tree_mu);
+    StatusOr<NodeValue> value = p.tree->ComputeBucket(result.bucket, scan.entries);
     bool verified = false;
     if (value.ok()) {
-      verified = *value == tree_->Bucket(result.bucket);
-      if (!verified && in_flight_) {
-        auto it = in_flight_->frontier().find(result.bucket);
-        verified = it != in_flight_->frontier().end() && *value == it->second;
+      verified = *value == p.tree->Bucket(result.bucket);
+      if (!verified && p.in_flight) {
+        auto it = p.in_flight->frontier().find(result.bucket);
+        verified = it != p.in_flight->frontier().end() && *value == it->second;
       }
     }
     if (verified) {
       result.value = *value;
-      buckets_.Put(result.bucket, *value, scan.entries);
+      p.buckets.Put(result.bucket, *value, scan.entries);
       break;
     }
-    if (generation == tree_generation_) {
+    if (generation == p.tree_generation) {
       return DataLossError("stored records failed verification against the Merkle root of epoch " +
-                           std::to_string(certificate_.epoch) +
+                           std::to_string(p.certificate.epoch) +
                            ": rows were altered, replayed, swapped, dropped or injected");
     }
     if (attempt >= kMaxReadAttempts) {
@@ -343,9 +405,11 @@ void Realm::RunLocked(Task task) {
     NoteUnreachable(status);
     Finish(task, status, /*holds_record=*/true);
   };
-  Status serving = ServingStatus();
-  if (!serving.ok()) return fail(serving);
-  StatusOr<ReadResult> read = ReadVerified(id);
+  Partition& p = PartitionFor(id);
+  Status serving = ServingStatus(p);
+  // The partition's own state, not news about the HSM or storage: the others are not told.
+  if (!serving.ok()) return Finish(task, serving, /*holds_record=*/true);
+  StatusOr<ReadResult> read = ReadVerified(p, id);
   if (!read.ok()) return fail(read.status());
 
   if (!task.request) {  // Inspect
@@ -386,14 +450,14 @@ void Realm::RunLocked(Task task) {
   write.response = std::move(step->response);
   write.done = std::move(task.done);
   {
-    std::lock_guard lock(commit_mu_);
-    pending_.push_back(std::move(write));
+    std::lock_guard lock(p.commit_mu);
+    p.pending.push_back(std::move(write));
   }
-  commit_cv_.notify_one();
+  p.commit_cv.notify_one();
   // The committer answers, releases the record and counts the task done.
 }
 
-void Realm::CommitterLoop() {
+void Realm::CommitterLoop(Partition& p) {
   for (;;) {
     std::vector<PendingWrite> batch;
     std::vector<std::function<void(Status)>> waiters;
@@ -401,81 +465,82 @@ void Realm::CommitterLoop() {
     bool check_health = false;
     bool stop = false;
     {
-      std::unique_lock lock(commit_mu_);
+      std::unique_lock lock(p.commit_mu);
       bool retrying;
       {
-        std::lock_guard mode_lock(mode_mu_);
-        retrying = needs_resync_;
+        std::lock_guard mode_lock(p.mode_mu);
+        retrying = p.needs_resync;
       }
-      auto wake = [&] { return stopping_ || !pending_.empty() || resync_requested_; };
+      auto wake = [&] { return p.stopping || !p.pending.empty() || p.resync_requested; };
       if (retrying) {
-        clock_.WaitUntil(commit_cv_, lock, clock_.Now() + options_.resync_interval, wake);
+        clock_.WaitUntil(p.commit_cv, lock, clock_.Now() + options_.resync_interval, wake);
       } else if (options_.health_check_interval.count() > 0) {
-        check_health = !clock_.WaitUntil(commit_cv_, lock,
+        check_health = !clock_.WaitUntil(p.commit_cv, lock,
                                          clock_.Now() + options_.health_check_interval, wake);
       } else {
-        clock_.WaitUntil(commit_cv_, lock, Clock::TimePoint::max(), wake);
+        clock_.WaitUntil(p.commit_cv, lock, Clock::TimePoint::max(), wake);
       }
-      stop = stopping_ && pending_.empty();
-      waiters = std::move(resync_waiters_);
-      resync_waiters_.clear();
+      stop = p.stopping && p.pending.empty();
+      waiters = std::move(p.resync_waiters);
+      p.resync_waiters.clear();
       {
-        std::lock_guard mode_lock(mode_mu_);
-        run_check = needs_resync_ || (resync_requested_ && !mode_.ok());
+        std::lock_guard mode_lock(p.mode_mu);
+        run_check = p.needs_resync || (p.resync_requested && !p.mode.ok());
       }
-      resync_requested_ = false;
-      size_t n = std::min(pending_.size(), options_.max_batch);
-      batch.assign(std::make_move_iterator(pending_.begin()),
-                   std::make_move_iterator(pending_.begin() + static_cast<ptrdiff_t>(n)));
-      pending_.erase(pending_.begin(), pending_.begin() + static_cast<ptrdiff_t>(n));
+      p.resync_requested = false;
+      size_t n = std::min(p.pending.size(), options_.max_batch);
+      batch.assign(std::make_move_iterator(p.pending.begin()),
+                   std::make_move_iterator(p.pending.begin() + static_cast<ptrdiff_t>(n)));
+      p.pending.erase(p.pending.begin(), p.pending.begin() + static_cast<ptrdiff_t>(n));
     }
-    if (check_health && !stop) CheckHealth();
-    if (run_check && !stop) RunStartupCheck().IgnoreError();
+    if (check_health && !stop) CheckHealth(p);
+    if (run_check && !stop) RunStartupCheck(p).IgnoreError();
     for (auto& waiter : waiters)
-      waiter(stop ? UnavailableError("realm is shutting down") : ServingStatus());
-    if (!batch.empty()) CommitBatch(std::move(batch));
+      waiter(stop ? UnavailableError("realm is shutting down") : ServingStatus(p));
+    if (!batch.empty()) CommitBatch(p, std::move(batch));
     if (stop) return;
   }
 }
 
-void Realm::CheckHealth() {
-  if (!ServingStatus().ok()) return;
+void Realm::CheckHealth(Partition& p) {
+  if (!ServingStatus(p).ok()) return;
   Status status = hsm_.Mac(MacKeyRole::kAnchor, AsBytes("pinvault health check")).status();
   if (status.ok()) status = store_.ReadRecord(RecordId{}).status();
   NoteUnreachable(status);  // only an UNAVAILABLE HSM or store changes anything
 }
 
-Status Realm::RunStartupCheck() {
-  StatusOr<ServingState> state = LoadAndCheck(hsm_, store_, options_.genesis_bucket_bits);
+Status Realm::RunStartupCheck(Partition& p) {
+  StatusOr<ServingState> state =
+      LoadAndCheck(hsm_, store_, p.id, options_.genesis_bucket_bits, p.term);
   if (!state.ok()) {
     const Status& s = state.status();
-    std::lock_guard lock(mode_mu_);
+    std::lock_guard lock(p.mode_mu);
     if (s.code() == StatusCode::kFailedPrecondition) {
-      mode_ = s;
-      needs_resync_ = false;
+      p.mode = s;
+      p.needs_resync = false;
     } else if (s.code() == StatusCode::kDataLoss) {
-      mode_ = FailedPreconditionError("refusing to serve: storage is unreadable: " + s.message());
-      needs_resync_ = false;
+      p.mode = FailedPreconditionError("refusing to serve: storage is unreadable: " + s.message());
+      p.needs_resync = false;
     } else {
-      mode_ =
+      p.mode =
           UnavailableError("realm not serving: start-up check failed, retrying: " + s.ToString());
-      needs_resync_ = true;
+      p.needs_resync = true;
     }
-    return mode_;
+    return p.mode;
   }
   if (state->rolled_forward) roll_forwards_.fetch_add(1);
   {
-    std::unique_lock lock(tree_mu_);
-    tree_.emplace(std::move(state->tree));
-    certificate_ = state->certificate;
-    in_flight_.reset();
-    ++tree_generation_;
+    std::unique_lock lock(p.tree_mu);
+    p.tree.emplace(std::move(state->tree));
+    p.certificate = state->certificate;
+    p.in_flight.reset();
+    ++p.tree_generation;
   }
-  buckets_.Clear();
-  std::lock_guard lock(mode_mu_);
-  mode_ = OkStatus();
-  needs_resync_ = false;
-  return mode_;
+  p.buckets.Clear();
+  std::lock_guard lock(p.mode_mu);
+  p.mode = OkStatus();
+  p.needs_resync = false;
+  return p.mode;
 }
 
 void Realm::FailWrites(std::vector<PendingWrite>& batch, const Status& status) {
@@ -486,12 +551,12 @@ void Realm::FailWrites(std::vector<PendingWrite>& batch, const Status& status) {
   }
 }
 
-void Realm::CommitBatch(std::vector<PendingWrite> batch) {
-  Status serving = ServingStatus();
+void Realm::CommitBatch(Partition& p, std::vector<PendingWrite> batch) {
+  Status serving = ServingStatus(p);
   if (!serving.ok()) return FailWrites(batch, serving);
 
-  // Only this thread changes tree_ and certificate_, so it reads them without the lock.
-  const MerkleTree& tree = *tree_;
+  // Only this thread changes p.tree and p.certificate, so it reads them without the lock.
+  const MerkleTree& tree = *p.tree;
   // The verified leaves of every bucket the batch touches, as the tree holds them now: from a
   // worker's read when it matches the bucket's current value, else scanned again (an earlier
   // batch changed the bucket since the workers read it).
@@ -525,7 +590,7 @@ void Realm::CommitBatch(std::vector<PendingWrite> batch) {
     leaves[w.bucket] = std::move(scan->entries);
   }
 
-  StatusOr<CommitPlan> plan = PlanCommit(tree, certificate_, std::move(leaves), rows);
+  StatusOr<CommitPlan> plan = PlanCommit(tree, p.certificate, std::move(leaves), rows);
   if (!plan.ok()) return FailWrites(batch, plan.status());
   const Certificate& next = plan->certificate;
   StatusOr<Bytes> cert = IssueCertificate(hsm_, next);
@@ -535,14 +600,14 @@ void Realm::CommitBatch(std::vector<PendingWrite> batch) {
   const std::shared_ptr<const MerkleTree::Update>& update = plan->update;
 
   {
-    std::unique_lock lock(tree_mu_);
-    in_flight_ = update;
-    ++tree_generation_;
+    std::unique_lock lock(p.tree_mu);
+    p.in_flight = update;
+    ++p.tree_generation;
   }
   Status status = store_.Commit(commit);
   const char* stage = "storage commit";
   if (status.ok()) {
-    status = hsm_.StoreAnchor(*cert);
+    status = hsm_.StoreAnchor(p.id.index, p.term, *cert);
     stage = "anchor update";
   }
   if (!status.ok()) {
@@ -552,21 +617,21 @@ void Realm::CommitBatch(std::vector<PendingWrite> batch) {
         UnavailableError(std::string(stage) + " for epoch " + std::to_string(next.epoch) +
                          " failed (" + status.ToString() + "); re-checking storage");
     {
-      std::lock_guard lock(mode_mu_);
-      mode_ = unavailable;
-      needs_resync_ = true;
+      std::lock_guard lock(p.mode_mu);
+      p.mode = unavailable;
+      p.needs_resync = true;
     }
     return FailWrites(batch, unavailable);
   }
   {
-    std::unique_lock lock(tree_mu_);
-    tree_->Apply(*update);
-    certificate_ = next;
-    in_flight_.reset();
-    ++tree_generation_;
+    std::unique_lock lock(p.tree_mu);
+    p.tree->Apply(*update);
+    p.certificate = next;
+    p.in_flight.reset();
+    ++p.tree_generation;
   }
   for (auto& [bucket, entries] : plan->bucket_leaves) {
-    buckets_.Put(bucket, plan->bucket_values[bucket], std::move(entries));
+    p.buckets.Put(bucket, plan->bucket_values[bucket], std::move(entries));
   }
   batches_.fetch_add(1);
   writes_.fetch_add(batch.size());

@@ -6,12 +6,17 @@
 // scalars must be canonical and Recover2's blinded input a valid point, else INVALID_ARGUMENT
 // with nothing changed.
 //
+// Partitions (vault/partition.h): the record-id space is split into `partitions` parts, each
+// with its own Merkle tree, epoch, anchor, committer and serving mode; a request goes to the
+// partition of its record id. A partition whose storage disagrees with its anchor is refused
+// while the others serve; Ready() reports the worst partition.
+//
 // Concurrency: requests on one record run strictly one after another (a per-record queue),
 // each seeing the durable result of the previous one, so two Recover2 calls never see the
 // same guess count. Requests on different records run in parallel on a worker pool. Writes
-// are group-committed by one committer thread: every write waiting at that moment goes to
-// storage in one transaction, then one anchor update (vault/anchor.h); only then are the
-// batch's responses released and its records unlocked.
+// are group-committed by their partition's committer thread: every write of the partition
+// waiting at that moment goes to storage in one transaction, then one anchor update
+// (vault/anchor.h); only then are the batch's responses released and its records unlocked.
 //
 // Every record read is checked against the Merkle tree before it is unsealed
 // (vault/merkle.h); a mismatch answers DATA_LOSS and nothing is served from the row. A read
@@ -78,6 +83,7 @@
 #include "vault/executor.h"
 #include "vault/hsm.h"
 #include "vault/merkle.h"
+#include "vault/partition.h"
 #include "vault/protocol/messages.h"
 #include "vault/realm_service.h"
 #include "vault/record.h"
@@ -95,9 +101,16 @@ struct RealmOptions {
   // `worker_threads` owned by the realm. Not owned; must outlive the Realm. Every task posted
   // to it must be run before the Realm can be destroyed (its destructor waits for them).
   Executor* executor = nullptr;
-  // genesis_bucket_bits: Merkle frontier depth when a fresh realm is created (ignored
-  // afterwards; the anchored certificate fixes it). 16 suits up to a few million records.
-  int genesis_bucket_bits = kDefaultBucketBits;
+  // partitions: how many partitions (vault/partition.h) the realm's record-id space is split
+  // into, each with its own tree, epoch, anchor and committer. Fixed when the realm is
+  // created: a store and token created with another count are refused, naming it. 0: the
+  // count partition 0's anchor on the HSM records (so a realm of the single-tree layout
+  // opens as one partition), or kDefaultPartitionCount for a new realm.
+  uint32_t partitions = 0;
+  // genesis_bucket_bits: Merkle frontier depth of each partition's tree when it is created
+  // (ignored afterwards; the anchored certificate fixes it); -1: 16 - log2(partitions), so
+  // that the realm has 2^16 buckets in all, which suits up to a few million records.
+  int genesis_bucket_bits = -1;
   // max_batch: most writes in one group commit.
   size_t max_batch = 2048;
   // resync_interval: how often a realm that lost the HSM or storage mid-commit retries.
@@ -133,7 +146,10 @@ struct RecordSummary {
 };
 
 // RealmStats are counters for metrics and benchmarks.
+// Per-partition figures are summed (epoch: the sum of the partitions' epochs, so it grows by
+// one with every commit; bucket_bits: of one partition's tree).
 struct RealmStats {
+  uint32_t partitions = 0;
   uint64_t epoch = 0;
   uint64_t batches = 0;  // successful group commits
   uint64_t writes = 0;   // records written by them
@@ -141,6 +157,7 @@ struct RealmStats {
   uint32_t bucket_bits = 0;
   uint32_t non_empty_buckets = 0;
   uint64_t roll_forwards = 0;  // interrupted commits finished by a start-up check
+  uint32_t partitions_serving = 0;
 };
 
 class Realm final : public RealmService {
@@ -153,6 +170,10 @@ class Realm final : public RealmService {
   static StatusOr<std::unique_ptr<Realm>> Create(Hsm& hsm, RecordStore& store,
                                                  RealmOptions options = {});
 
+  // Create fails only for invalid options, or (with options.partitions 0) when the HSM
+  // cannot be read to learn the partition count; with the count given it starts whatever the
+  // state of the HSM and storage.
+  //
   // ~Realm waits for every accepted request to be answered, then stops its threads.
   ~Realm() override;
   Realm(const Realm&) = delete;
@@ -204,7 +225,43 @@ class Realm final : public RealmService {
 
   struct ReadResult;
 
+  // Partition is one partition's trusted state and its committer.
+  struct Partition {
+    Partition(PartitionId id, size_t bucket_cache_size) : id(id), buckets(bucket_cache_size) {}
+
+    const PartitionId id;
+    // term: the lease term under which this node writes the partition's anchor (0 on a
+    // single node; vault/hsm.h StoreAnchor).
+    uint64_t term = 0;
+
+    // Serving mode.
+    mutable std::mutex mode_mu;
+    Status mode;                // OK, UNAVAILABLE (retrying) or FAILED_PRECONDITION
+    bool needs_resync = false;  // guarded by mode_mu
+
+    // The tree and the anchored state. Written by the committer thread only (under a unique
+    // lock); read by request tasks under a shared lock.
+    mutable std::shared_mutex tree_mu;
+    std::optional<MerkleTree> tree;
+    Certificate certificate;
+    std::shared_ptr<const MerkleTree::Update> in_flight;  // the batch being committed
+    uint64_t tree_generation = 0;  // bumped whenever the tree or in_flight changes
+
+    BucketCache buckets;
+
+    // Committer queue.
+    std::mutex commit_mu;
+    std::condition_variable commit_cv;
+    std::vector<PendingWrite> pending;                        // guarded by commit_mu
+    bool resync_requested = false;                            // guarded by commit_mu
+    std::vector<std::function<void(Status)>> resync_waiters;  // guarded by commit_mu
+    bool stopping = false;                                    // guarded by commit_mu
+    std::thread committer;
+  };
+
   Realm(Hsm& hsm, RecordStore& store, RealmOptions options);
+
+  Partition& PartitionFor(const RecordId& id);
 
   // Request path (tasks on the executor).
   void Post(Task task, bool locked);  // `locked`: the task already holds its record
@@ -212,23 +269,24 @@ class Realm final : public RealmService {
   void RunLocked(Task task);
   bool AcquireOrPark(Task& task);
   void ReleaseRecord(const RecordId& id);
-  StatusOr<ReadResult> ReadVerified(const RecordId& id);
+  StatusOr<ReadResult> ReadVerified(Partition& p, const RecordId& id);
   // FinishRead checks the record's row in `scan` against its leaf in the (authenticated)
   // `scan.entries` and unseals it (or takes it from the record cache).
   StatusOr<ReadResult> FinishRead(const RecordId& id, BucketScan scan, ReadResult result);
   // Finish answers `task`, releases its record if it holds it, and counts it done.
   void Finish(Task& task, StatusOr<protocol::SecretsResponse> result, bool holds_record = false);
 
-  // Committer thread.
-  void CommitterLoop();
-  void CommitBatch(std::vector<PendingWrite> batch);
-  void CheckHealth();  // committer thread, while idle
+  // Committer thread of `p`.
+  void CommitterLoop(Partition& p);
+  void CommitBatch(Partition& p, std::vector<PendingWrite> batch);
+  void CheckHealth(Partition& p);  // committer thread, while idle
   void FailWrites(std::vector<PendingWrite>& batch, const Status& status);
-  Status RunStartupCheck();  // committer thread (or before it starts)
+  Status RunStartupCheck(Partition& p);  // committer thread (or before it starts)
 
-  Status ServingStatus() const;
-  // NoteUnreachable takes a serving realm out of service after a request met an
-  // UNAVAILABLE HSM or store (`status`), and has the committer re-run the start-up check.
+  static Status ServingStatus(const Partition& p);
+  // NoteUnreachable takes every serving partition out of service after a request met an
+  // UNAVAILABLE HSM or store (`status`; both are shared by all partitions), and has each
+  // committer re-run its start-up check.
   void NoteUnreachable(const Status& status);
   void TaskDone();
 
@@ -238,33 +296,12 @@ class Realm final : public RealmService {
   Clock& clock_;  // options_.clock or SystemClock()
   RecordCache cache_;
   RecordIdCache ids_;
-  BucketCache buckets_;
-
-  // Serving mode.
-  mutable std::mutex mode_mu_;
-  Status mode_;                // OK, UNAVAILABLE (retrying) or FAILED_PRECONDITION
-  bool needs_resync_ = false;  // guarded by mode_mu_
-
-  // The tree and the anchored state. Written by the committer thread only (under a unique
-  // lock); read by workers under a shared lock.
-  mutable std::shared_mutex tree_mu_;
-  std::optional<MerkleTree> tree_;
-  Certificate certificate_;
-  std::shared_ptr<const MerkleTree::Update> in_flight_;  // the batch being committed
-  uint64_t tree_generation_ = 0;  // bumped whenever the tree or in_flight_ changes
+  std::vector<std::unique_ptr<Partition>> partitions_;  // by index; fixed at Create
 
   // Per-record serialisation: a record id is present while a request holds it; the deque
   // holds requests waiting for it.
   std::mutex records_mu_;
   std::unordered_map<RecordId, std::deque<Task>, RecordIdHash> locked_records_;
-
-  // Committer queue.
-  std::mutex commit_mu_;
-  std::condition_variable commit_cv_;
-  std::vector<PendingWrite> pending_;                        // guarded by commit_mu_
-  bool resync_requested_ = false;                            // guarded by commit_mu_
-  std::vector<std::function<void(Status)>> resync_waiters_;  // guarded by commit_mu_
-  bool stopping_ = false;                                    // guarded by commit_mu_
 
   // Outstanding accepted requests (for draining in the destructor).
   std::mutex outstanding_mu_;
@@ -280,7 +317,6 @@ class Realm final : public RealmService {
 
   std::unique_ptr<ThreadPool> owned_executor_;  // when options_.executor is null
   Executor* executor_ = nullptr;                // options_.executor or owned_executor_
-  std::thread committer_;
 };
 
 }  // namespace pinvault::vault

@@ -5,9 +5,12 @@
 // Storage only ever sees:
 //   - records: (record id, version, record hash, sealed bytes); the record id is an HSM MAC
 //     of (tenant, user), so the store cannot tell whose row it holds;
-//   - tree nodes: the persisted frontier of the Merkle tree (one hash per id-prefix bucket),
-//     so that start-up does not have to rehash every record;
-//   - the head: the current epoch and the core's MAC'd commit certificate.
+//   - tree nodes: the persisted frontier of each partition's Merkle tree (one hash per
+//     id-prefix bucket), so that start-up does not have to rehash every record;
+//   - one head per partition (vault/partition.h): its current epoch and the core's MAC'd
+//     commit certificate.
+// Records are keyed by id alone (an id's partition is its top bits); tree nodes and heads
+// by partition, so that partitions commit independently.
 // Nothing the store returns is trusted: the core checks every row against the in-memory tree
 // before it unseals or uses it, and checks the head against the HSM anchor at start.
 //
@@ -91,7 +94,8 @@ struct StoreHead {
   friend bool operator==(const StoreHead&, const StoreHead&) = default;
 };
 
-// TreeSnapshot is the head and every persisted tree node, read in one snapshot.
+// TreeSnapshot is one partition's head and every persisted tree node of it, read in one
+// snapshot.
 struct TreeSnapshot {
   std::optional<StoreHead> head;  // nullopt: the store has never been committed to
   std::vector<TreeNode> nodes;    // ascending by index
@@ -104,8 +108,10 @@ struct RecordPut {
   uint64_t expected_version = 0;
 };
 
-// CommitBatch is one atomic transaction: records, tree nodes and the new head.
+// CommitBatch is one atomic transaction on one partition: records (all in the partition),
+// its tree nodes and its new head.
 struct CommitBatch {
+  uint32_t partition = 0;
   // expected_epoch: the head's epoch must equal this (nullopt: the store must have no head).
   std::optional<uint64_t> expected_epoch;
   StoreHead head;                      // the head after this commit
@@ -118,8 +124,8 @@ class RecordStore {
  public:
   virtual ~RecordStore() = default;
 
-  // ReadTree returns the head and all tree nodes from one consistent snapshot.
-  virtual StatusOr<TreeSnapshot> ReadTree() = 0;
+  // ReadTree returns the head and all tree nodes of `partition` from one consistent snapshot.
+  virtual StatusOr<TreeSnapshot> ReadTree(uint32_t partition) = 0;
 
   // ScanBucket returns, from one consistent snapshot, the (id, record_hash) of every record
   // with lo <= id <= hi (bytewise order) and the full row of `target` if it exists.

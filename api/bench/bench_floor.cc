@@ -379,10 +379,10 @@ StatusOr<FloorCosts> MeasureFloorCosts(vault::Hsm& hsm, const std::filesystem::p
   costs.hsm_unseal_us =
       MicrosPerCall(3000, [&] { check(hsm.Unseal(p.sealed, p.associated_data).status()); });
   Bytes anchor(96, 0x5a);
-  costs.hsm_anchor_write_us = MicrosPerCall(20, [&] { check(hsm.StoreAnchor(anchor)); });
+  costs.hsm_anchor_write_us = MicrosPerCall(20, [&] { check(hsm.StoreAnchor(0, 0, anchor)); });
   double after_us = 0;
   for (int i = 0; i < 20; ++i) {
-    check(hsm.StoreAnchor(anchor));
+    check(hsm.StoreAnchor(0, 0, anchor));
     after_us +=
         MicrosPerCall(1, [&] { check(hsm.Mac(vault::MacKeyRole::kRecordId, p.user).status()); });
   }

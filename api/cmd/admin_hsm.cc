@@ -15,6 +15,7 @@
 #include "pkcs11/module.h"
 #include "pkcs11/objects.h"
 #include "pkcs11/session_pool.h"
+#include "pkcs11/token_setup.h"
 #include "pkcs11/uri.h"
 
 namespace pinvault::api {
@@ -140,20 +141,17 @@ int RunInit(const HsmArgs& args, std::ostream& out, std::ostream& err) {
   if (!c.ok()) return Fail(err, "init", c.status());
   StatusOr<std::shared_ptr<SessionPool>> pool = OpenPool(*c);
   if (!pool.ok()) return Fail(err, "init", pool.status());
-  TokenDescription token = (*pool)->token();
-  StatusOr<Capabilities> caps = pkcs11::DetectCapabilities(*c->module, token.slot, token.flags);
-  if (!caps.ok()) return Fail(err, "init", caps.status());
-  out << "token " << Describe(token) << " via " << c->module_path << "\n";
-  StatusOr<std::vector<pkcs11::KeySetAction>> actions =
-      pkcs11::EnsureRealmKeys(**pool, *caps, options);
-  if (!actions.ok()) return Fail(err, "init", actions.status());
+  out << "token " << Describe((*pool)->token()) << " via " << c->module_path << "\n";
+  StatusOr<pkcs11::ProvisionedRealm> realm = pkcs11::ProvisionRealm(*std::move(pool), options);
+  if (!realm.ok()) return Fail(err, "init", realm.status());
+  const std::vector<pkcs11::KeySetAction>& actions = realm->actions;
   int created = 0;
-  for (const pkcs11::KeySetAction& action : *actions) {
+  for (const pkcs11::KeySetAction& action : actions) {
     out << (action.created ? "created  " : "exists   ") << std::left << std::setw(26)
         << action.label << " " << action.kind << "\n";
     created += action.created ? 1 : 0;
   }
-  out << "init: " << created << " key(s) created, " << actions->size() - created
+  out << "init: " << created << " key(s) created, " << actions.size() - created
       << " already present; nothing was overwritten\n";
   return kHsmExitOk;
 }

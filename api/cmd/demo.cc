@@ -182,7 +182,7 @@ Status StartRealm(const std::filesystem::path& dir, DemoRealm& demo, Narrator& n
   std::filesystem::create_directories(data);
   ASSIGN_OR_RETURN(demo.core, OpenRealmCore(std::move(realm.hsm), data, vault::RealmOptions()));
   RETURN_IF_ERROR(demo.core->realm->Ready().WithContext("the realm is not ready"));
-  narrator.Say("[3] realm core started on SQLite " + demo.core->store->path() +
+  narrator.Say("[3] realm core started on " + demo.core->store_name +
                " (Merkle root anchored in the HSM)");
 
   // 4. A tenant key and the HTTP server.

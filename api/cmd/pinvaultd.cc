@@ -1,5 +1,6 @@
-// pinvaultd: the realm server. Opens the realm's HSM token (PKCS#11) and SQLite store, runs
-// the core (vault::Realm), and serves the Juicebox endpoint (POST /req), the native API
+// pinvaultd: the realm server. Opens the realm's record store (SQLite in data_dir, or
+// PostgreSQL with store.backend "postgres") and HSM token (PKCS#11), runs the core
+// (vault::Realm), and serves the Juicebox endpoint (POST /req), the native API
 // (POST /v1/secrets), /livez, /readyz and /metrics over HTTP/1.1 (TLS or loopback HTTP).
 //
 //   pinvaultd [--config FILE] [--check-config]
@@ -38,6 +39,8 @@
 #include "api/server/request_log.h"
 #include "api/server/routes.h"
 #include "api/server/server.h"
+#include "backup/store/postgres_record_store.h"
+#include "backup/store/sqlite_record_store.h"
 #include "pkcs11/hsm_keys.h"
 #include "vault/bytes.h"
 #include "vault/realm.h"
@@ -60,7 +63,8 @@ constexpr char kUsage[] =
     "Environment overrides: PINVAULT_REALM_ID, PINVAULT_LISTEN, PINVAULT_THREADS,\n"
     "PINVAULT_TLS_CERT, PINVAULT_TLS_KEY, PINVAULT_ALLOW_INSECURE_HTTP,\n"
     "PINVAULT_REQUEST_TIMEOUT_MS, PINVAULT_DATA_DIR, PINVAULT_TOKEN_URI,\n"
-    "PINVAULT_TENANT_KEYS_FILE, PINVAULT_TENANT_<NAME>_<VERSION>, PINVAULT_REQUEST_LOG.\n"
+    "PINVAULT_TENANT_KEYS_FILE, PINVAULT_TENANT_<NAME>_<VERSION>, PINVAULT_REQUEST_LOG,\n"
+    "PINVAULT_STORE_URI, PINVAULT_STORE_PASSWORD_FILE.\n"
     "Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP reloads the tenant keys.\n";
 
 // Event writes one JSON line to stderr.
@@ -78,11 +82,37 @@ void Event(std::string_view event,
   std::fflush(stderr);
 }
 
+// OpenStore opens the configured record store and names it for logs. A PostgreSQL database
+// whose schema is not this build's is FAILED_PRECONDITION (naming `pinvault-admin store
+// migrate`): pinvaultd never migrates it. UNAVAILABLE while the server cannot be reached.
+StatusOr<std::unique_ptr<vault::RecordStore>> OpenStore(const PinvaultdConfig& config,
+                                                        std::string& name) {
+  if (config.store_backend == StoreBackend::kPostgres) {
+    backup::PostgresRecordStore::Options options;
+    options.uri = config.store_postgres_uri;
+    options.password_file = config.store_postgres_password_file.string();
+    options.pool_size = config.store_postgres_pool_size;
+    ASSIGN_OR_RETURN(std::unique_ptr<backup::PostgresRecordStore> store,
+                     backup::PostgresRecordStore::Open(options));
+    name = "PostgreSQL " + store->target();
+    return std::unique_ptr<vault::RecordStore>(std::move(store));
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<backup::SqliteRecordStore> store,
+                   backup::SqliteRecordStore::Open(config.data_dir.string()));
+  name = "SQLite " + store->path();
+  return std::unique_ptr<vault::RecordStore>(std::move(store));
+}
+
+// OpenRealm opens the store first, so that a store pinvaultd must refuse (an unmigrated
+// database) is reported even while the HSM is unreachable.
 StatusOr<std::unique_ptr<RealmCore>> OpenRealm(const PinvaultdConfig& config,
                                                const std::shared_ptr<Metrics>& metrics) {
+  std::string store_name;
+  ASSIGN_OR_RETURN(std::unique_ptr<vault::RecordStore> store, OpenStore(config, store_name));
   ASSIGN_OR_RETURN(std::unique_ptr<pkcs11::TokenHsm> token,
                    pkcs11::TokenHsm::Open(config.token_uri));
-  return OpenRealmCore(std::move(token), config.data_dir, config.ToRealmOptions(), metrics.get());
+  return OpenRealmCore(std::move(token), std::move(store), std::move(store_name),
+                       config.ToRealmOptions(), metrics.get());
 }
 
 // DeferredRealm is the RealmService the router sees: it forwards to the core once that has
@@ -171,9 +201,9 @@ class Starter {
       return stack.status();
     }
     Status ready = (*stack)->realm->Ready();
-    Event("realm_started", {{"data_dir", config_.data_dir.string()},
-                            {"ready", ready.ok()},
-                            {"readiness", ready.ToString()}});
+    Event(
+        "realm_started",
+        {{"store", (*stack)->store_name}, {"ready", ready.ok()}, {"readiness", ready.ToString()}});
     {
       std::lock_guard<std::mutex> lock(mu_);
       stack_ = std::move(*stack);
@@ -271,11 +301,13 @@ int Run(int argc, char** argv) {
     return 0;
   }
 
-  std::error_code ec;
-  std::filesystem::create_directories(config->data_dir, ec);
-  if (ec) return Fail(UnavailableError("cannot create data_dir " + config->data_dir.string()));
-  std::filesystem::permissions(config->data_dir, std::filesystem::perms::owner_all,
-                               std::filesystem::perm_options::replace, ec);
+  if (config->store_backend == StoreBackend::kSqlite) {
+    std::error_code ec;
+    std::filesystem::create_directories(config->data_dir, ec);
+    if (ec) return Fail(UnavailableError("cannot create data_dir " + config->data_dir.string()));
+    std::filesystem::permissions(config->data_dir, std::filesystem::perms::owner_all,
+                                 std::filesystem::perm_options::replace, ec);
+  }
 
   auto metrics = std::make_shared<Metrics>();
   auto deferred = std::make_shared<DeferredRealm>();

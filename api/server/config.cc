@@ -9,6 +9,7 @@
 #include <string>
 
 #include "vault/bytes.h"
+#include "vault/partition.h"
 
 namespace pinvault::api {
 namespace {
@@ -142,6 +143,7 @@ std::optional<int64_t> ParseIntText(std::string_view text) {
 
 vault::RealmOptions PinvaultdConfig::ToRealmOptions() const {
   vault::RealmOptions options;
+  options.partitions = realm_partitions;
   options.worker_threads = realm_worker_threads;
   options.record_cache_size = realm_record_cache_size;
   options.record_id_cache_size = realm_record_id_cache_size;
@@ -223,7 +225,7 @@ StatusOr<PinvaultdConfig> ParsePinvaultdConfig(std::string_view text) {
                 {"realm_id", "listen", "threads", "tls", "allow_insecure_plain_http",
                  "request_timeout_ms", "idle_timeout_ms", "drain_timeout_ms", "max_connections",
                  "native_body_limit_bytes", "min_juicebox_version", "data_dir", "hsm",
-                 "tenant_keys_file", "rate_limits", "realm", "request_log"}));
+                 "tenant_keys_file", "rate_limits", "realm", "request_log", "store"}));
 
   PinvaultdConfig c;
   std::string s;
@@ -289,8 +291,14 @@ StatusOr<PinvaultdConfig> ParsePinvaultdConfig(std::string_view text) {
   ASSIGN_OR_RETURN(const json* realm, Object(root, "realm", "realm"));
   if (realm != nullptr) {
     RETURN_IF_ERROR(CheckKeys(*realm, "realm",
-                              {"worker_threads", "record_cache_size", "record_id_cache_size",
-                               "bucket_cache_size", "health_check_ms"}));
+                              {"partitions", "worker_threads", "record_cache_size",
+                               "record_id_cache_size", "bucket_cache_size", "health_check_ms"}));
+    RETURN_IF_ERROR(ReadIntInto(*realm, "partitions", "realm.partitions", 0,
+                                vault::kMaxPartitionCount, c.realm_partitions));
+    if (c.realm_partitions != 0) {
+      RETURN_IF_ERROR(vault::ValidatePartitionCount(c.realm_partitions)
+                          .WithContext("realm.partitions"));
+    }
     RETURN_IF_ERROR(ReadIntInto(*realm, "worker_threads", "realm.worker_threads", 0, 1024,
                                 c.realm_worker_threads));
     RETURN_IF_ERROR(ReadIntInto(*realm, "record_cache_size", "realm.record_cache_size", 0,
@@ -303,6 +311,31 @@ StatusOr<PinvaultdConfig> ParsePinvaultdConfig(std::string_view text) {
                                 c.realm_health_check_ms));
   }
   RETURN_IF_ERROR(ReadBool(root, "request_log", "request_log", c.request_log));
+  ASSIGN_OR_RETURN(const json* store, Object(root, "store", "store"));
+  if (store != nullptr) {
+    RETURN_IF_ERROR(CheckKeys(*store, "store", {"backend", "postgres"}));
+    if (store->contains("backend")) {
+      RETURN_IF_ERROR(ReadString(*store, "backend", "store.backend", s));
+      if (s == "sqlite") {
+        c.store_backend = StoreBackend::kSqlite;
+      } else if (s == "postgres") {
+        c.store_backend = StoreBackend::kPostgres;
+      } else {
+        return Bad("store.backend", "must be \"sqlite\" or \"postgres\"");
+      }
+    }
+    ASSIGN_OR_RETURN(const json* pg, Object(*store, "postgres", "store.postgres"));
+    if (pg != nullptr) {
+      RETURN_IF_ERROR(CheckKeys(*pg, "store.postgres", {"uri", "password_file", "pool_size"}));
+      RETURN_IF_ERROR(ReadString(*pg, "uri", "store.postgres.uri", c.store_postgres_uri));
+      if (pg->contains("password_file")) {
+        RETURN_IF_ERROR(ReadString(*pg, "password_file", "store.postgres.password_file", s));
+        c.store_postgres_password_file = s;
+      }
+      RETURN_IF_ERROR(ReadIntInto(*pg, "pool_size", "store.postgres.pool_size", 1, 1024,
+                                  c.store_postgres_pool_size));
+    }
+  }
   return c;
 }
 
@@ -360,6 +393,10 @@ Status ApplyEnvironment(PinvaultdConfig& config, const char* const* envp) {
       config.token_uri = std::string(value);
     } else if (name == "PINVAULT_TENANT_KEYS_FILE") {
       config.tenant_keys_file = std::string(value);
+    } else if (name == "PINVAULT_STORE_URI") {
+      config.store_postgres_uri = std::string(value);
+    } else if (name == "PINVAULT_STORE_PASSWORD_FILE") {
+      config.store_postgres_password_file = std::string(value);
     } else if (name == "PINVAULT_REQUEST_LOG") {
       auto b = ParseBoolText(value);
       if (!b) return bad("must be true or false");
@@ -384,7 +421,23 @@ Status ValidatePinvaultdConfig(const PinvaultdConfig& config) {
         "config: tls needs both certificate_chain and private_key (PINVAULT_TLS_CERT / "
         "PINVAULT_TLS_KEY)");
   }
-  if (config.data_dir.empty()) return InvalidArgumentError("config: data_dir is empty");
+  if (config.store_backend == StoreBackend::kPostgres) {
+    if (config.store_postgres_uri.empty()) {
+      return InvalidArgumentError(
+          "config: store.postgres.uri is required when store.backend is \"postgres\" (or "
+          "PINVAULT_STORE_URI)");
+    }
+  } else {
+    // A PostgreSQL setting with the SQLite backend is a mistake that would otherwise start a
+    // realm on an empty SQLite store.
+    if (!config.store_postgres_uri.empty() || !config.store_postgres_password_file.empty()) {
+      return InvalidArgumentError(
+          "config: store.postgres.uri or password_file is set (or PINVAULT_STORE_URI / "
+          "PINVAULT_STORE_PASSWORD_FILE) but store.backend is \"sqlite\"; set store.backend "
+          "to \"postgres\" or remove them");
+    }
+    if (config.data_dir.empty()) return InvalidArgumentError("config: data_dir is empty");
+  }
   RETURN_IF_ERROR(ValidateRateLimiterConfig(config.rate_limits).WithContext("config: rate_limits"));
   return OkStatus();
 }

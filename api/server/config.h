@@ -16,12 +16,17 @@
 //   max_connections                                               1024
 //   native_body_limit_bytes                                       8192
 //   min_juicebox_version                                          "0.3"
-//   data_dir                      PINVAULT_DATA_DIR               "var/data"
+//   data_dir                      PINVAULT_DATA_DIR               "var/data" (SQLite store)
+//   store.backend                                                 "sqlite" | "postgres"
+//   store.postgres.uri            PINVAULT_STORE_URI              (required for postgres)
+//   store.postgres.password_file  PINVAULT_STORE_PASSWORD_FILE    "" (no password)
+//   store.postgres.pool_size                                      8
 //   hsm.token_uri                 PINVAULT_TOKEN_URI              (required) pkcs11 URI
 //   tenant_keys_file              PINVAULT_TENANT_KEYS_FILE       "" (see tenant_keys.h)
 //   rate_limits.tenant.{rate_per_second,burst}                    500, 1000
 //   rate_limits.user.{rate_per_second,burst}                      5, 30
 //   rate_limits.{max_tenants,max_users}                           10000, 200000
+//   realm.partitions                                              0 (as created; 16 when new)
 //   realm.worker_threads                                          0 (number of CPUs)
 //   realm.record_cache_size                                       4096
 //   realm.record_id_cache_size                                    16384
@@ -51,6 +56,11 @@
 
 namespace pinvault::api {
 
+// StoreBackend: where the realm keeps its records. kSqlite: records.sqlite in data_dir,
+// migrated on open. kPostgres: backup/store/postgres_record_store.h, whose schema only
+// `pinvault-admin store migrate` creates or upgrades.
+enum class StoreBackend { kSqlite, kPostgres };
+
 struct PinvaultdConfig {
   protocol::RealmId realm_id{};
   bool realm_id_set = false;
@@ -71,12 +81,17 @@ struct PinvaultdConfig {
   std::string token_uri;
   std::filesystem::path tenant_keys_file;
   RateLimiterConfig rate_limits;
+  uint32_t realm_partitions = 0;
   int realm_worker_threads = 0;
   size_t realm_record_cache_size = 4096;
   size_t realm_record_id_cache_size = 16384;
   size_t realm_bucket_cache_size = 4096;
   int realm_health_check_ms = 5000;
   bool request_log = true;
+  StoreBackend store_backend = StoreBackend::kSqlite;
+  std::string store_postgres_uri;  // never holds a password (the store refuses one)
+  std::filesystem::path store_postgres_password_file;
+  int store_postgres_pool_size = 8;
 
   // ServerOptions / RouterOptions / the core's RealmOptions derived from the above.
   ServerOptions ToServerOptions() const;
@@ -106,7 +121,8 @@ StatusOr<PinvaultdConfig> LoadPinvaultdConfig(const std::filesystem::path& path)
 Status ApplyEnvironment(PinvaultdConfig& config, const char* const* envp);
 
 // ValidatePinvaultdConfig checks what the server needs before starting: a realm id, a token
-// URI, TLS files named in pairs, sane limits. INVALID_ARGUMENT naming what is wrong.
+// URI, TLS files named in pairs, sane limits, a URI for the postgres store (and no
+// store.postgres settings for the sqlite one). INVALID_ARGUMENT naming what is wrong.
 Status ValidatePinvaultdConfig(const PinvaultdConfig& config);
 
 }  // namespace pinvault::api

@@ -275,14 +275,14 @@ Status InstrumentedHsm::GenerateRandom(std::span<uint8_t> out) {
   return t.Done(inner_->GenerateRandom(out));
 }
 
-StatusOr<std::optional<Bytes>> InstrumentedHsm::LoadAnchor() {
+StatusOr<std::optional<Bytes>> InstrumentedHsm::LoadAnchor(uint32_t partition) {
   CallTimer t(metrics_, "load_anchor");
-  return t.Done(inner_->LoadAnchor());
+  return t.Done(inner_->LoadAnchor(partition));
 }
 
-Status InstrumentedHsm::StoreAnchor(ByteView anchor) {
+Status InstrumentedHsm::StoreAnchor(uint32_t partition, uint64_t term, ByteView anchor) {
   CallTimer t(metrics_, "store_anchor");
-  return t.Done(inner_->StoreAnchor(anchor));
+  return t.Done(inner_->StoreAnchor(partition, term, anchor));
 }
 
 }  // namespace pinvault::api

@@ -139,8 +139,8 @@ class InstrumentedHsm : public vault::Hsm {
   StatusOr<Bytes> Sign(ByteView message) override;
   StatusOr<vault::SigningPublicKey> AuditPublicKey() override;
   Status GenerateRandom(std::span<uint8_t> out) override;
-  StatusOr<std::optional<Bytes>> LoadAnchor() override;
-  Status StoreAnchor(ByteView anchor) override;
+  StatusOr<std::optional<Bytes>> LoadAnchor(uint32_t partition) override;
+  Status StoreAnchor(uint32_t partition, uint64_t term, ByteView anchor) override;
 
  private:
   vault::Hsm* inner_;

@@ -16,12 +16,26 @@ StatusOr<std::unique_ptr<RealmCore>> OpenRealmCore(std::shared_ptr<vault::Hsm> h
                                                    const vault::RealmOptions& options,
                                                    Metrics* metrics) {
   if (hsm == nullptr) return InvalidArgumentError("OpenRealmCore needs an HSM");
+  ASSIGN_OR_RETURN(std::unique_ptr<backup::SqliteRecordStore> store,
+                   backup::SqliteRecordStore::Open(data_dir.string()));
+  std::string name = "SQLite " + store->path();
+  return OpenRealmCore(std::move(hsm), std::move(store), std::move(name), options, metrics);
+}
+
+StatusOr<std::unique_ptr<RealmCore>> OpenRealmCore(std::shared_ptr<vault::Hsm> hsm,
+                                                   std::unique_ptr<vault::RecordStore> store,
+                                                   std::string store_name,
+                                                   const vault::RealmOptions& options,
+                                                   Metrics* metrics) {
+  if (hsm == nullptr) return InvalidArgumentError("OpenRealmCore needs an HSM");
+  if (store == nullptr) return InvalidArgumentError("OpenRealmCore needs a record store");
   auto core = std::make_unique<RealmCore>();
   core->token = std::move(hsm);
   if (metrics != nullptr) {
     core->instrumented = std::make_unique<InstrumentedHsm>(core->token.get(), metrics);
   }
-  ASSIGN_OR_RETURN(core->store, backup::SqliteRecordStore::Open(data_dir.string()));
+  core->store = std::move(store);
+  core->store_name = std::move(store_name);
   ASSIGN_OR_RETURN(std::unique_ptr<vault::Realm> realm,
                    vault::Realm::Create(core->hsm(), *core->store, options));
   core->realm = std::move(realm);

@@ -5,14 +5,15 @@
 //   ASSIGN_OR_RETURN(auto server, StartHttpFrontend(router_options, server_options,
 //                                                   RouterDeps{core->realm, auth, ...}));
 //
-// RealmCore owns the HSM, the record store and the core (vault::Realm) and tears them down
-// in order; StartHttpFrontend puts the router and the HTTP server in front of any
-// vault::RealmService.
+// RealmCore owns the HSM, the record store (SQLite in `data_dir`, or any vault::RecordStore
+// the caller opened) and the core (vault::Realm) and tears them down in order;
+// StartHttpFrontend puts the router and the HTTP server in front of any vault::RealmService.
 #ifndef PINVAULT_API_SERVER_REALM_ASSEMBLY_H_
 #define PINVAULT_API_SERVER_REALM_ASSEMBLY_H_
 
 #include <filesystem>
 #include <memory>
+#include <string>
 
 #include "api/auth/authenticator.h"
 #include "api/auth/tenant_keys.h"
@@ -22,6 +23,7 @@
 #include "backup/store/sqlite_record_store.h"
 #include "vault/hsm.h"
 #include "vault/realm.h"
+#include "vault/record_store.h"
 #include "vault/status.h"
 
 namespace pinvault::api {
@@ -36,7 +38,8 @@ struct RealmCore {
 
   std::shared_ptr<vault::Hsm> token;              // the HSM as opened
   std::unique_ptr<InstrumentedHsm> instrumented;  // set when metrics were given
-  std::unique_ptr<backup::SqliteRecordStore> store;
+  std::unique_ptr<vault::RecordStore> store;
+  std::string store_name;  // for logs: "SQLite <path>" or "PostgreSQL <target>"
   std::shared_ptr<vault::Realm> realm;
 
   // hsm is what the core uses: the instrumented wrapper when there is one.
@@ -50,6 +53,16 @@ struct RealmCore {
 // ready (e.g. storage does not match the anchor) is returned; check realm->Ready().
 StatusOr<std::unique_ptr<RealmCore>> OpenRealmCore(std::shared_ptr<vault::Hsm> hsm,
                                                    const std::filesystem::path& data_dir,
+                                                   const vault::RealmOptions& options,
+                                                   Metrics* metrics = nullptr);
+
+// OpenRealmCore starts the core over `hsm` and an already opened `store` (e.g. a
+// backup::PostgresRecordStore, which pinvaultd opens itself so that only it links libpq),
+// taking both over; `store_name` names the store in logs (never a password). Otherwise as
+// above, with the errors of vault::Realm::Create.
+StatusOr<std::unique_ptr<RealmCore>> OpenRealmCore(std::shared_ptr<vault::Hsm> hsm,
+                                                   std::unique_ptr<vault::RecordStore> store,
+                                                   std::string store_name,
                                                    const vault::RealmOptions& options,
                                                    Metrics* metrics = nullptr);
 

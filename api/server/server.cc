@@ -72,9 +72,12 @@ struct HttpServer::Impl {
 
   std::atomic<bool> draining{false};
   std::atomic<size_t> in_flight{0};
+  std::atomic<uint64_t> bytes_parsed{0};
   uint16_t bound_port = 0;
 
   std::mutex mu;
+  // Notified (under mu) after every change of in_flight or bytes_parsed, so that a waiter
+  // that checks them under mu never misses one.
   std::condition_variable cv;
   // Every open connection (for the drain), and strong references to connections whose
   // request is with the handler (so they live until answered). Guarded by mu.
@@ -119,13 +122,28 @@ struct HttpServer::Impl {
   void RequestStarted() {
     ++in_flight;
     if (metrics) metrics->RequestBegan();
+    NotifyProgress();
   }
   void RequestEnded() {
     if (metrics) metrics->RequestEnded();
-    if (--in_flight == 0) {
-      std::lock_guard<std::mutex> lock(mu);
-      cv.notify_all();
-    }
+    --in_flight;
+    NotifyProgress();
+  }
+  void BytesParsed(size_t n) {
+    if (n == 0) return;
+    bytes_parsed += n;
+    NotifyProgress();
+  }
+  // NotifyProgress wakes the waiters of cv; called without mu held.
+  void NotifyProgress() {
+    std::lock_guard<std::mutex> lock(mu);
+    cv.notify_all();
+  }
+  // WaitUntil waits on cv up to `limit` for `done` (checked under mu).
+  template <class Predicate>
+  bool WaitUntil(std::chrono::milliseconds limit, Predicate done) {
+    std::unique_lock<std::mutex> lock(mu);
+    return cv.wait_for(lock, limit, done);
   }
 };
 
@@ -171,9 +189,11 @@ class Session : public SessionBase, public std::enable_shared_from_this<Derived>
     parser_->body_limit(boost::none);
     Lowest().expires_after(first_request_ ? server_->options.request_timeout
                                           : server_->options.idle_timeout);
-    http::async_read_header(
-        Self().stream(), buffer_, *parser_,
-        [self = this->shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
+    http::async_read_header(Self().stream(), buffer_, *parser_,
+                            [self = this->shared_from_this()](beast::error_code ec, size_t n) {
+                              self->server_->BytesParsed(n);
+                              self->OnHeader(ec);
+                            });
   }
 
   void OnHeader(beast::error_code ec) {
@@ -231,10 +251,19 @@ class Session : public SessionBase, public std::enable_shared_from_this<Derived>
     ReadBody();
   }
 
+  // ReadBody reads the body as http::async_read would, one async_read_some at a time so that
+  // each read's bytes are counted as they are parsed.
   void ReadBody() {
-    http::async_read(
-        Self().stream(), buffer_, *parser_,
-        [self = this->shared_from_this()](beast::error_code ec, size_t) { self->OnBody(ec); });
+    parser_->eager(true);
+    http::async_read_some(Self().stream(), buffer_, *parser_,
+                          [self = this->shared_from_this()](beast::error_code ec, size_t n) {
+                            self->server_->BytesParsed(n);
+                            if (!ec && !self->parser_->is_done()) {
+                              self->ReadBody();
+                              return;
+                            }
+                            self->OnBody(ec);
+                          });
   }
 
   void OnBody(beast::error_code ec) {
@@ -610,6 +639,18 @@ uint16_t HttpServer::port() const { return impl_->bound_port; }
 
 size_t HttpServer::in_flight() const { return impl_->in_flight.load(); }
 
+bool HttpServer::WaitForInFlight(size_t n, std::chrono::milliseconds limit) {
+  Impl* impl = impl_.get();
+  return impl->WaitUntil(limit, [impl, n] { return impl->in_flight.load() == n; });
+}
+
+uint64_t HttpServer::bytes_parsed() const { return impl_->bytes_parsed.load(); }
+
+bool HttpServer::WaitForBytesParsed(uint64_t n, std::chrono::milliseconds limit) {
+  Impl* impl = impl_.get();
+  return impl->WaitUntil(limit, [impl, n] { return impl->bytes_parsed.load() >= n; });
+}
+
 bool HttpServer::Shutdown(std::chrono::milliseconds drain) {
   Impl* impl = impl_.get();
   {
@@ -632,11 +673,7 @@ bool HttpServer::Shutdown(std::chrono::milliseconds drain) {
   for (auto& s : open) s->CloseIfIdle();
   open.clear();
 
-  bool drained = false;
-  {
-    std::unique_lock<std::mutex> lock(impl->mu);
-    drained = impl->cv.wait_for(lock, drain, [impl] { return impl->in_flight == 0; });
-  }
+  const bool drained = impl->WaitUntil(drain, [impl] { return impl->in_flight.load() == 0; });
   impl->ioc.stop();
   for (auto& t : impl->threads) {
     if (t.joinable()) t.join();

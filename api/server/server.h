@@ -78,6 +78,20 @@ class HttpServer {
   // in_flight is the number of requests read but not yet answered.
   size_t in_flight() const;
 
+  // WaitForInFlight blocks until in_flight() == `n` and returns true, or returns false once
+  // `limit` has passed without that (a count that is `n` only between two checks may be
+  // missed). For tests and drains that must not sleep.
+  bool WaitForInFlight(size_t n, std::chrono::milliseconds limit);
+
+  // bytes_parsed is the number of request bytes (headers and bodies) that the connections'
+  // HTTP parsers have consumed so far, over all connections.
+  uint64_t bytes_parsed() const;
+
+  // WaitForBytesParsed blocks until bytes_parsed() >= `n` and returns true, or returns false
+  // once `limit` has passed. A test that sends a request in pieces waits for each piece, so
+  // the server reads every piece on its own.
+  bool WaitForBytesParsed(uint64_t n, std::chrono::milliseconds limit);
+
   // Shutdown drains: stops accepting, closes idle connections, waits up to `drain` for
   // in-flight requests to be answered, then stops. Returns true if everything drained in
   // time. Idempotent.

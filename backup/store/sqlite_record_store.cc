@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <set>
 #include <string_view>
@@ -71,6 +72,24 @@ constexpr const char* kMigrations[] = {
     "  kind INTEGER NOT NULL,"
     "  hash BLOB NOT NULL"
     ");",
+    // 3: partitions: one head and one frontier per partition; the single-tree layout's head
+    // and nodes become partition 0's (a realm of one partition, as it was created).
+    "CREATE TABLE partition_heads ("
+    "  part INTEGER PRIMARY KEY NOT NULL,"
+    "  epoch INTEGER NOT NULL,"
+    "  certificate BLOB NOT NULL"
+    ");"
+    "INSERT INTO partition_heads (part, epoch, certificate) SELECT 0, epoch, certificate FROM head;"
+    "DROP TABLE head;"
+    "CREATE TABLE partition_nodes ("
+    "  part INTEGER NOT NULL,"
+    "  idx INTEGER NOT NULL,"
+    "  kind INTEGER NOT NULL,"
+    "  hash BLOB NOT NULL,"
+    "  PRIMARY KEY (part, idx)"
+    ") WITHOUT ROWID;"
+    "INSERT INTO partition_nodes (part, idx, kind, hash) SELECT 0, idx, kind, hash FROM tree_nodes;"
+    "DROP TABLE tree_nodes;",
 };
 static_assert(std::size(kMigrations) == SqliteRecordStore::kLatestSchemaVersion);
 
@@ -79,16 +98,18 @@ constexpr const char* kScanBucketSql =
     "ORDER BY id";
 constexpr const char* kReadRecordSql =
     "SELECT id, record_hash, version, sealed FROM records WHERE id = ?1";
-constexpr const char* kReadHeadSql = "SELECT epoch, certificate FROM head WHERE singleton = 1";
-constexpr const char* kReadNodesSql = "SELECT idx, kind, hash FROM tree_nodes ORDER BY idx";
+constexpr const char* kReadHeadSql = "SELECT epoch, certificate FROM partition_heads WHERE part = ?1";
+constexpr const char* kReadNodesSql =
+    "SELECT idx, kind, hash FROM partition_nodes WHERE part = ?1 ORDER BY idx";
+constexpr const char* kListPartitionsSql = "SELECT part FROM partition_heads ORDER BY part";
 constexpr const char* kRecordVersionSql = "SELECT version FROM records WHERE id = ?1";
 constexpr const char* kPutRecordSql =
     "INSERT OR REPLACE INTO records (id, version, record_hash, sealed) VALUES (?1, ?2, ?3, ?4)";
 constexpr const char* kPutNodeSql =
-    "INSERT OR REPLACE INTO tree_nodes (idx, kind, hash) VALUES (?1, ?2, ?3)";
-constexpr const char* kEraseNodeSql = "DELETE FROM tree_nodes WHERE idx = ?1";
+    "INSERT OR REPLACE INTO partition_nodes (part, idx, kind, hash) VALUES (?4, ?1, ?2, ?3)";
+constexpr const char* kEraseNodeSql = "DELETE FROM partition_nodes WHERE part = ?2 AND idx = ?1";
 constexpr const char* kPutHeadSql =
-    "INSERT OR REPLACE INTO head (singleton, epoch, certificate) VALUES (1, ?1, ?2)";
+    "INSERT OR REPLACE INTO partition_heads (part, epoch, certificate) VALUES (?3, ?1, ?2)";
 
 // BlobColumn views column `col` of the current row as bytes.
 ByteView BlobColumn(sqlite3_stmt* stmt, int col) {
@@ -313,7 +334,49 @@ StatusOr<std::unique_ptr<SqliteRecordStore>> SqliteRecordStore::OpenFile(const s
   return store;
 }
 
-StatusOr<TreeSnapshot> SqliteRecordStore::ReadTree() {
+StatusOr<int> SqliteRecordStore::ReadSchemaVersion(const std::string& data_dir) {
+  std::string path = data_dir;
+  if (!path.empty() && path.back() != '/') path += '/';
+  path += kDatabaseFileName;
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) {
+    if (ec) return UnavailableError("cannot look for " + path + ": " + ec.message());
+    return NotFoundError("no record store at " + path);
+  }
+  sqlite3* raw = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
+  struct Closer {
+    sqlite3* db;
+    ~Closer() { sqlite3_close_v2(db); }
+  } closer{raw};
+  if (rc != SQLITE_OK) return SqliteError(rc, raw, "opening " + path + " read-only");
+  sqlite3_stmt* stmt = nullptr;
+  rc = sqlite3_prepare_v2(raw, "PRAGMA user_version", -1, &stmt, nullptr);
+  if (rc != SQLITE_OK) return SqliteError(rc, raw, "reading the schema version of " + path);
+  rc = sqlite3_step(stmt);
+  int version = rc == SQLITE_ROW ? sqlite3_column_int(stmt, 0) : -1;
+  sqlite3_finalize(stmt);
+  if (rc != SQLITE_ROW) return SqliteError(rc, raw, "reading the schema version of " + path);
+  if (version < 0) return DataLossError("record store " + path + " has a negative schema version");
+  return version;
+}
+
+StatusOr<std::vector<uint32_t>> SqliteRecordStore::Partitions() {
+  ReaderLease conn(this);
+  ASSIGN_OR_RETURN(sqlite3_stmt * raw, conn->Prepare(kListPartitionsSql));
+  Connection::Statement stmt(raw);
+  std::vector<uint32_t> partitions;
+  int rc;
+  while ((rc = sqlite3_step(raw)) == SQLITE_ROW) {
+    sqlite3_int64 part = sqlite3_column_int64(raw, 0);
+    if (part < 0 || part > UINT32_MAX) return DataLossError("malformed partition number");
+    partitions.push_back(static_cast<uint32_t>(part));
+  }
+  if (rc != SQLITE_DONE) return SqliteError(rc, conn->db(), "listing partitions");
+  return partitions;
+}
+
+StatusOr<TreeSnapshot> SqliteRecordStore::ReadTree(uint32_t partition) {
   ReaderLease conn(this);
   RETURN_IF_ERROR(conn->Exec("BEGIN"));
   auto read = [&]() -> StatusOr<TreeSnapshot> {
@@ -321,6 +384,7 @@ StatusOr<TreeSnapshot> SqliteRecordStore::ReadTree() {
     {
       ASSIGN_OR_RETURN(sqlite3_stmt * raw, conn->Prepare(kReadHeadSql));
       Connection::Statement stmt(raw);
+      RETURN_IF_ERROR(BindInt64(raw, 1, partition));
       int rc = sqlite3_step(raw);
       if (rc == SQLITE_ROW) {
         sqlite3_int64 epoch = sqlite3_column_int64(raw, 0);
@@ -333,6 +397,7 @@ StatusOr<TreeSnapshot> SqliteRecordStore::ReadTree() {
     }
     ASSIGN_OR_RETURN(sqlite3_stmt * raw, conn->Prepare(kReadNodesSql));
     Connection::Statement stmt(raw);
+    RETURN_IF_ERROR(BindInt64(raw, 1, partition));
     int rc;
     while ((rc = sqlite3_step(raw)) == SQLITE_ROW) {
       TreeNode node;
@@ -411,6 +476,7 @@ Status SqliteRecordStore::Commit(const CommitBatch& batch) {
     {  // Compare-and-swap on the head epoch.
       ASSIGN_OR_RETURN(sqlite3_stmt * raw, conn.Prepare(kReadHeadSql));
       Connection::Statement stmt(raw);
+      RETURN_IF_ERROR(BindInt64(raw, 1, batch.partition));
       int rc = sqlite3_step(raw);
       std::optional<uint64_t> current;
       if (rc == SQLITE_ROW) {
@@ -457,18 +523,21 @@ Status SqliteRecordStore::Commit(const CommitBatch& batch) {
       RETURN_IF_ERROR(BindInt64(raw, 1, node.index));
       RETURN_IF_ERROR(BindInt64(raw, 2, node.kind));
       RETURN_IF_ERROR(BindBlob(raw, 3, node.hash));
+      RETURN_IF_ERROR(BindInt64(raw, 4, batch.partition));
       RETURN_IF_ERROR(conn.StepDone(raw, "writing tree node"));
     }
     for (uint32_t index : batch.erased_nodes) {
       ASSIGN_OR_RETURN(sqlite3_stmt * raw, conn.Prepare(kEraseNodeSql));
       Connection::Statement stmt(raw);
       RETURN_IF_ERROR(BindInt64(raw, 1, index));
+      RETURN_IF_ERROR(BindInt64(raw, 2, batch.partition));
       RETURN_IF_ERROR(conn.StepDone(raw, "erasing tree node"));
     }
     ASSIGN_OR_RETURN(sqlite3_stmt * raw, conn.Prepare(kPutHeadSql));
     Connection::Statement stmt(raw);
     RETURN_IF_ERROR(BindInt64(raw, 1, new_epoch));
     RETURN_IF_ERROR(BindBlob(raw, 2, batch.head.certificate));
+    RETURN_IF_ERROR(BindInt64(raw, 3, batch.partition));
     return conn.StepDone(raw, "writing head");
   };
   Status status = apply();

@@ -10,15 +10,19 @@
 // - Schema versioned with PRAGMA user_version; Open applies every missing migration, each in
 //   its own transaction, and refuses a file whose version is newer than this code.
 //
-// Schema history (kLatestSchemaVersion = 2):
+// Schema history (kLatestSchemaVersion = 3):
 //   1: records (clustered by id) and head (epoch + certificate)
 //   2: tree_nodes (the persisted Merkle frontier)
+//   3: partition_heads and partition_nodes replace head and tree_nodes (one head and frontier
+//      per partition, vault/partition.h); the single-tree layout's become partition 0's, so
+//      an older realm opens as a realm of one partition, as it was created.
 //
 // Thread-safety: all methods are safe for concurrent use.
 #ifndef PINVAULT_BACKUP_STORE_SQLITE_RECORD_STORE_H_
 #define PINVAULT_BACKUP_STORE_SQLITE_RECORD_STORE_H_
 
 #include <condition_variable>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -37,7 +41,7 @@ class SqliteRecordStore final : public vault::RecordStore {
   // kDatabaseFileName is the file Open creates in the data directory (plus SQLite's -wal and
   // -shm files next to it).
   static constexpr const char* kDatabaseFileName = "records.sqlite";
-  static constexpr int kLatestSchemaVersion = 2;
+  static constexpr int kLatestSchemaVersion = 3;
 
   struct Options {
     // read_connections: size of the reader pool (at least 1).
@@ -60,6 +64,11 @@ class SqliteRecordStore final : public vault::RecordStore {
   static StatusOr<std::unique_ptr<SqliteRecordStore>> OpenFile(const std::string& path,
                                                                Options options);
 
+  // ReadSchemaVersion opens `data_dir`/records.sqlite read-only and returns its PRAGMA
+  // user_version without migrating or creating anything. NOT_FOUND if the file does not
+  // exist, DATA_LOSS if it is not a database, UNAVAILABLE if it cannot be opened.
+  static StatusOr<int> ReadSchemaVersion(const std::string& data_dir);
+
   ~SqliteRecordStore() override;
   SqliteRecordStore(const SqliteRecordStore&) = delete;
   SqliteRecordStore& operator=(const SqliteRecordStore&) = delete;
@@ -70,7 +79,11 @@ class SqliteRecordStore final : public vault::RecordStore {
   // path returns the database file path.
   const std::string& path() const { return path_; }
 
-  StatusOr<vault::TreeSnapshot> ReadTree() override;
+  // Partitions returns, ascending, the partitions that have a head (those committed to at
+  // least once). For operators' tools; the core does not use it. Needs the latest schema.
+  StatusOr<std::vector<uint32_t>> Partitions();
+
+  StatusOr<vault::TreeSnapshot> ReadTree(uint32_t partition) override;
   StatusOr<vault::BucketScan> ScanBucket(const vault::RecordId& lo, const vault::RecordId& hi,
                                          const vault::RecordId& target) override;
   StatusOr<std::optional<vault::StoredRecord>> ReadRecord(const vault::RecordId& id) override;

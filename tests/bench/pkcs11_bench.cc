@@ -26,10 +26,10 @@
 
 #include "pkcs11/hsm_keys.h"
 #include "pkcs11/key_set.h"
-#include "pkcs11/mechanisms.h"
 #include "pkcs11/module.h"
 #include "pkcs11/operations.h"
 #include "pkcs11/session_pool.h"
+#include "pkcs11/token_setup.h"
 #include "pkcs11/uri.h"
 #include "tests/testing/softhsm_token.h"
 
@@ -96,13 +96,9 @@ int Main(int argc, char** argv) {
   if (!opened.ok()) return Fail("opening the token", opened.status());
   std::shared_ptr<SessionPool> pool = *std::move(opened);
   TokenDescription description = pool->token();
-  StatusOr<Capabilities> caps = DetectCapabilities(*module, description.slot, description.flags);
-  if (!caps.ok()) return Fail("detecting mechanisms", caps.status());
-  StatusOr<std::vector<KeySetAction>> init = EnsureRealmKeys(*pool, *caps, {});
-  if (!init.ok()) return Fail("creating the realm keys", init.status());
-  StatusOr<std::unique_ptr<TokenHsm>> created = TokenHsm::Create(pool);
-  if (!created.ok()) return Fail("opening the realm keys", created.status());
-  std::unique_ptr<TokenHsm> hsm = *std::move(created);
+  StatusOr<ProvisionedRealm> realm = ProvisionRealm(pool);
+  if (!realm.ok()) return Fail("creating and opening the realm keys", realm.status());
+  std::unique_ptr<TokenHsm> hsm = std::move(realm->hsm);
   RealmKeys keys = hsm->keys();
   CK_OBJECT_HANDLE seal_key = keys.sealing.at(1);
   CK_OBJECT_HANDLE mac_key = keys.record_id_mac;

@@ -212,13 +212,13 @@ class CountingHsm final : public vault::Hsm {
     ++calls_;
     return hsm_.GenerateRandom(out);
   }
-  StatusOr<std::optional<Bytes>> LoadAnchor() override {
+  StatusOr<std::optional<Bytes>> LoadAnchor(uint32_t partition) override {
     ++calls_;
-    return hsm_.LoadAnchor();
+    return hsm_.LoadAnchor(partition);
   }
-  Status StoreAnchor(ByteView anchor) override {
+  Status StoreAnchor(uint32_t partition, uint64_t term, ByteView anchor) override {
     ++calls_;
-    return hsm_.StoreAnchor(anchor);
+    return hsm_.StoreAnchor(partition, term, anchor);
   }
 
  private:
@@ -551,10 +551,10 @@ void PrintCosts(vault::Hsm& hsm, vault::RecordStore& store, const std::vector<Us
         tree.BucketRange(b, lo, hi);
         (void)store.ScanBucket(lo, hi, ids[i % ids.size()]);
       }));
-  std::optional<Bytes> anchor = Must(hsm.LoadAnchor(), "load anchor");
+  std::optional<Bytes> anchor = Must(hsm.LoadAnchor(0), "load anchor");
   if (anchor) {
     std::printf("per-batch costs (one thread): HSM anchor write %.1f us\n",
-                time_us(50, [&](int) { (void)hsm.StoreAnchor(*anchor); }));
+                time_us(50, [&](int) { (void)hsm.StoreAnchor(0, 0, *anchor); }));
   }
 }
 

@@ -54,9 +54,11 @@ pkcs11::ProvisionOptions FastRetries() {
 
 constexpr std::chrono::milliseconds kResync{10};
 
-// TestRealmOptions: the realm's timers on `clock` (null: the system clock).
+// TestRealmOptions: the realm's timers on `clock` (null: the system clock); the partition
+// count given, so that the realm starts while the token is absent.
 RealmOptions TestRealmOptions(vault::Clock* clock = nullptr) {
   RealmOptions options;
+  options.partitions = vault::kDefaultPartitionCount;
   options.genesis_bucket_bits = 6;
   options.worker_threads = 2;
   options.resync_interval = kResync;
@@ -219,7 +221,7 @@ TEST_F(RealmTokenFaultTest, UnpluggedTokenFailsRequestsUnavailableAndServiceResu
   VaultTestClient client(kTestRealmId);
   auto dave = User("dave");
   testing::Register(*realm_, client, dave, "1234", 5);
-  auto before = store_->ReadTree();
+  auto before = store_->ReadTree(0);
   ASSERT_OK(before);
   fault_->Unplug();
   EXPECT_EQ(StatusCodeOf(realm_->Handle(dave, client.Recover2("1234"))), StatusCode::kUnavailable);
@@ -227,7 +229,7 @@ TEST_F(RealmTokenFaultTest, UnpluggedTokenFailsRequestsUnavailableAndServiceResu
   VaultTestClient other(kTestRealmId);
   EXPECT_EQ(StatusCodeOf(realm_->Handle(User("eve"), other.Register2("1", 5))),
             StatusCode::kUnavailable);
-  auto after = store_->ReadTree();
+  auto after = store_->ReadTree(0);
   ASSERT_OK(after);
   EXPECT_EQ(after->head, before->head);  // no partial write
   fault_->Replug();

@@ -107,7 +107,7 @@ TEST_P(AuditTest, FreshKeySetPassesTheAudit) {
   // Store an anchor too: its holder is recognised and checked.
   StatusOr<std::unique_ptr<TokenHsm>> hsm = TokenHsm::Create(pool_);
   ASSERT_OK(hsm);
-  ASSERT_OK((*hsm)->StoreAnchor(ToBytes("root||epoch||mac")));
+  ASSERT_OK((*hsm)->StoreAnchor(0, 0, ToBytes("root||epoch||mac")));
 
   AuditReport report = Audit();
   ASSERT_EQ(report.objects.size(), 6u);

@@ -3,8 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "pkcs11/hsm_keys.h"
-#include "pkcs11/key_set.h"
-#include "pkcs11/mechanisms.h"
+#include "pkcs11/token_setup.h"
 #include "tests/testing/fault_module.h"
 #include "tests/testing/softhsm_token.h"
 #include "tests/testing/status_matchers.h"
@@ -29,23 +28,13 @@ class HsmFaultTest : public ::testing::Test {
     fault_ = *fault;
     StatusOr<std::unique_ptr<Module>> module = fault_->CreateModule();
     ASSERT_OK(module);
-    std::shared_ptr<Module> shared = *std::move(module);
-    TokenHsm::Options options;
-    options.pool.retry_backoff = std::chrono::milliseconds(0);
-    // Create the key set, then open the HSM the way a realm would.
-    {
-      ASSERT_OK_AND_ASSIGN(TokenUri uri, ParseTokenUri(token_->uri()));
-      StatusOr<std::unique_ptr<SessionPool>> pool =
-          SessionPool::Open(shared, std::move(uri), options.pool);
-      ASSERT_OK(pool);
-      TokenDescription d = (*pool)->token();
-      StatusOr<Capabilities> caps = DetectCapabilities(*shared, d.slot, d.flags);
-      ASSERT_OK(caps);
-      ASSERT_OK(EnsureRealmKeys(**pool, *caps, {}));
-    }
-    StatusOr<std::unique_ptr<TokenHsm>> hsm = TokenHsm::Open(shared, token_->uri(), options);
-    ASSERT_OK(hsm);
-    hsm_ = *std::move(hsm);
+    // Create the key set and open the HSM on it, through the fault-injecting module.
+    ProvisionOptions options;
+    options.hsm.pool.retry_backoff = std::chrono::milliseconds(0);
+    StatusOr<ProvisionedRealm> realm =
+        ProvisionRealm(*std::move(module), token_->uri(), std::move(options));
+    ASSERT_OK(realm);
+    hsm_ = std::move(realm->hsm);
   }
   void TearDown() override {
     hsm_.reset();
@@ -62,15 +51,15 @@ TEST_F(HsmFaultTest, HsmGoneIsUnavailableAndComesBackWithoutRestart) {
   Bytes aad = ToBytes("record|1");
   StatusOr<vault::SealedBlob> before = hsm_->Seal(1, Bytes(64, 7), aad);
   ASSERT_OK(before);
-  ASSERT_OK(hsm_->StoreAnchor(ToBytes("anchor-1")));
+  ASSERT_OK(hsm_->StoreAnchor(0, 0, ToBytes("anchor-1")));
 
   fault_->Unplug();
   EXPECT_THAT(hsm_->Seal(1, Bytes(64, 7), aad), StatusIs(StatusCode::kUnavailable));
   EXPECT_THAT(hsm_->Unseal(*before, aad), StatusIs(StatusCode::kUnavailable));
   EXPECT_THAT(hsm_->Mac(vault::MacKeyRole::kRecordId, aad), StatusIs(StatusCode::kUnavailable));
   EXPECT_THAT(hsm_->Sign(aad), StatusIs(StatusCode::kUnavailable));
-  EXPECT_THAT(hsm_->LoadAnchor(), StatusIs(StatusCode::kUnavailable));
-  EXPECT_THAT(hsm_->StoreAnchor(ToBytes("anchor-2")), StatusIs(StatusCode::kUnavailable));
+  EXPECT_THAT(hsm_->LoadAnchor(0), StatusIs(StatusCode::kUnavailable));
+  EXPECT_THAT(hsm_->StoreAnchor(0, 0, ToBytes("anchor-2")), StatusIs(StatusCode::kUnavailable));
   std::array<uint8_t, 8> random{};
   Status s = hsm_->GenerateRandom(random);
   EXPECT_THAT(s, StatusIs(StatusCode::kUnavailable, HasSubstr("not present"))) << s;
@@ -80,7 +69,7 @@ TEST_F(HsmFaultTest, HsmGoneIsUnavailableAndComesBackWithoutRestart) {
   ASSERT_OK(opened);
   EXPECT_EQ(opened->size(), 64u);
   EXPECT_OK(hsm_->Seal(1, Bytes(64, 7), aad));
-  StatusOr<std::optional<Bytes>> anchor = hsm_->LoadAnchor();
+  StatusOr<std::optional<Bytes>> anchor = hsm_->LoadAnchor(0);
   ASSERT_OK(anchor);
   ASSERT_TRUE(anchor->has_value());
   EXPECT_EQ(**anchor, ToBytes("anchor-1"));

@@ -14,6 +14,7 @@
 #include "pkcs11/mechanisms.h"
 #include "pkcs11/objects.h"
 #include "pkcs11/operations.h"
+#include "pkcs11/token_setup.h"
 #include "tests/testing/signatures.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/token_backends.h"
@@ -394,15 +395,15 @@ std::vector<CK_OBJECT_HANDLE> AnchorHolders(SessionPool& pool) {
 
 TEST_P(TokenHsmTest, AnchorKeepsTwoHoldersAndRewritesTheOlderInPlace) {
   InitKeys();
-  StatusOr<std::optional<Bytes>> none = hsm_->LoadAnchor();
+  StatusOr<std::optional<Bytes>> none = hsm_->LoadAnchor(0);
   ASSERT_OK(none);
   EXPECT_FALSE(none->has_value());
   size_t base = CountObjects();
   std::vector<CK_OBJECT_HANDLE> holders;
   for (int epoch = 1; epoch <= 6; ++epoch) {
     Bytes anchor = Seq(72, static_cast<uint8_t>(epoch));
-    ASSERT_OK(hsm_->StoreAnchor(anchor)) << epoch;
-    StatusOr<std::optional<Bytes>> loaded = hsm_->LoadAnchor();
+    ASSERT_OK(hsm_->StoreAnchor(0, 0, anchor)) << epoch;
+    StatusOr<std::optional<Bytes>> loaded = hsm_->LoadAnchor(0);
     ASSERT_OK(loaded);
     ASSERT_TRUE(loaded->has_value());
     EXPECT_EQ(**loaded, anchor);
@@ -438,14 +439,14 @@ TEST_P(TokenHsmTest, AnchorKeepsTwoHoldersAndRewritesTheOlderInPlace) {
   // A new process (here: a new TokenHsm) reads the same anchor back and carries on in place.
   StatusOr<std::unique_ptr<TokenHsm>> other = TokenHsm::Create(pool_);
   ASSERT_OK(other);
-  StatusOr<std::optional<Bytes>> loaded = (*other)->LoadAnchor();
+  StatusOr<std::optional<Bytes>> loaded = (*other)->LoadAnchor(0);
   ASSERT_OK(loaded);
   ASSERT_TRUE(loaded->has_value());
   EXPECT_EQ(**loaded, Seq(72, 6));
   // Large anchors fit too.
-  ASSERT_OK((*other)->StoreAnchor(Seq(1000)));
+  ASSERT_OK((*other)->StoreAnchor(0, 0, Seq(1000)));
   EXPECT_EQ(AnchorHolders(*pool_), holders);
-  loaded = hsm_->LoadAnchor();
+  loaded = hsm_->LoadAnchor(0);
   ASSERT_OK(loaded);
   ASSERT_TRUE(loaded->has_value());
   EXPECT_EQ(**loaded, Seq(1000));
@@ -453,8 +454,8 @@ TEST_P(TokenHsmTest, AnchorKeepsTwoHoldersAndRewritesTheOlderInPlace) {
 
 TEST_P(TokenHsmTest, AnchorLoadPicksTheHighestSequence) {
   InitKeys();
-  ASSERT_OK(hsm_->StoreAnchor(ToBytes("epoch-1")));
-  ASSERT_OK(hsm_->StoreAnchor(ToBytes("epoch-2")));
+  ASSERT_OK(hsm_->StoreAnchor(0, 0, ToBytes("epoch-1")));
+  ASSERT_OK(hsm_->StoreAnchor(0, 0, ToBytes("epoch-2")));
   // A stray older holder, as a crash between creating a holder and destroying another leaves.
   // (Its bytes differ from the other holders': NSS softokn merges identical token keys.)
   CK_FUNCTION_LIST* f = pool_->functions();
@@ -475,15 +476,15 @@ TEST_P(TokenHsmTest, AnchorLoadPicksTheHighestSequence) {
   ASSERT_EQ(f->C_GenerateKey(lease->handle(), &m, t.data(), t.size(), &handle), CKR_OK);
   StatusOr<std::unique_ptr<TokenHsm>> other = TokenHsm::Create(pool_);
   ASSERT_OK(other);
-  StatusOr<std::optional<Bytes>> loaded = (*other)->LoadAnchor();
+  StatusOr<std::optional<Bytes>> loaded = (*other)->LoadAnchor(0);
   ASSERT_OK(loaded);
   ASSERT_TRUE(loaded->has_value());
   EXPECT_EQ(**loaded, ToBytes("epoch-2"));
   // The next store rewrites one older holder and destroys the other.
   size_t before = CountObjects();
-  ASSERT_OK((*other)->StoreAnchor(ToBytes("epoch-3")));
+  ASSERT_OK((*other)->StoreAnchor(0, 0, ToBytes("epoch-3")));
   EXPECT_EQ(CountObjects(), before - 1);
-  loaded = hsm_->LoadAnchor();
+  loaded = hsm_->LoadAnchor(0);
   ASSERT_OK(loaded);
   ASSERT_TRUE(loaded->has_value());
   EXPECT_EQ(**loaded, ToBytes("epoch-3"));
@@ -507,7 +508,7 @@ TEST_P(TokenHsmTest, DataObjectHoldersAreReadAndReplaced) {
       .String(CKA_APPLICATION, "pinvault")
       .Bytes(CKA_VALUE, carrier);
   ASSERT_EQ(pool_->functions()->C_CreateObject(lease->handle(), t.data(), t.size(), &data), CKR_OK);
-  StatusOr<std::optional<Bytes>> loaded = hsm_->LoadAnchor();
+  StatusOr<std::optional<Bytes>> loaded = hsm_->LoadAnchor(0);
   ASSERT_OK(loaded);
   ASSERT_TRUE(loaded->has_value());
   EXPECT_EQ(**loaded, ToBytes("epoch-7"));
@@ -515,10 +516,10 @@ TEST_P(TokenHsmTest, DataObjectHoldersAreReadAndReplaced) {
   size_t base = CountObjects();
   for (int epoch = 8; epoch <= 10; ++epoch) {
     Bytes anchor = ToBytes("epoch-" + std::to_string(epoch));
-    ASSERT_OK(hsm_->StoreAnchor(anchor)) << epoch;
+    ASSERT_OK(hsm_->StoreAnchor(0, 0, anchor)) << epoch;
     StatusOr<std::unique_ptr<TokenHsm>> fresh = TokenHsm::Create(pool_);
     ASSERT_OK(fresh);
-    loaded = (*fresh)->LoadAnchor();
+    loaded = (*fresh)->LoadAnchor(0);
     ASSERT_OK(loaded);
     ASSERT_TRUE(loaded->has_value());
     EXPECT_EQ(**loaded, anchor);
@@ -538,8 +539,8 @@ TEST_P(TokenHsmTest, DataObjectHoldersAreReadAndReplaced) {
 // behind: the intact (newest acknowledged) anchor is loaded and the damaged holder reused.
 TEST_P(TokenHsmTest, DamagedHolderBesideAnIntactOneIsIgnoredAndRewritten) {
   InitKeys();
-  ASSERT_OK(hsm_->StoreAnchor(ToBytes("epoch-1")));
-  ASSERT_OK(hsm_->StoreAnchor(ToBytes("epoch-2")));
+  ASSERT_OK(hsm_->StoreAnchor(0, 0, ToBytes("epoch-1")));
+  ASSERT_OK(hsm_->StoreAnchor(0, 0, ToBytes("epoch-2")));
   std::vector<CK_OBJECT_HANDLE> holders = AnchorHolders(*pool_);
   ASSERT_EQ(holders.size(), 2u);
   // Damage the holder of epoch 1.
@@ -559,13 +560,13 @@ TEST_P(TokenHsmTest, DamagedHolderBesideAnIntactOneIsIgnoredAndRewritten) {
             CKR_OK);
   StatusOr<std::unique_ptr<TokenHsm>> other = TokenHsm::Create(pool_);
   ASSERT_OK(other);
-  StatusOr<std::optional<Bytes>> loaded = (*other)->LoadAnchor();
+  StatusOr<std::optional<Bytes>> loaded = (*other)->LoadAnchor(0);
   ASSERT_OK(loaded);
   ASSERT_TRUE(loaded->has_value());
   EXPECT_EQ(**loaded, ToBytes("epoch-2"));
-  ASSERT_OK((*other)->StoreAnchor(ToBytes("epoch-3")));
+  ASSERT_OK((*other)->StoreAnchor(0, 0, ToBytes("epoch-3")));
   EXPECT_EQ(AnchorHolders(*pool_), holders);  // the damaged holder was rewritten
-  loaded = hsm_->LoadAnchor();
+  loaded = hsm_->LoadAnchor(0);
   ASSERT_OK(loaded);
   ASSERT_TRUE(loaded->has_value());
   EXPECT_EQ(**loaded, ToBytes("epoch-3"));
@@ -598,8 +599,8 @@ TEST_P(TokenHsmTest, MalformedAnchorHolderIsDataLoss) {
     CK_MECHANISM m{CKM_GENERIC_SECRET_KEY_GEN, nullptr, 0};
     ASSERT_EQ(f->C_GenerateKey(lease->handle(), &m, t.data(), t.size(), &handle), CKR_OK);
   }
-  EXPECT_THAT(hsm_->LoadAnchor(), StatusIs(StatusCode::kDataLoss));
-  EXPECT_THAT(hsm_->StoreAnchor(ToBytes("x")), StatusIs(StatusCode::kDataLoss));
+  EXPECT_THAT(hsm_->LoadAnchor(0), StatusIs(StatusCode::kDataLoss));
+  EXPECT_THAT(hsm_->StoreAnchor(0, 0, ToBytes("x")), StatusIs(StatusCode::kDataLoss));
 }
 
 TEST(TokenHsmOpenTest, OpensFromTheUriAlone) {
@@ -608,14 +609,7 @@ TEST(TokenHsmOpenTest, OpensFromTheUriAlone) {
   {
     StatusOr<std::unique_ptr<Module>> module = Module::Load(testing::SoftHsmToken::kModulePath);
     ASSERT_OK(module);
-    std::shared_ptr<Module> shared = *std::move(module);
-    ASSERT_OK_AND_ASSIGN(TokenUri uri, ParseTokenUri((*token)->uri()));
-    StatusOr<std::unique_ptr<SessionPool>> pool = SessionPool::Open(shared, std::move(uri));
-    ASSERT_OK(pool);
-    TokenDescription d = (*pool)->token();
-    StatusOr<Capabilities> caps = DetectCapabilities(*shared, d.slot, d.flags);
-    ASSERT_OK(caps);
-    ASSERT_OK(EnsureRealmKeys(**pool, *caps, {}));
+    ASSERT_OK(ProvisionRealm(*std::move(module), (*token)->uri()));
   }
   for (std::string module :
        {"&module-path=/usr/lib/softhsm/libsofthsm2.so", "&module-name=softhsm2", ""}) {
@@ -635,10 +629,11 @@ TEST(AnchorCarrierTest, EncodeDecode) {
             "50564131"
             "0102030405060708"
             "616263");
-  StatusOr<std::pair<uint64_t, Bytes>> decoded = DecodeAnchorCarrier(carrier);
+  StatusOr<DecodedAnchorCarrier> decoded = DecodeAnchorCarrier(carrier);
   ASSERT_OK(decoded);
-  EXPECT_EQ(decoded->first, 0x0102030405060708u);
-  EXPECT_EQ(decoded->second, ToBytes("abc"));
+  EXPECT_EQ(decoded->term, 0u);
+  EXPECT_EQ(decoded->sequence, 0x0102030405060708u);
+  EXPECT_EQ(decoded->anchor, ToBytes("abc"));
   for (size_t len = 0; len < 12; ++len) {
     EXPECT_THAT(DecodeAnchorCarrier(ByteView(carrier.data(), len)),
                 StatusIs(StatusCode::kDataLoss));
@@ -672,6 +667,86 @@ TEST(SealingKeyLabelTest, ParsesOnlyCanonicalIds) {
                           "pinvault-record-seal-1x", "pinvault-record-id-mac", "rogue"}) {
     EXPECT_FALSE(ParseSealingKeyLabel(bad).has_value()) << bad;
   }
+}
+
+TEST(AnchorLabelTest, PartitionZeroKeepsTheSingleTreeLabel) {
+  EXPECT_EQ(AnchorLabel(0), "pinvault-anchor");
+  EXPECT_EQ(AnchorLabel(13), "pinvault-anchor-p13");
+  EXPECT_EQ(ParseAnchorLabel("pinvault-anchor"), 0u);
+  EXPECT_EQ(ParseAnchorLabel("pinvault-anchor-p13"), 13u);
+  for (const char* bad : {"pinvault-anchor-mac", "pinvault-anchor-p", "pinvault-anchor-p0",
+                          "pinvault-anchor-p013", "pinvault-anchor-13", "rogue"}) {
+    EXPECT_FALSE(ParseAnchorLabel(bad).has_value()) << bad;
+  }
+  EXPECT_EQ(RoleOf("pinvault-anchor-p13", CKO_SECRET_KEY), RealmKeyRole::kAnchorHolder);
+  EXPECT_EQ(RoleOf("pinvault-anchor-mac", CKO_SECRET_KEY), RealmKeyRole::kAnchorMac);
+}
+
+// Each partition's holders carry their own label on the token.
+TEST_P(TokenHsmTest, PartitionAnchorsAreHeldUnderTheirOwnLabels) {
+  ASSERT_NO_FATAL_FAILURE(InitKeys());
+  ASSERT_OK(hsm_->StoreAnchor(0, 0, ToBytes("zero")));
+  ASSERT_OK(hsm_->StoreAnchor(3, 0, ToBytes("three")));
+  ASSERT_OK(hsm_->StoreAnchor(3, 0, ToBytes("three-again")));
+  ASSERT_OK_AND_ASSIGN(std::vector<CK_OBJECT_HANDLE> three,
+                       FindByLabel(hsm_->pool(), AnchorLabel(3), std::nullopt));
+  EXPECT_EQ(three.size(), 2u);  // two holders per partition, rewritten in place
+  ASSERT_OK_AND_ASSIGN(std::vector<CK_OBJECT_HANDLE> zero,
+                       FindByLabel(hsm_->pool(), AnchorLabel(0), std::nullopt));
+  EXPECT_EQ(zero.size(), 1u);
+  EXPECT_THAT(hsm_->LoadAnchor(3), IsOkAndHolds(std::optional(ToBytes("three-again"))));
+  EXPECT_THAT(hsm_->LoadAnchor(0), IsOkAndHolds(std::optional(ToBytes("zero"))));
+}
+
+// Two owners of one partition in turn (two TokenHsm objects, as two nodes): the stale owner's
+// late anchor write lands in its own, older term and never replaces the newer owner's anchor;
+// once it has read the newer term it is refused.
+TEST_P(TokenHsmTest, AStaleOwnersAnchorWriteNeverReplacesANewerTerm) {
+  ASSERT_NO_FATAL_FAILURE(InitKeys());
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TokenHsm> stale, TokenHsm::Create(pool_));
+  ASSERT_OK(stale->StoreAnchor(4, 1, ToBytes("term-1 epoch-9")));
+  ASSERT_OK(stale->StoreAnchor(4, 1, ToBytes("term-1 epoch-10")));
+  // The new owner takes over under term 2 and commits twice.
+  EXPECT_THAT(hsm_->LoadAnchor(4), IsOkAndHolds(std::optional(ToBytes("term-1 epoch-10"))));
+  ASSERT_OK(hsm_->StoreAnchor(4, 2, ToBytes("term-2 epoch-11")));
+  ASSERT_OK(hsm_->StoreAnchor(4, 2, ToBytes("term-2 epoch-12")));
+  // The stale owner wakes and writes what it had in flight: its term-1 holders were pruned,
+  // so the write fails or lands in term 1; either way term 2 stays the anchor.
+  Status late = stale->StoreAnchor(4, 1, ToBytes("term-1 epoch-11 (stale)"));
+  EXPECT_THAT(hsm_->LoadAnchor(4), IsOkAndHolds(std::optional(ToBytes("term-2 epoch-12"))))
+      << late;
+  EXPECT_THAT(stale->LoadAnchor(4), IsOkAndHolds(std::optional(ToBytes("term-2 epoch-12"))));
+  // Having read term 2, the stale owner is refused outright.
+  EXPECT_THAT(stale->StoreAnchor(4, 1, ToBytes("term-1 again")),
+              StatusIs(StatusCode::kFailedPrecondition, HasSubstr("term 2")));
+  EXPECT_THAT(hsm_->LoadAnchor(4), IsOkAndHolds(std::optional(ToBytes("term-2 epoch-12"))));
+  // Term 2's holders: at most two (plus a stale term-1 one until the next store prunes it).
+  ASSERT_OK(hsm_->StoreAnchor(4, 2, ToBytes("term-2 epoch-13")));
+  ASSERT_OK_AND_ASSIGN(std::vector<CK_OBJECT_HANDLE> holders,
+                       FindByLabel(*pool_, AnchorLabel(4), std::nullopt));
+  EXPECT_LE(holders.size(), 2u);
+}
+
+TEST(AnchorCarrierTest, TermsRoundTripAndTermZeroKeepsTheFirstFormat) {
+  Bytes zero = EncodeAnchorCarrier(0, 5, ToBytes("a"));
+  EXPECT_EQ(zero, EncodeAnchorCarrier(5, ToBytes("a")));
+  EXPECT_EQ(zero[3], '1');
+  ASSERT_OK_AND_ASSIGN(DecodedAnchorCarrier z, DecodeAnchorCarrier(zero));
+  EXPECT_EQ(z.term, 0u);
+  EXPECT_EQ(z.sequence, 5u);
+  Bytes termed = EncodeAnchorCarrier(0x0102030405060708, 9, ToBytes("abc"));
+  EXPECT_EQ(termed.size(), 20u + 3u);
+  ASSERT_OK_AND_ASSIGN(DecodedAnchorCarrier t, DecodeAnchorCarrier(termed));
+  EXPECT_EQ(t.term, 0x0102030405060708u);
+  EXPECT_EQ(t.sequence, 9u);
+  EXPECT_EQ(t.anchor, ToBytes("abc"));
+  for (size_t len = 0; len < 20; ++len) {
+    EXPECT_THAT(DecodeAnchorCarrier(ByteView(termed.data(), len)),
+                StatusIs(StatusCode::kDataLoss));
+  }
+  Bytes term_zero_in_new_format = termed;
+  for (size_t i = 4; i < 12; ++i) term_zero_in_new_format[i] = 0;
+  EXPECT_THAT(DecodeAnchorCarrier(term_zero_in_new_format), StatusIs(StatusCode::kDataLoss));
 }
 
 INSTANTIATE_TEST_SUITE_P(Modules, TokenHsmTest, ::testing::Values(Backend::kSoftHsm, Backend::kNss),

@@ -216,6 +216,32 @@ TEST_F(TokenSetupTest, ProvisioningAnUnknownTokenIsNotFound) {
               StatusIs(StatusCode::kInvalidArgument));
 }
 
+TEST_F(TokenSetupTest, ProvisioningOnAnOpenPoolSharesItWithTheHsm) {
+  ASSERT_THAT(Initialize(), IsOk());
+  ASSERT_OK_AND_ASSIGN(TokenUri uri, ParseTokenUri("pkcs11:token=setup-test"));
+  ASSERT_OK_AND_ASSIGN(
+      std::unique_ptr<SessionPool> opened,
+      SessionPool::OpenWithPin(module_, std::move(uri), Pin(kUserPin), SessionPool::Options()));
+  std::shared_ptr<SessionPool> pool = std::move(opened);
+  KeySetOptions keys;
+  keys.audit_algorithm = vault::SignatureAlgorithm::kEcdsaP256;
+  ASSERT_OK_AND_ASSIGN(ProvisionedRealm first, ProvisionRealm(pool, keys));
+  EXPECT_EQ(&first.hsm->pool(), pool.get());
+  ASSERT_FALSE(first.actions.empty());
+  for (const KeySetAction& action : first.actions) {
+    EXPECT_TRUE(action.created) << action.label;
+  }
+  EXPECT_EQ(first.hsm->keys().audit_algorithm, vault::SignatureAlgorithm::kEcdsaP256);
+
+  ASSERT_OK_AND_ASSIGN(ProvisionedRealm second, ProvisionRealm(pool));
+  ASSERT_EQ(second.actions.size(), first.actions.size());
+  for (const KeySetAction& action : second.actions) {
+    EXPECT_FALSE(action.created) << action.label;
+  }
+  EXPECT_THAT(ProvisionRealm(std::shared_ptr<SessionPool>()),
+              StatusIs(StatusCode::kInvalidArgument));
+}
+
 TEST_F(TokenSetupTest, SessionOwnerClosesItsSession) {
   ASSERT_OK_AND_ASSIGN(TokenDescription token, Initialize());
   CK_FUNCTION_LIST* f = module_->functions();

@@ -355,15 +355,15 @@ TEST_P(HsmContractTest, GenerateRandomFillsTheBufferAndTwoCallsDiffer) {
 }
 
 TEST_P(HsmContractTest, LoadAnchorIsEmptyBeforeTheFirstStore) {
-  EXPECT_THAT(hsm().LoadAnchor(), IsOkAndHolds(std::optional<Bytes>()));
+  EXPECT_THAT(hsm().LoadAnchor(0), IsOkAndHolds(std::optional<Bytes>()));
 }
 
 TEST_P(HsmContractTest, StoreAnchorThenLoadAnchorRoundTrips) {
   const Bytes anchor = Pattern(80, 0x05);
-  ASSERT_OK(hsm().StoreAnchor(anchor));
-  EXPECT_THAT(hsm().LoadAnchor(), IsOkAndHolds(std::optional(anchor)));
+  ASSERT_OK(hsm().StoreAnchor(0, 0, anchor));
+  EXPECT_THAT(hsm().LoadAnchor(0), IsOkAndHolds(std::optional(anchor)));
   // Loading does not consume it.
-  EXPECT_THAT(hsm().LoadAnchor(), IsOkAndHolds(std::optional(anchor)));
+  EXPECT_THAT(hsm().LoadAnchor(0), IsOkAndHolds(std::optional(anchor)));
 }
 
 TEST_P(HsmContractTest, SecondStoreAnchorReplacesTheFirst) {
@@ -371,9 +371,46 @@ TEST_P(HsmContractTest, SecondStoreAnchorReplacesTheFirst) {
   const std::vector<Bytes> anchors = {Pattern(80, 0x01), Pattern(64, 0x02), Pattern(96, 0x03)};
   for (size_t i = 0; i < anchors.size(); ++i) {
     SCOPED_TRACE("store " + std::to_string(i + 1));
-    ASSERT_OK(hsm().StoreAnchor(anchors[i]));
-    EXPECT_THAT(hsm().LoadAnchor(), IsOkAndHolds(std::optional(anchors[i])));
+    ASSERT_OK(hsm().StoreAnchor(0, 0, anchors[i]));
+    EXPECT_THAT(hsm().LoadAnchor(0), IsOkAndHolds(std::optional(anchors[i])));
   }
+}
+
+TEST_P(HsmContractTest, EachPartitionHasItsOwnAnchor) {
+  const Bytes zero = Pattern(80, 0x10);
+  const Bytes seven = Pattern(80, 0x17);
+  ASSERT_OK(hsm().StoreAnchor(7, 0, seven));
+  EXPECT_THAT(hsm().LoadAnchor(0), IsOkAndHolds(std::optional<Bytes>()));
+  ASSERT_OK(hsm().StoreAnchor(0, 0, zero));
+  EXPECT_THAT(hsm().LoadAnchor(7), IsOkAndHolds(std::optional(seven)));
+  EXPECT_THAT(hsm().LoadAnchor(0), IsOkAndHolds(std::optional(zero)));
+  EXPECT_THAT(hsm().LoadAnchor(255), IsOkAndHolds(std::optional<Bytes>()));
+  // Rewriting one partition's anchor many times leaves the other's alone.
+  for (uint8_t i = 0; i < 5; ++i) {
+    const Bytes next = Pattern(72, static_cast<uint8_t>(0x20 + i));
+    ASSERT_OK(hsm().StoreAnchor(7, 0, next));
+    EXPECT_THAT(hsm().LoadAnchor(7), IsOkAndHolds(std::optional(next)));
+  }
+  EXPECT_THAT(hsm().LoadAnchor(0), IsOkAndHolds(std::optional(zero)));
+}
+
+// Lease terms: the anchor is the one stored under the highest term; a write under an older
+// term never replaces it (refused with FAILED_PRECONDITION, or kept apart).
+TEST_P(HsmContractTest, AnOlderTermNeverReplacesTheAnchorOfANewerOne) {
+  const Bytes one = Pattern(80, 0x31);
+  const Bytes two = Pattern(80, 0x32);
+  ASSERT_OK(hsm().StoreAnchor(2, 1, one));
+  EXPECT_THAT(hsm().LoadAnchor(2), IsOkAndHolds(std::optional(one)));
+  ASSERT_OK(hsm().StoreAnchor(2, 2, two));
+  EXPECT_THAT(hsm().LoadAnchor(2), IsOkAndHolds(std::optional(two)));
+  EXPECT_THAT(hsm().StoreAnchor(2, 1, Pattern(80, 0x33)),
+              StatusIs(StatusCode::kFailedPrecondition));
+  EXPECT_THAT(hsm().LoadAnchor(2), IsOkAndHolds(std::optional(two)));
+  // The newer term carries on; other partitions are untouched.
+  const Bytes three = Pattern(64, 0x34);
+  ASSERT_OK(hsm().StoreAnchor(2, 2, three));
+  EXPECT_THAT(hsm().LoadAnchor(2), IsOkAndHolds(std::optional(three)));
+  EXPECT_THAT(hsm().LoadAnchor(0), IsOkAndHolds(std::optional<Bytes>()));
 }
 
 }  // namespace pinvault::testing

@@ -13,12 +13,14 @@ using vault::RecordId;
 using vault::StoredRecord;
 using vault::TreeSnapshot;
 
-StatusOr<TreeSnapshot> MemoryRecordStore::ReadTree() {
+StatusOr<TreeSnapshot> MemoryRecordStore::ReadTree(uint32_t partition) {
   std::lock_guard lock(mu_);
   if (unavailable_) return UnavailableError("memory store switched off");
   TreeSnapshot snapshot;
-  snapshot.head = state_.head;
-  for (const auto& [index, node] : state_.nodes) snapshot.nodes.push_back(node);
+  auto it = state_.partitions.find(partition);
+  if (it == state_.partitions.end()) return snapshot;
+  snapshot.head = it->second.head;
+  for (const auto& [index, node] : it->second.nodes) snapshot.nodes.push_back(node);
   return snapshot;
 }
 
@@ -65,7 +67,8 @@ Status MemoryRecordStore::Commit(const CommitBatch& batch) {
   CommitFault fault = std::exchange(next_fault_, CommitFault::kNone);
   if (fault == CommitFault::kFailBeforeApply) return UnavailableError("injected commit failure");
 
-  std::optional<uint64_t> current = state_.head ? std::optional(state_.head->epoch) : std::nullopt;
+  std::optional<vault::StoreHead>& head = state_.head(batch.partition);
+  std::optional<uint64_t> current = head ? std::optional(head->epoch) : std::nullopt;
   if (current != batch.expected_epoch) return AbortedError("epoch compare-and-swap failed");
   std::set<RecordId> ids;
   for (const auto& put : batch.records) {
@@ -75,9 +78,10 @@ Status MemoryRecordStore::Commit(const CommitBatch& batch) {
     if (version != put.expected_version) return AbortedError("version compare-and-swap failed");
   }
   for (const auto& put : batch.records) state_.records[put.record.id] = put.record;
-  for (const auto& node : batch.nodes) state_.nodes[node.index] = node;
-  for (uint32_t index : batch.erased_nodes) state_.nodes.erase(index);
-  state_.head = batch.head;
+  std::map<uint32_t, vault::TreeNode>& nodes = state_.nodes(batch.partition);
+  for (const auto& node : batch.nodes) nodes[node.index] = node;
+  for (uint32_t index : batch.erased_nodes) nodes.erase(index);
+  head = batch.head;
   ++commit_count_;
   if (fault == CommitFault::kFailAfterApply) return UnavailableError("injected commit failure");
   return OkStatus();

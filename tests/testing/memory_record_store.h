@@ -21,11 +21,18 @@ namespace pinvault::testing {
 
 class MemoryRecordStore final : public vault::RecordStore {
  public:
+  // PartitionState is one partition's head and tree nodes.
+  struct PartitionState {
+    std::optional<vault::StoreHead> head;
+    std::map<uint32_t, vault::TreeNode> nodes;
+  };
   // State is everything the store holds; Snapshot/Restore copy it wholesale.
   struct State {
-    std::optional<vault::StoreHead> head;
     std::map<vault::RecordId, vault::StoredRecord> records;
-    std::map<uint32_t, vault::TreeNode> nodes;
+    std::map<uint32_t, PartitionState> partitions;
+    // head / nodes: partition `p`'s (created empty if absent).
+    std::optional<vault::StoreHead>& head(uint32_t p = 0) { return partitions[p].head; }
+    std::map<uint32_t, vault::TreeNode>& nodes(uint32_t p = 0) { return partitions[p].nodes; }
   };
 
   // CommitFault says what the next Commit does instead of succeeding normally.
@@ -37,7 +44,7 @@ class MemoryRecordStore final : public vault::RecordStore {
 
   MemoryRecordStore() = default;
 
-  StatusOr<vault::TreeSnapshot> ReadTree() override;
+  StatusOr<vault::TreeSnapshot> ReadTree(uint32_t partition) override;
   StatusOr<vault::BucketScan> ScanBucket(const vault::RecordId& lo, const vault::RecordId& hi,
                                          const vault::RecordId& target) override;
   StatusOr<std::optional<vault::StoredRecord>> ReadRecord(const vault::RecordId& id) override;

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -81,12 +82,14 @@ inline bool WaitFor(const std::function<bool()>& done) {
   return done();
 }
 
-// FireUntilReady lets `realm`'s re-check timer fire on `clock` (every `resync_interval`)
-// until the realm serves again: one firing suffices once the HSM and storage answer; a few
-// are allowed for a check that was already under way. false if it does not serve.
+// FireUntilReady lets `realm`'s re-check timers fire on `clock` (every `resync_interval`)
+// until the realm serves again: each partition's committer re-checks on its own timer, and a
+// firing returns once one of them waits again, so a few firings per partition are allowed
+// (a check already under way needs one more). false if it does not serve.
 inline bool FireUntilReady(FakeClock& clock, const vault::Realm& realm,
                            std::chrono::nanoseconds resync_interval) {
-  for (int i = 0; i < 3; ++i) {
+  const int firings = 3 * static_cast<int>(std::max<uint32_t>(1, realm.Stats().partitions));
+  for (int i = 0; i < firings; ++i) {
     if (realm.Ready().ok()) return true;
     if (!clock.Fire(resync_interval, [&] { return realm.Ready().ok(); })) return false;
   }

@@ -61,9 +61,10 @@ class RecordStoreFactory {
   // ArmUnknownOutcome makes the next Commit on `store` (opened by this factory) return
   // UNAVAILABLE as if its final sync had failed, with the batch applied in full if `lands` is
   // kYes and not at all if kNo. Returns false if the implementation cannot inject this fault
-  // (the cases that need it are then skipped). Of the implementations in the tree only
-  // testing::MemoryRecordStore can (MemoryRecordStore::CommitFault); SqliteRecordStore cannot
-  // (it would need a SQLite VFS that fails the final sync).
+  // (the cases that need it are then skipped). testing::MemoryRecordStore can
+  // (MemoryRecordStore::CommitFault) and PostgresRecordStore can (a proxy cuts the connection
+  // around COMMIT, tests/testing/postgres_server.h); SqliteRecordStore cannot (it would need a
+  // SQLite VFS that fails the final sync).
   virtual bool ArmUnknownOutcome(vault::RecordStore& /*store*/, CommitLands /*lands*/) {
     return false;
   }
@@ -176,7 +177,7 @@ class RecordStoreContractTest : public ::testing::TestWithParam<RecordStoreImple
   // of every id it lists.
   StatusOr<StoreContents> ReadContents() {
     StoreContents contents;
-    ASSIGN_OR_RETURN(vault::TreeSnapshot tree, store_->ReadTree());
+    ASSIGN_OR_RETURN(vault::TreeSnapshot tree, store_->ReadTree(0));
     contents.head = std::move(tree.head);
     contents.nodes = std::move(tree.nodes);
     vault::RecordId lo;
@@ -226,7 +227,7 @@ class RecordStoreContractTest : public ::testing::TestWithParam<RecordStoreImple
 };
 
 TEST_P(RecordStoreContractTest, FreshStoreHasNoHeadNodesOrRows) {
-  ASSERT_OK_AND_ASSIGN(vault::TreeSnapshot tree, store().ReadTree());
+  ASSERT_OK_AND_ASSIGN(vault::TreeSnapshot tree, store().ReadTree(0));
   EXPECT_EQ(tree.head, std::nullopt);
   EXPECT_THAT(tree.nodes, ::testing::IsEmpty());
   EXPECT_THAT(store().ReadRecord(kA), IsOkAndHolds(std::optional<vault::StoredRecord>()));
@@ -272,7 +273,7 @@ TEST_P(RecordStoreContractTest, WrongExpectedEpochIsAbortedAndChangesNothing) {
   }
   // The right epoch still commits after the refusals.
   ASSERT_OK(store().Commit(ValidBatchAfterTwoRows()));
-  ASSERT_OK_AND_ASSIGN(vault::TreeSnapshot tree, store().ReadTree());
+  ASSERT_OK_AND_ASSIGN(vault::TreeSnapshot tree, store().ReadTree(0));
   EXPECT_EQ(tree.head, Head(3));
 }
 
@@ -289,13 +290,13 @@ TEST_P(RecordStoreContractTest, MatchingExpectedEpochAdvancesTheHeadEachTime) {
   ASSERT_OK(store().Commit(Batch(std::nullopt, 1)));
   ASSERT_OK(store().Commit(Batch(1, 2)));
   ASSERT_OK(store().Commit(Batch(2, 10)));
-  ASSERT_OK_AND_ASSIGN(vault::TreeSnapshot tree, store().ReadTree());
+  ASSERT_OK_AND_ASSIGN(vault::TreeSnapshot tree, store().ReadTree(0));
   EXPECT_EQ(tree.head, Head(10));
   // Replaying an earlier commit is a stale epoch.
   EXPECT_THAT(store().Commit(Batch(2, 10)), StatusIs(StatusCode::kAborted));
   EXPECT_THAT(store().Commit(Batch(1, 2)), StatusIs(StatusCode::kAborted));
   ASSERT_OK(store().Commit(Batch(10, 11)));
-  ASSERT_OK_AND_ASSIGN(tree, store().ReadTree());
+  ASSERT_OK_AND_ASSIGN(tree, store().ReadTree(0));
   EXPECT_EQ(tree.head, Head(11));
 }
 
@@ -432,7 +433,7 @@ TEST_P(RecordStoreContractTest, NodesAreInsertedReplacedAndErased) {
                  vault::TreeNode{0xffffffff, 0xff, Fill(0xff)},
                  vault::TreeNode{3, 0x03, Fill(0x33)}};
   ASSERT_OK(store().Commit(first));
-  ASSERT_OK_AND_ASSIGN(vault::TreeSnapshot tree, store().ReadTree());
+  ASSERT_OK_AND_ASSIGN(vault::TreeSnapshot tree, store().ReadTree(0));
   EXPECT_EQ(tree.nodes, (std::vector<vault::TreeNode>{first.nodes[1], first.nodes[3],
                                                       first.nodes[0], first.nodes[2]}));
 
@@ -440,7 +441,7 @@ TEST_P(RecordStoreContractTest, NodesAreInsertedReplacedAndErased) {
   second.nodes = {vault::TreeNode{3, 0x13, Fill(0x34)}, vault::TreeNode{7, 0x07, Fill(0x77)}};
   second.erased_nodes = {0, 0xffffffff, 42};  // 42 was never there: ignored
   ASSERT_OK(store().Commit(second));
-  ASSERT_OK_AND_ASSIGN(tree, store().ReadTree());
+  ASSERT_OK_AND_ASSIGN(tree, store().ReadTree(0));
   EXPECT_EQ(tree.head, Head(2));
   EXPECT_EQ(tree.nodes,
             (std::vector<vault::TreeNode>{second.nodes[0], first.nodes[0], second.nodes[1]}));
@@ -449,7 +450,7 @@ TEST_P(RecordStoreContractTest, NodesAreInsertedReplacedAndErased) {
   vault::CommitBatch third = Batch(2, 3);
   third.erased_nodes = {1, 2};
   ASSERT_OK(store().Commit(third));
-  ASSERT_OK_AND_ASSIGN(vault::TreeSnapshot after, store().ReadTree());
+  ASSERT_OK_AND_ASSIGN(vault::TreeSnapshot after, store().ReadTree(0));
   EXPECT_EQ(after.head, Head(3));
   EXPECT_EQ(after.nodes, tree.nodes);
 }
@@ -468,7 +469,7 @@ TEST_P(RecordStoreContractTest, ReadersSeeEachCommitWholeOrNotAtAll) {
   std::atomic<int> torn{0};
   std::thread reader([&] {
     while (!done.load() && torn.load() == 0) {
-      StatusOr<vault::TreeSnapshot> tree = store().ReadTree();
+      StatusOr<vault::TreeSnapshot> tree = store().ReadTree(0);
       EXPECT_THAT(tree, IsOk());
       if (tree.ok() && tree->head) {
         const uint8_t stamp = static_cast<uint8_t>(tree->head->epoch);
@@ -521,7 +522,7 @@ TEST_P(RecordStoreContractTest, ReadersSeeEachCommitWholeOrNotAtAll) {
   reader.join();
   EXPECT_EQ(torn.load(), 0);
   EXPECT_GT(reads.load(), static_cast<int>(kCommits));
-  ASSERT_OK_AND_ASSIGN(vault::TreeSnapshot tree, store().ReadTree());
+  ASSERT_OK_AND_ASSIGN(vault::TreeSnapshot tree, store().ReadTree(0));
   EXPECT_EQ(tree.head, Head(kCommits));
 }
 
@@ -549,7 +550,7 @@ TEST_P(RecordStoreContractTest, ReopenKeepsEveryAcknowledgedCommit) {
   next.records = {vault::RecordPut{Row(kB, 3, 0xb3), 2}};
   ASSERT_OK(store().Commit(next));
   ASSERT_NO_FATAL_FAILURE(ReopenStore());
-  ASSERT_OK_AND_ASSIGN(vault::TreeSnapshot tree, store().ReadTree());
+  ASSERT_OK_AND_ASSIGN(vault::TreeSnapshot tree, store().ReadTree(0));
   EXPECT_EQ(tree.head, Head(4));
   EXPECT_THAT(store().ReadRecord(kB), IsOkAndHolds(std::optional(Row(kB, 3, 0xb3))));
 }
@@ -584,8 +585,47 @@ TEST_P(RecordStoreContractTest, UnknownOutcomeCommitThatDidNotLandIsUnavailableA
   EXPECT_THAT(ReadContents(), IsOkAndHolds(before));
   // Retrying the same batch from the same head succeeds.
   ASSERT_OK(store().Commit(batch));
-  ASSERT_OK_AND_ASSIGN(vault::TreeSnapshot tree, store().ReadTree());
+  ASSERT_OK_AND_ASSIGN(vault::TreeSnapshot tree, store().ReadTree(0));
   EXPECT_EQ(tree.head, Head(3));
+}
+
+// Partitions: heads and tree nodes are per partition (each with its own epoch CAS); records
+// are shared by id.
+TEST_P(RecordStoreContractTest, PartitionsKeepTheirOwnHeadsAndNodesAndShareRecords) {
+  vault::CommitBatch five = Batch(std::nullopt, 1);
+  five.partition = 5;
+  five.records = {vault::RecordPut{Row(kA, 1, 0xa1), 0}};
+  five.nodes = {vault::TreeNode{3, 1, Fill(0x53)}};
+  ASSERT_OK(store().Commit(five));
+  // Partition 0 is still fresh: no head, no nodes, and its first commit expects no head.
+  ASSERT_OK_AND_ASSIGN(vault::TreeSnapshot zero, store().ReadTree(0));
+  EXPECT_FALSE(zero.head.has_value());
+  EXPECT_TRUE(zero.nodes.empty());
+  EXPECT_THAT(store().Commit(Batch(1, 2)), StatusIs(StatusCode::kAborted));
+  vault::CommitBatch first_zero = Batch(std::nullopt, 7);
+  first_zero.nodes = {vault::TreeNode{3, 2, Fill(0x03)}};
+  ASSERT_OK(store().Commit(first_zero));
+  // Same node index, different partitions, different values.
+  ASSERT_OK_AND_ASSIGN(vault::TreeSnapshot after_five, store().ReadTree(5));
+  ASSERT_TRUE(after_five.head.has_value());
+  EXPECT_EQ(*after_five.head, Head(1));
+  ASSERT_EQ(after_five.nodes.size(), 1u);
+  EXPECT_EQ(after_five.nodes[0].hash, Fill(0x53));
+  ASSERT_OK_AND_ASSIGN(vault::TreeSnapshot after_zero, store().ReadTree(0));
+  ASSERT_EQ(after_zero.nodes.size(), 1u);
+  EXPECT_EQ(after_zero.nodes[0].hash, Fill(0x03));
+  // Records are one table: a row partition 5 wrote is seen (and version-checked) by id.
+  EXPECT_THAT(store().ReadRecord(kA), IsOkAndHolds(std::optional(Row(kA, 1, 0xa1))));
+  vault::CommitBatch stale = Batch(7, 8);
+  stale.records = {vault::RecordPut{Row(kA, 1, 0xa2), 0}};
+  EXPECT_THAT(store().Commit(stale), StatusIs(StatusCode::kAborted));
+  // Erasing a node of one partition leaves the other's.
+  vault::CommitBatch erase = Batch(1, 2);
+  erase.partition = 5;
+  erase.erased_nodes = {3};
+  ASSERT_OK(store().Commit(erase));
+  EXPECT_TRUE(store().ReadTree(5)->nodes.empty());
+  EXPECT_EQ(store().ReadTree(0)->nodes.size(), 1u);
 }
 
 }  // namespace pinvault::testing

@@ -13,9 +13,19 @@
 #include <fstream>
 #include <sstream>
 
+#include "pkcs11/module.h"
+#include "pkcs11/token_setup.h"
+#include "vault/bytes.h"
+#include "vault/secret_bytes.h"
+
 extern char** environ;
 
 namespace pinvault::testing {
+namespace {
+
+SecretBytes Secret(const std::string& text) { return SecretBytes::CopyFrom(AsBytes(text)); }
+
+}  // namespace
 
 Status RunProgram(const std::vector<std::string>& argv, std::string* output) {
   if (argv.empty()) return InvalidArgumentError("RunProgram: empty argv");
@@ -105,16 +115,7 @@ StatusOr<std::unique_ptr<SoftHsmToken>> SoftHsmToken::Create(Options options) {
   std::unique_ptr<SoftHsmToken> token(new SoftHsmToken());
   token->options_ = std::move(options);
   ASSIGN_OR_RETURN(token->dir_, MakeTempDir("pinvault-softhsm-"));
-  std::string tokens = token->dir_ + "/tokens";
-  if (::mkdir(tokens.c_str(), 0700) != 0) {
-    return InternalError("mkdir " + tokens + ": " + std::strerror(errno));
-  }
-  token->conf_path_ = token->dir_ + "/softhsm2.conf";
-  RETURN_IF_ERROR(WriteFile(token->conf_path_,
-                            "directories.tokendir = " + tokens +
-                                "\nobjectstore.backend = file\nlog.level = ERROR\n"
-                                "slots.removable = false\nslots.mechanisms = ALL\n",
-                            0600));
+  ASSIGN_OR_RETURN(token->conf_path_, pkcs11::WriteSoftHsmConfig(token->dir_));
   token->pin_file_ = token->dir_ + "/user-pin";
   RETURN_IF_ERROR(WriteFile(token->pin_file_, token->options_.user_pin + "\n", 0600));
   ::setenv("SOFTHSM2_CONF", token->conf_path_.c_str(), 1);
@@ -125,8 +126,16 @@ StatusOr<std::unique_ptr<SoftHsmToken>> SoftHsmToken::Create(Options options) {
 
 StatusOr<std::string> SoftHsmToken::AddToken(const std::string& label) {
   ::setenv("SOFTHSM2_CONF", conf_path_.c_str(), 1);
-  RETURN_IF_ERROR(RunProgram({"softhsm2-util", "--init-token", "--free", "--label", label,
-                              "--so-pin", options_.so_pin, "--pin", options_.user_pin}));
+  // A Module of its own, finalised on return, so that the caller's next Module::Load reads
+  // the token directory afresh.
+  StatusOr<std::unique_ptr<pkcs11::Module>> module = pkcs11::Module::Load(kModulePath);
+  if (!module.ok()) {
+    return module.status().WithContext("initialising token '" + label +
+                                       "' (no other SoftHSM2 Module may be loaded)");
+  }
+  StatusOr<pkcs11::TokenDescription> token =
+      pkcs11::InitializeToken(**module, label, Secret(options_.so_pin), Secret(options_.user_pin));
+  if (!token.ok()) return token.status();
   return UriFor(label);
 }
 

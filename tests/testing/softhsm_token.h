@@ -4,12 +4,14 @@
 //   auto module = pkcs11::Module::Load(SoftHsmToken::kModulePath);   // after Create
 //   auto pool = pkcs11::SessionPool::Open(std::move(module), *pkcs11::ParseTokenUri(token->uri()));
 //
-// Create makes a directory with mkdtemp, writes softhsm2.conf (token directory inside it),
-// points SOFTHSM2_CONF at it (setenv; SoftHSM reads it in C_Initialize, so load the module
-// after Create and use a fresh Module per token), initialises a token with softhsm2-util, and
-// writes the user PIN to a mode-600 file named by the URI's pin-source. The destructor deletes
-// the directory. Not thread-safe (it changes the environment); create tokens from the test's
-// main thread.
+// Create makes a directory with mkdtemp, writes softhsm2.conf (token directory inside it,
+// pkcs11::WriteSoftHsmConfig), points SOFTHSM2_CONF at it (setenv; SoftHSM reads it in
+// C_Initialize, so load the module after Create and use a fresh Module per token), initialises
+// a token inside the process (pkcs11::InitializeToken on a Module of its own, finalised before
+// Create returns), and writes the user PIN to a mode-600 file named by the URI's pin-source.
+// The destructor deletes the directory. SoftHSM2 can be initialised only once per process, so
+// Create and AddToken fail (FAILED_PRECONDITION) while another SoftHSM2 Module is loaded. Not
+// thread-safe (it changes the environment); create tokens from the test's main thread.
 #ifndef PINVAULT_TESTS_TESTING_SOFTHSM_TOKEN_H_
 #define PINVAULT_TESTS_TESTING_SOFTHSM_TOKEN_H_
 
@@ -62,6 +64,7 @@ class SoftHsmToken {
   ~SoftHsmToken();
 
   // AddToken initialises another token (same PINs) in the same directory and returns its URI.
+  // Call it while no SoftHSM2 Module is loaded (see above); load one afterwards to see the token.
   StatusOr<std::string> AddToken(const std::string& label);
 
   // UriFor returns "pkcs11:token=LABEL?pin-source=file:<pin file>".

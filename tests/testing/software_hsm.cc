@@ -249,23 +249,60 @@ Status SoftwareHsm::GenerateRandom(std::span<uint8_t> out) {
   return OkStatus();
 }
 
-StatusOr<std::optional<Bytes>> SoftwareHsm::LoadAnchor() {
+std::string SoftwareHsm::AnchorPath(uint32_t partition, uint64_t term) const {
+  std::string path = partition == 0 ? anchor_path_ : anchor_path_ + ".p" + std::to_string(partition);
+  return term == 0 ? path : path + ".t" + std::to_string(term);
+}
+
+StatusOr<uint64_t> SoftwareHsm::HighestFileTerm(uint32_t partition) const {
+  // Terms above 0 live in files "<partition path>.t<term>".
+  const std::filesystem::path base(AnchorPath(partition, 0));
+  const std::string prefix = base.filename().string() + ".t";
+  uint64_t highest = 0;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(base.parent_path(), ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(prefix, 0) != 0) continue;
+    const std::string digits = name.substr(prefix.size());
+    if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos) continue;
+    highest = std::max<uint64_t>(highest, std::stoull(digits));
+  }
+  if (ec) return UnavailableError("cannot list the anchor folder: " + ec.message());
+  return highest;
+}
+
+StatusOr<std::optional<Bytes>> SoftwareHsm::LoadAnchor(uint32_t partition) {
   RETURN_IF_ERROR(CheckAvailable(Operation::kLoadAnchor));
   if (anchor_path_.empty()) {
     std::lock_guard lock(mu_);
-    return anchor_;
+    auto it = anchors_.find(partition);
+    if (it == anchors_.end() || it->second.empty()) return std::optional<Bytes>();
+    return std::optional<Bytes>(it->second.rbegin()->second);  // the highest term
   }
-  return ReadFile(anchor_path_);
+  ASSIGN_OR_RETURN(uint64_t term, HighestFileTerm(partition));
+  return ReadFile(AnchorPath(partition, term));
 }
 
-Status SoftwareHsm::StoreAnchor(ByteView anchor) {
+Status SoftwareHsm::StoreAnchor(uint32_t partition, uint64_t term, ByteView anchor) {
   RETURN_IF_ERROR(CheckAvailable(Operation::kStoreAnchor));
+  auto newer = [&](uint64_t highest) {
+    return FailedPreconditionError("the anchor of partition " + std::to_string(partition) +
+                                   " is held under term " + std::to_string(highest) +
+                                   ", newer than this writer's term " + std::to_string(term));
+  };
   if (anchor_path_.empty()) {
     std::lock_guard lock(mu_);
-    anchor_ = Bytes(anchor.begin(), anchor.end());
+    std::map<uint64_t, Bytes>& terms = anchors_[partition];
+    if (!terms.empty() && terms.rbegin()->first > term) return newer(terms.rbegin()->first);
+    terms[term] = Bytes(anchor.begin(), anchor.end());
+    terms.erase(terms.begin(), terms.find(term));  // older terms are pruned
     return OkStatus();
   }
-  return WriteFileAtomically(anchor_path_, anchor);
+  ASSIGN_OR_RETURN(uint64_t highest, HighestFileTerm(partition));
+  if (highest > term) return newer(highest);
+  RETURN_IF_ERROR(WriteFileAtomically(AnchorPath(partition, term), anchor));
+  if (highest < term && highest > 0) ::unlink(AnchorPath(partition, highest).c_str());
+  return OkStatus();
 }
 
 void SoftwareHsm::AddSealingKey(uint32_t key_id) {
@@ -306,8 +343,18 @@ uint64_t SoftwareHsm::CallCount(Operation op) const {
 
 void SoftwareHsm::WipeAnchor() {
   std::lock_guard lock(mu_);
-  anchor_.reset();
-  if (!anchor_path_.empty()) ::unlink(anchor_path_.c_str());
+  anchors_.clear();
+  if (anchor_path_.empty()) return;
+  // Every partition's file, also those another process (a crash-test child) wrote.
+  const std::filesystem::path path(anchor_path_);
+  const std::string name = path.filename().string();
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(path.parent_path(), ec)) {
+    const std::string other = entry.path().filename().string();
+    if (other == name || other.rfind(name + ".p", 0) == 0 || other.rfind(name + ".t", 0) == 0) {
+      ::unlink(entry.path().c_str());
+    }
+  }
 }
 
 }  // namespace pinvault::testing

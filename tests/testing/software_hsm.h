@@ -5,8 +5,11 @@
 // - Signing: Ed25519 (libsodium).
 // - Keys are derived from a 32-byte seed, so two processes (e.g. a crash-test child and its
 //   parent) given the same seed hold the same keys.
-// - The anchor lives in memory or, if a path is given, in a file replaced atomically
-//   (write temp, fsync, rename, fsync directory), so it survives SIGKILL.
+// - The anchors (one per partition) live in memory or, if a path is given, in files replaced
+//   atomically (write temp, fsync, rename, fsync directory), so they survive SIGKILL:
+//   partition 0's at the path, partition p's at path + ".p<p>", and those of a lease term
+//   t > 0 with ".t<t>" appended. The highest term is the anchor; a write under an older term
+//   than one present is refused (FAILED_PRECONDITION), as vault/hsm.h asks.
 // - Fault switches make calls fail with UNAVAILABLE, to simulate the HSM being gone.
 //
 // Keys are ordinary memory here: this class gives none of an HSM's protection.
@@ -57,8 +60,8 @@ class SoftwareHsm final : public vault::Hsm {
   StatusOr<Bytes> Sign(ByteView message) override;
   StatusOr<vault::SigningPublicKey> AuditPublicKey() override;
   Status GenerateRandom(std::span<uint8_t> out) override;
-  StatusOr<std::optional<Bytes>> LoadAnchor() override;
-  Status StoreAnchor(ByteView anchor) override;
+  StatusOr<std::optional<Bytes>> LoadAnchor(uint32_t partition) override;
+  Status StoreAnchor(uint32_t partition, uint64_t term, ByteView anchor) override;
 
   // ---- Test controls ----
 
@@ -81,12 +84,14 @@ class SoftwareHsm final : public vault::Hsm {
   // CallCount returns how many calls of `op` were attempted.
   uint64_t CallCount(Operation op) const;
 
-  // WipeAnchor removes the anchor (as if the token had been reinitialised).
+  // WipeAnchor removes every partition's anchor (as if the token had been reinitialised).
   void WipeAnchor();
 
  private:
   Status CheckAvailable(Operation op);
   vault::MacTag HmacSha256(const std::array<uint8_t, 32>& key, ByteView data) const;
+  std::string AnchorPath(uint32_t partition, uint64_t term) const;
+  StatusOr<uint64_t> HighestFileTerm(uint32_t partition) const;
 
   const Seed seed_;
   const std::string anchor_path_;
@@ -98,7 +103,7 @@ class SoftwareHsm final : public vault::Hsm {
   mutable std::mutex mu_;
   std::map<uint32_t, std::array<uint8_t, 32>> sealing_keys_;  // guarded by mu_
   uint32_t current_key_id_ = 1;                               // guarded by mu_
-  std::optional<Bytes> anchor_;                               // guarded by mu_ (no file)
+  std::map<uint32_t, std::map<uint64_t, Bytes>> anchors_;  // by partition, term; mu_ (no file)
   bool unavailable_ = false;                                  // guarded by mu_
   std::array<bool, static_cast<size_t>(Operation::kCount)> op_unavailable_{};  // mu_
   int64_t calls_before_failure_ = -1;                                          // mu_

@@ -283,4 +283,50 @@ TEST(MerkleTest, LoadRejectsMalformedNodes) {
 }
 
 }  // namespace
+// A partition's tree is the subtree of the whole id space under its prefix: its root is the
+// value the whole tree has there, and its buckets cover exactly the partition's ids.
+TEST(MerkleTest, PartitionTreesAreSubtreesOfTheWholeTree) {
+  std::mt19937_64 rng(20261208);
+  constexpr uint32_t kCount = 4;
+  constexpr int kBits = 3;
+  std::vector<BucketEntry> all;
+  for (int i = 0; i < 300; ++i) all.push_back(BucketEntry{RandomId(rng), RandomDigest(rng)});
+  std::sort(all.begin(), all.end(),
+            [](const BucketEntry& a, const BucketEntry& b) { return a.id < b.id; });
+  std::vector<NodeValue> roots;
+  for (uint32_t p = 0; p < kCount; ++p) {
+    MerkleTree tree(kBits, PartitionId{p, kCount});
+    std::map<uint32_t, std::vector<BucketEntry>> buckets;
+    std::vector<BucketEntry> mine;
+    for (const BucketEntry& e : all) {
+      EXPECT_EQ(tree.Contains(e.id), PartitionOf(e.id, kCount) == p);
+      if (!tree.Contains(e.id)) continue;
+      mine.push_back(e);
+      uint32_t bucket = tree.BucketOf(e.id);
+      RecordId lo, hi;
+      tree.BucketRange(bucket, lo, hi);
+      EXPECT_LE(lo, e.id);
+      EXPECT_LE(e.id, hi);
+      buckets[bucket].push_back(e);
+    }
+    std::map<uint32_t, NodeValue> values;
+    for (const auto& [bucket, entries] : buckets) {
+      ASSERT_OK_AND_ASSIGN(values[bucket], tree.ComputeBucket(bucket, entries));
+    }
+    tree.Apply(tree.Prepare(values));
+    EXPECT_THAT(SubtreeValue(mine, 2), IsOkAndHolds(tree.root()));
+    roots.push_back(tree.root());
+    // A row of another partition in a bucket scan is a foreign row.
+    for (const BucketEntry& e : all) {
+      if (tree.Contains(e.id)) continue;
+      std::vector<BucketEntry> foreign = {e};
+      EXPECT_THAT(tree.ComputeBucket(0, foreign), StatusIs(StatusCode::kDataLoss));
+      break;
+    }
+  }
+  // The four partition roots combine into the root of the whole tree.
+  ASSERT_OK_AND_ASSIGN(NodeValue whole, RootOf(all));
+  EXPECT_EQ(Combine(Combine(roots[0], roots[1]), Combine(roots[2], roots[3])), whole);
+}
+
 }  // namespace pinvault::vault

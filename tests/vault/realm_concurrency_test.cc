@@ -56,10 +56,12 @@ class Latch {
 };
 
 // MakeRealm creates a realm in `realm`; call it under ASSERT_NO_FATAL_FAILURE.
-// With `executor` the request steps run only when the test runs them.
+// With `executor` the request steps run only when the test runs them; `partitions` 0 is the
+// default count.
 void MakeRealm(Hsm& hsm, RecordStore& store, std::unique_ptr<Realm>& realm,
-               Executor* executor = nullptr) {
+               Executor* executor = nullptr, uint32_t partitions = 0) {
   RealmOptions options;
+  options.partitions = partitions;
   options.genesis_bucket_bits = 8;
   options.worker_threads = 4;
   options.executor = executor;
@@ -184,7 +186,7 @@ TEST(RealmConcurrencyTest, ThousandParallelWrongPinAttemptsOnOneUser) {
 // Group commit: every write waiting when the committer is free goes into one batch, and no
 // response is released before its commit is durable. The request steps run on a manual
 // executor, so by the check below every one of them has run: any response not held for the
-// commit would have been delivered.
+// commit would have been delivered. One partition, so that one committer takes every write.
 TEST(RealmConcurrencyTest, GroupCommitBatchesAndHoldsResponsesUntilDurable) {
   SoftwareHsm hsm;
   MemoryRecordStore store;
@@ -192,7 +194,7 @@ TEST(RealmConcurrencyTest, GroupCommitBatchesAndHoldsResponsesUntilDurable) {
   std::vector<std::unique_ptr<VaultTestClient>> clients;
   {
     std::unique_ptr<Realm> setup;
-    ASSERT_NO_FATAL_FAILURE(MakeRealm(hsm, store, setup));
+    ASSERT_NO_FATAL_FAILURE(MakeRealm(hsm, store, setup, nullptr, /*partitions=*/1));
     for (int i = 0; i < kUsers; ++i) {
       clients.push_back(std::make_unique<VaultTestClient>(kTestRealmId));
       testing::Register(*setup, *clients.back(), User("u" + std::to_string(i)), "1234", 5);
@@ -200,7 +202,7 @@ TEST(RealmConcurrencyTest, GroupCommitBatchesAndHoldsResponsesUntilDurable) {
   }
   ManualExecutor executor;
   std::unique_ptr<Realm> realm;
-  ASSERT_NO_FATAL_FAILURE(MakeRealm(hsm, store, realm, &executor));
+  ASSERT_NO_FATAL_FAILURE(MakeRealm(hsm, store, realm, &executor, /*partitions=*/1));
   RealmStats before = realm->Stats();
 
   // Hold the first commit inside the store; everything else queues behind it.
@@ -346,6 +348,7 @@ TEST(RealmConcurrencyTest, ReadRacingACommitInItsBucketIsRetriedNotDataLoss) {
   SoftwareHsm hsm;
   MemoryRecordStore store;
   RealmOptions options;
+  options.partitions = 1;  // one partition of one bucket: every commit moves the reader's bucket
   options.genesis_bucket_bits = 0;
   options.bucket_cache_size = 0;  // every read scans its bucket
   options.worker_threads = 2;
@@ -379,6 +382,7 @@ TEST(RealmConcurrencyTest, ReadsRacingCommitsInOneBucketAreNotDataLoss) {
   SoftwareHsm hsm;
   MemoryRecordStore store;
   RealmOptions options;
+  options.partitions = 1;
   options.genesis_bucket_bits = 0;
   options.worker_threads = 4;
   ASSERT_OK_AND_ASSIGN(auto realm, Realm::Create(hsm, store, options));

@@ -88,7 +88,7 @@ TEST_F(RealmHsmFailureTest, EveryRecordRequestFailsUnavailableAndNothingIsWritte
   EXPECT_THAT(realm_->Handle(User("never-seen"), Recover1Request{}),
               StatusIs(StatusCode::kUnavailable));
   MemoryRecordStore::State after = store_.Snapshot();
-  EXPECT_EQ(after.head, before.head);
+  EXPECT_EQ(after.head(), before.head());
   EXPECT_EQ(after.records, before.records);
   hsm_.SetUnavailable(false);
   ASSERT_TRUE(WaitReady());
@@ -298,6 +298,9 @@ TEST_F(RealmHsmFailureTest, HsmGoneAtStartupIsRetried) {
   RealmOptions options;
   options.resync_interval = kResync;
   options.clock = &clock_;
+  // The partition count is read from the HSM unless it is given.
+  EXPECT_THAT(Realm::Create(hsm_, store_, options), StatusIs(StatusCode::kUnavailable));
+  options.partitions = kDefaultPartitionCount;
   ASSERT_OK_AND_ASSIGN(realm_, Realm::Create(hsm_, store_, options));
   EXPECT_THAT(realm_->Ready(), StatusIs(StatusCode::kUnavailable));
   EXPECT_THAT(realm_->Handle(User("dave"), Recover1Request{}), StatusIs(StatusCode::kUnavailable));

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <optional>
+#include <utility>
 #include <string>
 
 #include "tests/testing/memory_record_store.h"
@@ -44,6 +46,8 @@ class RealmTest : public ::testing::Test {
     options.health_check_interval = std::chrono::milliseconds(0);  // exact HSM call counts
     ASSERT_OK_AND_ASSIGN(realm_, Realm::Create(hsm_, store_, options));
     ASSERT_OK(realm_->Ready());
+    created_commits_ = store_.commit_count();
+    created_macs_ = hsm_.CallCount(SoftwareHsm::Operation::kMac);
   }
 
   void Restart() {
@@ -74,12 +78,33 @@ class RealmTest : public ::testing::Test {
   SoftwareHsm hsm_;
   MemoryRecordStore store_;
   std::unique_ptr<Realm> realm_;
+  uint64_t created_commits_ = 0;  // commits and HSM MACs when the realm was ready
+  uint64_t created_macs_ = 0;
 };
+
+TEST_F(RealmTest, ANewRealmCreatesEveryPartitionOnce) {
+  const uint32_t partitions = realm_->Stats().partitions;
+  EXPECT_EQ(partitions, kDefaultPartitionCount);
+  EXPECT_EQ(realm_->Stats().partitions_serving, partitions);
+  // One genesis commit and one genesis certificate per partition on the first start...
+  EXPECT_EQ(created_commits_, partitions);
+  EXPECT_EQ(created_macs_, partitions);
+  for (uint32_t p = 0; p < partitions; ++p) {
+    ASSERT_OK_AND_ASSIGN(TreeSnapshot tree, store_.ReadTree(p));
+    ASSERT_TRUE(tree.head.has_value()) << p;
+    EXPECT_EQ(tree.head->epoch, 0u);
+    ASSERT_OK_AND_ASSIGN(std::optional<Bytes> anchor, hsm_.LoadAnchor(p));
+    EXPECT_EQ(anchor, tree.head->certificate) << p;
+  }
+  // ... and none on a restart.
+  Restart();
+  EXPECT_EQ(store_.commit_count(), partitions);
+}
 
 TEST_F(RealmTest, Register1IsAlwaysOkAndTouchesNothing) {
   As<Register1Response>(realm_->Handle(User("alice"), Register1Request{}));
-  EXPECT_EQ(store_.commit_count(), 1u);                         // only the genesis commit
-  EXPECT_EQ(hsm_.CallCount(SoftwareHsm::Operation::kMac), 1u);  // only the genesis certificate
+  EXPECT_EQ(store_.commit_count(), created_commits_);
+  EXPECT_EQ(hsm_.CallCount(SoftwareHsm::Operation::kMac), created_macs_);
 }
 
 TEST_F(RealmTest, UnregisteredUserIsNotRegistered) {
@@ -91,7 +116,7 @@ TEST_F(RealmTest, UnregisteredUserIsNotRegistered) {
   EXPECT_EQ(Recover3(client, user, client.CorrectTag()).status,
             Recover3Response::Status::kNotRegistered);
   As<DeleteResponse>(realm_->Handle(user, DeleteRequest{}));
-  EXPECT_EQ(store_.commit_count(), 1u);  // nothing was written for an absent record
+  EXPECT_EQ(store_.commit_count(), created_commits_);  // nothing was written for an absent record
   EXPECT_EQ(Inspect(user).state, RecordState::kAbsent);
   EXPECT_EQ(Inspect(user).record_version, 0u);
 }
@@ -392,6 +417,92 @@ TEST_F(RealmTest, RecordAndIdCachesSaveHsmCalls) {
   EXPECT_EQ(Recover1(user).status, Recover1Response::Status::kOk);
   EXPECT_EQ(Recover1(user).status, Recover1Response::Status::kOk);
   EXPECT_EQ(count(SoftwareHsm::Operation::kMac), macs + 2);
+}
+
+// UserInPartition finds a user (named `prefix` + n) whose record lies in a partition other
+// than `avoid`'s, or in any partition when `avoid` is null; returns it with its partition.
+std::pair<RequestContext, uint32_t> UserInPartition(Hsm& hsm, uint32_t count,
+                                                   const std::string& prefix,
+                                                   std::optional<uint32_t> avoid) {
+  for (int n = 0;; ++n) {
+    RequestContext user = User(prefix + std::to_string(n));
+    StatusOr<RecordId> id = ComputeRecordId(hsm, user.tenant, user.user);
+    if (!id.ok()) {
+      ADD_FAILURE() << id.status();
+      return {user, 0};
+    }
+    uint32_t partition = PartitionOf(*id, count);
+    if (!avoid || partition != *avoid) return {user, partition};
+  }
+}
+
+// A partition whose storage was rolled back is refused; the other partitions keep serving.
+TEST_F(RealmTest, APartitionRolledBackIsRefusedWhileTheOthersServe) {
+  const uint32_t count = realm_->Stats().partitions;
+  auto [victim, victim_partition] = UserInPartition(hsm_, count, "victim", std::nullopt);
+  auto [bystander, bystander_partition] = UserInPartition(hsm_, count, "bystander", victim_partition);
+  VaultTestClient victim_client(kTestRealmId), bystander_client(kTestRealmId);
+  testing::Register(*realm_, victim_client, victim, "1234", 5);
+  testing::Register(*realm_, bystander_client, bystander, "1234", 5);
+  MemoryRecordStore::State before = store_.Snapshot();
+  EXPECT_EQ(Recover2(victim_client, victim, "0000").guess_count, 1);
+  store_.Restore(before);  // the victim's partition is one epoch behind its anchor
+  realm_.reset();
+  ASSERT_OK_AND_ASSIGN(realm_, Realm::Create(hsm_, store_, RealmOptions{}));
+
+  Status ready = realm_->Ready();
+  EXPECT_THAT(ready, StatusIs(StatusCode::kFailedPrecondition));
+  EXPECT_NE(ready.message().find("partition " + std::to_string(victim_partition) + "/"),
+            std::string::npos)
+      << ready;
+  EXPECT_EQ(realm_->Stats().partitions_serving, count - 1);
+  EXPECT_THAT(realm_->Handle(victim, Recover1Request{}), StatusIs(StatusCode::kFailedPrecondition));
+  EXPECT_EQ(Recover1(bystander).status, Recover1Response::Status::kOk);
+  EXPECT_EQ(Recover2(bystander_client, bystander, "1234").guess_count, 1);
+}
+
+// The partition count is fixed when a realm is created: another count is refused and named;
+// 0 takes the count the anchors record.
+TEST_F(RealmTest, PartitionCountIsFixedAtCreation) {
+  VaultTestClient client(kTestRealmId);
+  testing::Register(*realm_, client, User("alice"), "1234", 5);
+  realm_.reset();
+  RealmOptions options;
+  options.partitions = 4;
+  ASSERT_OK_AND_ASSIGN(realm_, Realm::Create(hsm_, store_, options));
+  EXPECT_THAT(realm_->Ready(), StatusIs(StatusCode::kFailedPrecondition,
+                                        ::testing::HasSubstr("created with 16 partition")));
+  EXPECT_THAT(realm_->Handle(User("alice"), Recover1Request{}),
+              StatusIs(StatusCode::kFailedPrecondition));
+  realm_.reset();
+  options.partitions = 0;
+  ASSERT_OK_AND_ASSIGN(realm_, Realm::Create(hsm_, store_, options));
+  EXPECT_OK(realm_->Ready());
+  EXPECT_EQ(realm_->Stats().partitions, kDefaultPartitionCount);
+  EXPECT_EQ(Recover1(User("alice")).status, Recover1Response::Status::kOk);
+  EXPECT_THAT(Realm::Create(hsm_, store_, RealmOptions{.partitions = 3}),
+              StatusIs(StatusCode::kInvalidArgument));
+}
+
+// A realm of one partition (as the single-tree layout was) opens as one partition and never
+// grows anchors for others.
+TEST(RealmPartitionTest, ARealmOfOnePartitionStaysOne) {
+  SoftwareHsm hsm;
+  MemoryRecordStore store;
+  VaultTestClient client(kTestRealmId);
+  {
+    ASSERT_OK_AND_ASSIGN(auto realm, Realm::Create(hsm, store, RealmOptions{.partitions = 1}));
+    testing::Register(*realm, client, User("old"), "1234", 5);
+  }
+  ASSERT_OK_AND_ASSIGN(auto realm, Realm::Create(hsm, store, RealmOptions{}));
+  EXPECT_OK(realm->Ready());
+  EXPECT_EQ(realm->Stats().partitions, 1u);
+  EXPECT_EQ(As<Recover2Response>(realm->Handle(User("old"), client.Recover2("1234"))).guess_count,
+            1);
+  for (uint32_t p = 1; p < kDefaultPartitionCount; ++p) {
+    ASSERT_OK_AND_ASSIGN(std::optional<Bytes> anchor, hsm.LoadAnchor(p));
+    EXPECT_FALSE(anchor.has_value()) << p;
+  }
 }
 
 }  // namespace

@@ -2,18 +2,11 @@
 // pinvault-admin, a tenant keys file, pinvaultd started with a config file and environment
 // overrides; the SDK's recorded requests go through the real core; SIGTERM drains an
 // in-flight connection's request and exits 0; start-up failures exit 1 with a clear reason.
-#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <chrono>
-#include <fstream>
-#include <regex>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -21,11 +14,10 @@
 #include "api/auth/tenant_keys.h"
 #include "api/client/jwt_mint.h"
 #include "api/codec/cbor_codec.h"
+#include "tests/testing/child_process.h"
 #include "tests/testing/server_test_fixture.h"
 #include "tests/testing/softhsm_token.h"
 #include "tests/testing/status_matchers.h"
-
-extern char** environ;
 
 namespace pinvault::api::test {
 namespace {
@@ -37,87 +29,12 @@ const std::string kPinvaultd = std::string(PINVAULT_BINARY_DIR) + "/api/pinvault
 const std::string kAdmin = std::string(PINVAULT_BINARY_DIR) + "/api/pinvault-admin";
 constexpr char kRealmHex[] = "0102030405060708090a0b0c0d0e0f10";
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 // Daemon is one pinvaultd process with stderr captured to a file.
-class Daemon {
+class Daemon : public testing::DaemonProcess {
  public:
   Daemon(const std::vector<std::string>& args, const std::vector<std::string>& extra_env,
          const std::string& log_path)
-      : log_path_(log_path) {
-    std::vector<std::string> env;
-    for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);
-    env.insert(env.end(), extra_env.begin(), extra_env.end());
-    std::vector<char*> envp;
-    for (auto& e : env) envp.push_back(e.data());
-    envp.push_back(nullptr);
-    std::vector<std::string> argv_storage = {kPinvaultd};
-    argv_storage.insert(argv_storage.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& a : argv_storage) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, log_path.c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-    int rc = posix_spawn(&pid_, kPinvaultd.c_str(), &actions, nullptr, argv.data(), envp.data());
-    posix_spawn_file_actions_destroy(&actions);
-    EXPECT_EQ(rc, 0) << "cannot start " << kPinvaultd;
-  }
-
-  ~Daemon() {
-    if (pid_ > 0 && !exited_) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-
-  // WaitForPort reads the "listening" event from the log; 0 if the process exited first.
-  uint16_t WaitForPort() {
-    std::regex listening(R"re("event":"listening".*"port":([0-9]+))re");
-    for (int i = 0; i < 3000; ++i) {
-      std::smatch m;
-      std::string log = ReadFile(log_path_);
-      if (std::regex_search(log, m, listening)) return static_cast<uint16_t>(std::stoi(m[1]));
-      if (Exited()) return 0;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    return 0;
-  }
-
-  bool Exited() {
-    if (exited_) return true;
-    int status = 0;
-    if (waitpid(pid_, &status, WNOHANG) == pid_) {
-      exited_ = true;
-      status_ = status;
-    }
-    return exited_;
-  }
-
-  // Wait waits up to 60 s for the exit and returns the exit code (-1 on a signal/timeout).
-  int Wait() {
-    for (int i = 0; i < 6000 && !Exited(); ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    if (!exited_) return -1;
-    return WIFEXITED(status_) ? WEXITSTATUS(status_) : -1;
-  }
-
-  void Signal(int signal) { kill(pid_, signal); }
-  std::string Log() const { return ReadFile(log_path_); }
-
- private:
-  std::string log_path_;
-  pid_t pid_ = -1;
-  bool exited_ = false;
-  int status_ = 0;
+      : DaemonProcess(kPinvaultd, args, extra_env, log_path) {}
 };
 
 class PinvaultdTest : public ::testing::Test {

@@ -55,6 +55,9 @@ TEST(ServerConfigTest, DocumentedExampleParsesToTheDefaults) {
   EXPECT_EQ(config->rate_limits.user.burst, defaults.rate_limits.user.burst);
   EXPECT_EQ(config->rate_limits.max_tenants, defaults.rate_limits.max_tenants);
   EXPECT_EQ(config->rate_limits.max_users, defaults.rate_limits.max_users);
+  EXPECT_EQ(config->realm_partitions, 16u);  // the example fixes it; the default reads it
+  EXPECT_EQ(defaults.realm_partitions, 0u);   // from the HSM
+  EXPECT_EQ(config->ToRealmOptions().partitions, 16u);
   EXPECT_EQ(config->realm_worker_threads, defaults.realm_worker_threads);
   EXPECT_EQ(config->realm_record_cache_size, defaults.realm_record_cache_size);
   EXPECT_EQ(config->realm_record_id_cache_size, defaults.realm_record_id_cache_size);
@@ -132,6 +135,8 @@ TEST(ServerConfigTest, MistakesAreReportedByKey) {
       {R"({"rate_limits": {"user": {"rate": 1}}})", "rate_limits.user.rate: unknown key"},
       {R"({"rate_limits": {"user": {"burst": -1}}})", "rate_limits.user.burst"},
       {R"({"realm": {"worker_threads": 5000}})", "realm.worker_threads"},
+      {R"({"realm": {"partitions": 3}})", "realm.partitions: the partition count must be a power"},
+      {R"({"realm": {"partitions": 512}})", "realm.partitions"},
       {R"({"request_log": "yes"})", "request_log: must be true or false"},
   };
   for (const Case& c : cases) {

@@ -243,12 +243,20 @@ TEST_F(ServerTest, KeepAliveAndRealmAnsweringOnAnotherThread) {
 TEST_F(ServerTest, BodyArrivingInPiecesIsAssembled) {
   StartServer({});
   TestClient client(server_->port());
-  client.WriteRaw("POST /req HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + Token("pieces") +
-                  "\r\nX-Juicebox-Version: 0.3.7\r\nContent-Length: 9\r\n\r\n\x68Rec");
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  client.WriteRaw("ov");
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  client.WriteRaw("er1");
+  // Each piece is written only after the server has parsed the one before, so the body
+  // reaches it in three reads.
+  uint64_t sent = server_->bytes_parsed();
+  auto write_piece = [&](const std::string& piece) {
+    client.WriteRaw(piece);
+    sent += piece.size();
+  };
+  write_piece("POST /req HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + Token("pieces") +
+              "\r\nX-Juicebox-Version: 0.3.7\r\nContent-Length: 9\r\n\r\n\x68Rec");
+  ASSERT_TRUE(server_->WaitForBytesParsed(sent, std::chrono::seconds(60)));
+  write_piece("ov");
+  ASSERT_TRUE(server_->WaitForBytesParsed(sent, std::chrono::seconds(60)));
+  EXPECT_EQ(server_->bytes_parsed(), sent);  // every byte sent so far, and no more
+  write_piece("er1");
   TestResponse r = client.Read();
   EXPECT_EQ(r.status, 200) << r.text();
   EXPECT_EQ(HexEncode(r.body), "a1685265636f766572316d4e6f7452656769737465726564");
@@ -265,9 +273,7 @@ TEST_F(ServerTest, ShutdownDrainsInFlightRequests) {
   busy.WriteRaw(std::string("\x69Register1", 10));
   ASSERT_TRUE(realm_->WaitForHeld(1));
   // The /livez answer's write completes on the server just after the client has it.
-  for (int i = 0; i < 500 && server_->in_flight() != 1; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  EXPECT_TRUE(server_->WaitForInFlight(1, std::chrono::seconds(60)));
   EXPECT_EQ(server_->in_flight(), 1u);
 
   std::atomic<bool> drained{false};

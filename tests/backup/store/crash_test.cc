@@ -31,8 +31,7 @@
 
 #include "backup/store/sqlite_record_store.h"
 #include "pkcs11/hsm_keys.h"
-#include "pkcs11/key_set.h"
-#include "pkcs11/mechanisms.h"
+#include "pkcs11/token_setup.h"
 #include "tests/testing/softhsm_token.h"
 #include "tests/testing/software_hsm.h"
 #include "tests/testing/status_matchers.h"
@@ -76,13 +75,7 @@ StatusOr<std::unique_ptr<vault::Hsm>> OpenHsm(CrashHsm kind, const std::string& 
 Status InitRealmKeys(const std::string& uri) {
   ASSIGN_OR_RETURN(std::unique_ptr<pkcs11::Module> loaded,
                    pkcs11::Module::Load(testing::SoftHsmToken::kModulePath, ""));
-  std::shared_ptr<pkcs11::Module> module(std::move(loaded));
-  ASSIGN_OR_RETURN(pkcs11::TokenUri parsed, pkcs11::ParseTokenUri(uri));
-  ASSIGN_OR_RETURN(std::unique_ptr<pkcs11::SessionPool> pool,
-                   pkcs11::SessionPool::Open(module, std::move(parsed)));
-  pkcs11::TokenDescription d = pool->token();
-  ASSIGN_OR_RETURN(pkcs11::Capabilities caps, pkcs11::DetectCapabilities(*module, d.slot, d.flags));
-  return pkcs11::EnsureRealmKeys(*pool, caps, {}).status();
+  return pkcs11::ProvisionRealm(std::move(loaded), uri).status();
 }
 
 // Model is what the acknowledged history says a user's record is.

@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 
 #include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -11,6 +12,7 @@
 
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/vault_test_util.h"
+#include "vault/bytes.h"
 
 namespace pinvault::backup {
 namespace {
@@ -26,6 +28,7 @@ using vault::RecordPut;
 using vault::StoredRecord;
 using vault::StoreHead;
 using vault::TreeNode;
+using vault::TreeSnapshot;
 
 StoredRecord MakeRecord(const RecordId& id, uint64_t version, uint8_t tag) {
   StoredRecord r;
@@ -83,12 +86,12 @@ TEST(SqliteRecordStoreTest, FreshStoreIsEmptyWalAndLatestSchema) {
   ASSERT_OK(store);
   EXPECT_EQ((*store)->SchemaVersion(), SqliteRecordStore::kLatestSchemaVersion);
   EXPECT_EQ((*store)->path(), dir.File(SqliteRecordStore::kDatabaseFileName));
-  auto tree = (*store)->ReadTree();
+  auto tree = (*store)->ReadTree(0);
   ASSERT_OK(tree);
   EXPECT_FALSE(tree->head.has_value());
   EXPECT_TRUE(tree->nodes.empty());
   EXPECT_EQ(RawQueryText((*store)->path(), "PRAGMA journal_mode"), "wal");
-  EXPECT_EQ(RawQueryText((*store)->path(), "PRAGMA user_version"), "2");
+  EXPECT_EQ(RawQueryText((*store)->path(), "PRAGMA user_version"), "3");
   auto missing = (*store)->ReadRecord(IdWithPrefix(1, 2, 3));
   ASSERT_OK(missing);
   EXPECT_FALSE(missing->has_value());
@@ -106,7 +109,7 @@ TEST(SqliteRecordStoreTest, CommitWritesEverythingAndScanSeesIt) {
   batch.nodes = {TreeNode{0x10, 2, Fill(7)}, TreeNode{0x11, 1, Fill(8)}};
   ASSERT_OK(store->Commit(batch));
 
-  auto tree = store->ReadTree();
+  auto tree = store->ReadTree(0);
   ASSERT_OK(tree);
   ASSERT_TRUE(tree->head.has_value());
   EXPECT_EQ(*tree->head, batch.head);
@@ -148,7 +151,7 @@ TEST(SqliteRecordStoreTest, EpochCompareAndSwap) {
   Status stale = store->Commit(Batch(0, 1));
   EXPECT_THAT(stale, StatusIs(StatusCode::kAborted));
   EXPECT_NE(stale.message().find("epoch is 1"), std::string::npos) << stale;
-  auto tree = store->ReadTree();
+  auto tree = store->ReadTree(0);
   ASSERT_OK(tree);
   EXPECT_EQ(tree->head->epoch, 1u);
 }
@@ -174,7 +177,7 @@ TEST(SqliteRecordStoreTest, BatchIsAllOrNothing) {
   ASSERT_OK(row);
   EXPECT_EQ(**row, MakeRecord(a, 1, 1));
   EXPECT_FALSE(store->ReadRecord(b)->has_value());
-  auto tree = store->ReadTree();
+  auto tree = store->ReadTree(0);
   ASSERT_OK(tree);
   EXPECT_EQ(tree->head->epoch, 0u);
   ASSERT_EQ(tree->nodes.size(), 1u);
@@ -193,7 +196,7 @@ TEST(SqliteRecordStoreTest, BatchIsAllOrNothing) {
   ASSERT_OK(store->Commit(good));
   EXPECT_EQ(**store->ReadRecord(a), MakeRecord(a, 2, 2));
   EXPECT_EQ(**store->ReadRecord(b), MakeRecord(b, 1, 2));
-  tree = store->ReadTree();
+  tree = store->ReadTree(0);
   ASSERT_EQ(tree->nodes.size(), 1u);
   EXPECT_EQ(tree->nodes[0], good.nodes[0]);
 }
@@ -208,7 +211,7 @@ TEST(SqliteRecordStoreTest, RejectsMalformedBatches) {
   CommitBatch zero = Batch(std::nullopt, 0);
   zero.records = {RecordPut{MakeRecord(a, 0, 1), 0}};
   EXPECT_THAT(store->Commit(zero), StatusIs(StatusCode::kInvalidArgument));
-  EXPECT_FALSE(store->ReadTree()->head.has_value());
+  EXPECT_FALSE(store->ReadTree(0)->head.has_value());
 }
 
 TEST(SqliteRecordStoreTest, ReopenKeepsCommittedData) {
@@ -228,41 +231,122 @@ TEST(SqliteRecordStoreTest, ReopenKeepsCommittedData) {
   ASSERT_OK(store);
   EXPECT_EQ((*store)->SchemaVersion(), SqliteRecordStore::kLatestSchemaVersion);
   EXPECT_EQ(**(*store)->ReadRecord(a), MakeRecord(a, 2, 5));
-  auto tree = (*store)->ReadTree();
+  auto tree = (*store)->ReadTree(0);
   EXPECT_EQ(tree->head->epoch, 1u);
   ASSERT_EQ(tree->nodes.size(), 1u);
 }
 
+// Files of the earlier layouts, written with the SQL those versions ran, open with every row
+// kept: the single tree's head and nodes become partition 0's.
 TEST(SqliteRecordStoreTest, MigratesOldSchemaKeepingData) {
-  ScopedTempDir dir;
   RecordId a = IdWithPrefix(3, 3, 3);
-  {
-    SqliteRecordStore::Options v1;
-    v1.schema_version = 1;
-    ASSERT_OK_AND_ASSIGN(auto store, SqliteRecordStore::Open(dir.path(), v1));
-    EXPECT_EQ(store->SchemaVersion(), 1);
-    CommitBatch batch = Batch(std::nullopt, 0);
-    batch.records = {RecordPut{MakeRecord(a, 1, 6), 0}};
-    ASSERT_OK(store->Commit(batch));
-    // Version 1 has no tree_nodes table.
-    CommitBatch with_node = Batch(0, 1);
-    with_node.nodes = {TreeNode{1, 1, Fill(1)}};
-    EXPECT_FALSE(store->Commit(with_node).ok());
+  const std::string a_hex = HexEncode(a);
+  for (int old_version : {1, 2}) {
+    SCOPED_TRACE("from schema " + std::to_string(old_version));
+    ScopedTempDir dir;
+    const std::string path = dir.File(SqliteRecordStore::kDatabaseFileName);
+    {
+      SqliteRecordStore::Options options;
+      options.schema_version = old_version;
+      ASSERT_OK_AND_ASSIGN(auto store, SqliteRecordStore::Open(dir.path(), options));
+      EXPECT_EQ(store->SchemaVersion(), old_version);
+    }
+    RawExec(path, "INSERT INTO records VALUES (x'" + a_hex + "', 4, x'" +
+                      HexEncode(Fill(6)) + "', x'0102');"
+                      "INSERT INTO head VALUES (1, 7, x'c0ffee');");
+    if (old_version == 2) {
+      RawExec(path, "INSERT INTO tree_nodes VALUES (5, 1, x'" + HexEncode(Fill(1)) + "');");
+    }
+    EXPECT_EQ(RawQueryText(path, "PRAGMA user_version"), std::to_string(old_version));
+
+    ASSERT_OK_AND_ASSIGN(auto store, SqliteRecordStore::Open(dir.path()));
+    EXPECT_EQ(store->SchemaVersion(), SqliteRecordStore::kLatestSchemaVersion);
+    ASSERT_OK_AND_ASSIGN(std::optional<StoredRecord> row, store->ReadRecord(a));
+    ASSERT_TRUE(row.has_value());
+    EXPECT_EQ(row->version, 4u);
+    EXPECT_EQ(row->record_hash, Fill(6));
+    ASSERT_OK_AND_ASSIGN(TreeSnapshot tree, store->ReadTree(0));
+    ASSERT_TRUE(tree.head.has_value());
+    EXPECT_EQ(*tree.head, (StoreHead{7, Bytes{0xc0, 0xff, 0xee}}));
+    if (old_version == 2) {
+      ASSERT_EQ(tree.nodes.size(), 1u);
+      EXPECT_EQ(tree.nodes[0], (TreeNode{5, 1, Fill(1)}));
+    } else {
+      EXPECT_TRUE(tree.nodes.empty());
+    }
+    ASSERT_OK_AND_ASSIGN(TreeSnapshot other, store->ReadTree(1));
+    EXPECT_FALSE(other.head.has_value());
+    // The migrated partition keeps committing.
+    CommitBatch next = Batch(7, 8);
+    next.nodes = {TreeNode{6, 1, Fill(2)}};
+    ASSERT_OK(store->Commit(next));
+    // Opening again runs no migration and changes nothing.
+    store.reset();
+    ASSERT_OK_AND_ASSIGN(store, SqliteRecordStore::Open(dir.path()));
+    EXPECT_EQ(store->ReadTree(0)->head->epoch, 8u);
   }
-  EXPECT_EQ(RawQueryText(dir.File(SqliteRecordStore::kDatabaseFileName), "PRAGMA user_version"),
-            "1");
+}
+
+// Partitions keep their own heads and nodes; records are shared by id.
+TEST(SqliteRecordStoreTest, PartitionsHaveTheirOwnHeadsAndNodes) {
+  ScopedTempDir dir;
   ASSERT_OK_AND_ASSIGN(auto store, SqliteRecordStore::Open(dir.path()));
-  EXPECT_EQ(store->SchemaVersion(), 2);
-  EXPECT_EQ(**store->ReadRecord(a), MakeRecord(a, 1, 6));
-  CommitBatch with_node = Batch(0, 1);
-  with_node.nodes = {TreeNode{1, 1, Fill(1)}};
-  ASSERT_OK(store->Commit(with_node));
-  EXPECT_EQ(store->ReadTree()->nodes.size(), 1u);
-  // Opening again runs no migration and changes nothing.
-  store.reset();
-  ASSERT_OK_AND_ASSIGN(store, SqliteRecordStore::Open(dir.path()));
-  EXPECT_EQ(store->SchemaVersion(), 2);
-  EXPECT_EQ(store->ReadTree()->head->epoch, 1u);
+  CommitBatch first = Batch(std::nullopt, 0);
+  first.partition = 3;
+  first.nodes = {TreeNode{1, 1, Fill(1)}};
+  ASSERT_OK(store->Commit(first));
+  ASSERT_OK_AND_ASSIGN(TreeSnapshot zero, store->ReadTree(0));
+  EXPECT_FALSE(zero.head.has_value());
+  EXPECT_TRUE(zero.nodes.empty());
+  // Partition 0's first commit expects no head although partition 3 has one.
+  CommitBatch other = Batch(std::nullopt, 0);
+  other.nodes = {TreeNode{1, 2, Fill(9)}};
+  ASSERT_OK(store->Commit(other));
+  ASSERT_OK_AND_ASSIGN(TreeSnapshot three, store->ReadTree(3));
+  ASSERT_EQ(three.nodes.size(), 1u);
+  EXPECT_EQ(three.nodes[0].hash, Fill(1));
+  // An epoch CAS of one partition says nothing about another.
+  CommitBatch stale = Batch(5, 6);
+  stale.partition = 3;
+  EXPECT_THAT(store->Commit(stale), StatusIs(StatusCode::kAborted));
+}
+
+// The read-only look an operator's tool takes: the schema version without migrating, and the
+// partitions that have a head.
+TEST(SqliteRecordStoreTest, SchemaVersionAndPartitionsAreReadWithoutChangingAnything) {
+  ScopedTempDir dir;
+  const std::string path = dir.File(SqliteRecordStore::kDatabaseFileName);
+  EXPECT_THAT(SqliteRecordStore::ReadSchemaVersion(dir.path()), StatusIs(StatusCode::kNotFound));
+  EXPECT_FALSE(std::filesystem::exists(path));  // not created by the look
+  {
+    SqliteRecordStore::Options old;
+    old.schema_version = 2;
+    ASSERT_OK(SqliteRecordStore::Open(dir.path(), old));
+  }
+  ASSERT_OK_AND_ASSIGN(int version, SqliteRecordStore::ReadSchemaVersion(dir.path()));
+  EXPECT_EQ(version, 2);
+  EXPECT_EQ(RawQueryText(path, "PRAGMA user_version"), "2");  // still not migrated
+
+  ASSERT_OK_AND_ASSIGN(auto store, SqliteRecordStore::Open(dir.path()));
+  ASSERT_OK_AND_ASSIGN(version, SqliteRecordStore::ReadSchemaVersion(dir.path()));
+  EXPECT_EQ(version, SqliteRecordStore::kLatestSchemaVersion);
+  ASSERT_OK_AND_ASSIGN(std::vector<uint32_t> partitions, store->Partitions());
+  EXPECT_TRUE(partitions.empty());
+  for (uint32_t partition : {9u, 0u, 2u}) {
+    CommitBatch batch = Batch(std::nullopt, 4);
+    batch.partition = partition;
+    ASSERT_OK(store->Commit(batch));
+  }
+  ASSERT_OK_AND_ASSIGN(partitions, store->Partitions());
+  EXPECT_EQ(partitions, (std::vector<uint32_t>{0, 2, 9}));
+
+  ScopedTempDir junk_dir;
+  {
+    std::ofstream junk(junk_dir.File(SqliteRecordStore::kDatabaseFileName), std::ios::binary);
+    junk << std::string(8192, 'x');
+  }
+  EXPECT_THAT(SqliteRecordStore::ReadSchemaVersion(junk_dir.path()),
+              StatusIs(StatusCode::kDataLoss));
 }
 
 TEST(SqliteRecordStoreTest, RefusesNewerSchemaAndNonDatabases) {
@@ -294,12 +378,12 @@ TEST(SqliteRecordStoreTest, MalformedRowsAreDataLoss) {
   // A row whose id is not 32 bytes, inside the scanned range.
   RawExec(store->path(),
           "INSERT INTO records VALUES (x'0500ff', 1, zeroblob(32), x'00');"
-          "INSERT INTO tree_nodes VALUES (1, 1, x'0102');");
+          "INSERT INTO partition_nodes VALUES (0, 1, 1, x'0102');");
   auto scan =
       store->ScanBucket(IdWithPrefix(5, 0, 0), IdWithPrefix(5, 0xff, 0xff), IdWithPrefix(5, 0, 1));
   ASSERT_FALSE(scan.ok());
   EXPECT_THAT(scan, StatusIs(StatusCode::kDataLoss));
-  auto tree = store->ReadTree();
+  auto tree = store->ReadTree(0);
   ASSERT_FALSE(tree.ok());
   EXPECT_THAT(tree, StatusIs(StatusCode::kDataLoss));
 }
