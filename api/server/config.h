@@ -26,7 +26,7 @@
 //   rate_limits.tenant.{rate_per_second,burst}                    500, 1000
 //   rate_limits.user.{rate_per_second,burst}                      5, 30
 //   rate_limits.{max_tenants,max_users}                           10000, 200000
-//   realm.partitions                                              0 (as created; 16 when new)
+//   realm.partitions                                              0 (as created; 4 when new)
 //   realm.worker_threads                                          0 (number of CPUs)
 //   realm.record_cache_size                                       4096
 //   realm.record_id_cache_size                                    16384

@@ -86,6 +86,7 @@ struct Flags {
   std::string token_dir;
   bool keep = false;
   std::string only;  // --only=floor|recover2|full|cold: measure one figure (for profiling)
+  uint32_t partitions = 0;  // --partitions=N: the realm's partition count (0: its default)
 };
 
 bool ParseFlag(const std::string& arg, const std::string& name, std::string* value) {
@@ -123,6 +124,8 @@ Flags ParseFlags(int argc, char** argv) {
       f.data_dir = v;
     } else if (ParseFlag(a, "token-dir", &v)) {
       f.token_dir = v;
+    } else if (ParseFlag(a, "partitions", &v)) {
+      f.partitions = static_cast<uint32_t>(std::atoi(v.c_str()));
     } else if (ParseFlag(a, "only", &v) &&
                (v == "floor" || v == "recover2" || v == "full" || v == "cold")) {
       f.only = v;
@@ -571,12 +574,15 @@ int ThroughputMode(const Flags& flags) {
               std::thread::hardware_concurrency());
   std::printf("HSM: %s\nstorage: SQLite WAL synchronous=FULL in %s\n", hsm->description.c_str(),
               dir.c_str());
+  std::printf("partitions: %s\n", flags.partitions == 0 ? "the realm's default"
+                                                        : std::to_string(flags.partitions).c_str());
 
   auto store = Must(backup::SqliteRecordStore::Open(dir), "open store");
   CountingHsm counted(*hsm->hsm);
   g_counting_hsm = &counted;
   vault::RealmOptions options;
   options.worker_threads = flags.workers;
+  options.partitions = flags.partitions;
   vault::RealmOptions cold_options = options;
   cold_options.record_cache_size = kColdCacheSize;
   cold_options.record_id_cache_size = kColdCacheSize;

@@ -468,10 +468,12 @@ TEST_F(RealmTest, PartitionCountIsFixedAtCreation) {
   testing::Register(*realm_, client, User("alice"), "1234", 5);
   realm_.reset();
   RealmOptions options;
-  options.partitions = 4;
+  options.partitions = kDefaultPartitionCount * 2;
   ASSERT_OK_AND_ASSIGN(realm_, Realm::Create(hsm_, store_, options));
-  EXPECT_THAT(realm_->Ready(), StatusIs(StatusCode::kFailedPrecondition,
-                                        ::testing::HasSubstr("created with 16 partition")));
+  EXPECT_THAT(realm_->Ready(),
+              StatusIs(StatusCode::kFailedPrecondition,
+                       ::testing::HasSubstr("created with " +
+                                            std::to_string(kDefaultPartitionCount) + " partition")));
   EXPECT_THAT(realm_->Handle(User("alice"), Recover1Request{}),
               StatusIs(StatusCode::kFailedPrecondition));
   realm_.reset();

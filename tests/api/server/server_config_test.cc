@@ -55,9 +55,9 @@ TEST(ServerConfigTest, DocumentedExampleParsesToTheDefaults) {
   EXPECT_EQ(config->rate_limits.user.burst, defaults.rate_limits.user.burst);
   EXPECT_EQ(config->rate_limits.max_tenants, defaults.rate_limits.max_tenants);
   EXPECT_EQ(config->rate_limits.max_users, defaults.rate_limits.max_users);
-  EXPECT_EQ(config->realm_partitions, 16u);  // the example fixes it; the default reads it
+  EXPECT_EQ(config->realm_partitions, 4u);  // the example fixes it; the default reads it
   EXPECT_EQ(defaults.realm_partitions, 0u);   // from the HSM
-  EXPECT_EQ(config->ToRealmOptions().partitions, 16u);
+  EXPECT_EQ(config->ToRealmOptions().partitions, 4u);
   EXPECT_EQ(config->realm_worker_threads, defaults.realm_worker_threads);
   EXPECT_EQ(config->realm_record_cache_size, defaults.realm_record_cache_size);
   EXPECT_EQ(config->realm_record_id_cache_size, defaults.realm_record_id_cache_size);
