@@ -154,8 +154,7 @@ StatusOr<ProvisionedRealm> ProvisionRealm(std::shared_ptr<SessionPool> pool,
                                           const KeySetOptions& keys) {
   if (pool == nullptr) return InvalidArgumentError("ProvisionRealm needs a session pool");
   TokenDescription token = pool->token();
-  ASSIGN_OR_RETURN(Capabilities caps,
-                   DetectCapabilities(*pool->module(), token.slot, token.flags));
+  ASSIGN_OR_RETURN(Capabilities caps, DetectCapabilities(*pool->module(), token.slot, token.flags));
   ProvisionedRealm realm;
   ASSIGN_OR_RETURN(realm.actions, EnsureRealmKeys(*pool, caps, keys));
   ASSIGN_OR_RETURN(realm.hsm, TokenHsm::Create(std::move(pool)));
