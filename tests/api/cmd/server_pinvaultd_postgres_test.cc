@@ -25,6 +25,7 @@
 #include "tests/testing/server_test_fixture.h"
 #include "tests/testing/softhsm_token.h"
 #include "tests/testing/status_matchers.h"
+#include "vault/partition.h"
 
 namespace pinvault::api::test {
 namespace {
@@ -183,7 +184,10 @@ TEST_F(PinvaultdPostgresTest, RegistersAndRecoversOnAMigratedDatabaseAcrossARest
   ASSERT_EQ(status.exit_code, 0) << status.err;
   json j = json::parse(status.out);
   EXPECT_EQ(j["schema_version"], 2);
-  EXPECT_EQ(j["partitions"].size(), 16u);  // a new realm's default partition count
+  // A new realm's default partition count, each with a head row.
+  EXPECT_EQ(j["partitions"].size(), vault::kDefaultPartitionCount);
+  EXPECT_THAT(server->Sql(db, "SELECT count(*) FROM partition_heads;"),
+              testing::IsOkAndHolds(std::to_string(j["partitions"].size()) + "\n"));
 
   // A new process recovers the same record again from the database.
   Daemon again(Args(), {}, dir_ + "/pinvaultd2.log");
