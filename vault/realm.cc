@@ -143,14 +143,23 @@ Status Realm::Ready() const {
 
 void Realm::NoteUnreachable(const Status& status) {
   if (status.code() != StatusCode::kUnavailable) return;
-  for (auto& p : partitions_) {
-    {
-      std::lock_guard lock(p->mode_mu);
+  // The HSM and storage are shared: every partition goes out of service in one step (all
+  // their mode locks held, taken in index order), so whoever sees one partition out of
+  // service and then asks another finds it out of service too.
+  std::vector<Partition*> marked;
+  {
+    std::vector<std::unique_lock<std::mutex>> locks;
+    locks.reserve(partitions_.size());
+    for (auto& p : partitions_) locks.emplace_back(p->mode_mu);
+    for (auto& p : partitions_) {
       if (!p->mode.ok()) continue;  // already out of service (or refusing for good)
       p->mode = UnavailableError("realm not serving: the HSM or storage is unreachable (" +
                                  status.message() + "); re-checking");
       p->needs_resync = true;
+      marked.push_back(p.get());
     }
+  }
+  for (Partition* p : marked) {
     {
       std::lock_guard lock(p->commit_mu);
       p->resync_requested = true;
@@ -255,10 +264,18 @@ void Realm::Finish(Task& task, StatusOr<SecretsResponse> result, bool holds_reco
 }
 
 void Realm::Process(Task task) {
-  // A realm none of whose partitions serves answers at once, without an HSM call.
-  bool any_serving = false;
-  for (const auto& p : partitions_) any_serving = any_serving || ServingStatus(*p).ok();
-  if (!any_serving) return Finish(task, Ready());
+  // A realm none of whose partitions serves answers at once, without an HSM call (with the
+  // status one of them gave: Ready() could already read OK again).
+  Status none_serving = UnavailableError("realm has no partitions");
+  for (const auto& p : partitions_) {
+    Status s = ServingStatus(*p);
+    if (s.ok()) {
+      none_serving = OkStatus();
+      break;
+    }
+    if (none_serving.code() != StatusCode::kFailedPrecondition) none_serving = s;
+  }
+  if (!none_serving.ok()) return Finish(task, none_serving);
   if (task.request) {
     if (!NeedsRecord(*task.request)) {
       StatusOr<GuessStep> step = ApplyGuessRules(Record{}, *task.request);

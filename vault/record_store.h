@@ -30,6 +30,7 @@
 #include <array>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "vault/bytes.h"
@@ -108,10 +109,24 @@ struct RecordPut {
   uint64_t expected_version = 0;
 };
 
+// LeaseFence names the lease a commit is made under (several nodes, DESIGN.md section 8): the
+// store applies the batch only while `owner` holds the partition's lease at `term`, checked
+// inside the commit's own transaction, so a stale owner (paused, partitioned, slow) can never
+// commit after another node took the partition.
+struct LeaseFence {
+  std::string owner;
+  uint64_t term = 0;
+  friend bool operator==(const LeaseFence&, const LeaseFence&) = default;
+};
+
 // CommitBatch is one atomic transaction on one partition: records (all in the partition),
 // its tree nodes and its new head.
 struct CommitBatch {
   uint32_t partition = 0;
+  // fence: the lease the commit is made under; nullopt on a single node. A store without
+  // leases refuses a fenced batch (INVALID_ARGUMENT); a store with leases answers ABORTED,
+  // with nothing applied, when the lease is no longer held at that term.
+  std::optional<LeaseFence> fence;
   // expected_epoch: the head's epoch must equal this (nullopt: the store must have no head).
   std::optional<uint64_t> expected_epoch;
   StoreHead head;                      // the head after this commit

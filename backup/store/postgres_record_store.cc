@@ -56,6 +56,12 @@ constexpr const char* kMigrations[] = {
     "  kind smallint NOT NULL,"
     "  hash bytea NOT NULL,"
     "  PRIMARY KEY (partition, idx));",
+    // 3: one lease row per partition (DESIGN.md section 8). Expiry is in database time.
+    "CREATE TABLE partition_leases ("
+    "  partition integer PRIMARY KEY,"
+    "  owner text NOT NULL,"
+    "  term bigint NOT NULL,"
+    "  expires_at timestamptz NOT NULL);",
 };
 static_assert(std::size(kMigrations) == PostgresRecordStore::kLatestSchemaVersion);
 
@@ -113,9 +119,15 @@ constexpr Statement kScanBucket = {"scan_bucket",
                                    "FROM records WHERE id BETWEEN $1 AND $2 ORDER BY id"};
 constexpr Statement kReadRecord = {
     "read_record", "SELECT id, record_hash, version, sealed FROM records WHERE id = $1"};
+// The fence: it matches (and locks) the lease row only while `owner` holds it at `term`, so a
+// takeover (which raises the term under the same row lock) and a commit are ordered.
+constexpr Statement kFence = {"fence",
+                              "UPDATE partition_leases SET term = term "
+                              "WHERE partition = $1 AND owner = $2 AND term = $3"};
 constexpr Statement kStatements[] = {
     kCreateHead, kAdvanceHead, kHeadEpoch, kInsertRecord, kUpdateRecord, kRecordVersion,
     kPutNode,    kEraseNode,   kReadHead,  kReadNodes,    kScanBucket,   kReadRecord,
+    kFence,
 };
 
 // kSessionSetup runs once on every new connection.
@@ -784,6 +796,7 @@ Status PostgresRecordStore::Commit(const CommitBatch& batch) {
     return InvalidArgumentError("epoch out of range");
   }
   if (batch.partition > kMaxPartition) return InvalidArgumentError("partition out of range");
+  if (batch.fence && batch.fence->term > kMaxBigint) return InvalidArgumentError("term out of range");
   // Rows are written in id order: every committer takes the row locks in the same order.
   std::vector<size_t> order(batch.records.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
@@ -814,7 +827,19 @@ Status PostgresRecordStore::CommitOnce(const CommitBatch& batch, const std::vect
   try {
     pqxx::work txn(conn->pq());
 
-    // The fence: the head row moves from the expected epoch, or is created if none may exist.
+    // The lease fence comes first: a node that lost the partition commits nothing.
+    if (batch.fence) {
+      pqxx::result fenced = txn.exec_prepared(kFence.name, part, batch.fence->owner,
+                                              static_cast<int64_t>(batch.fence->term));
+      if (fenced.affected_rows() != 1) {
+        return AbortedError("partition " + std::to_string(part) + " is no longer leased to " +
+                            batch.fence->owner + " at term " + std::to_string(batch.fence->term) +
+                            "; nothing was applied");
+      }
+    }
+
+    // The epoch check: the head row moves from the expected epoch, or is created if none may
+    // exist.
     pqxx::result head =
         batch.expected_epoch
             ? txn.exec_prepared(kAdvanceHead.name, part, epoch, Bin(batch.head.certificate),
@@ -878,6 +903,107 @@ Status PostgresRecordStore::CommitOnce(const CommitBatch& batch, const std::vect
   }
   if (broken) conn->MarkBroken();
   return status;
+}
+
+template <typename T, typename Fn>
+StatusOr<T> PostgresRecordStore::RunWrite(const char* what, Fn&& write) {
+  ASSIGN_OR_RETURN(std::unique_ptr<Connection> raw, Acquire());
+  Lease conn(this, std::move(raw));
+  bool broken = false;
+  std::string sqlstate;
+  Status status;
+  try {
+    return write(*conn);
+  } catch (...) {
+    status = MapException(what, params_->target, broken, sqlstate);
+  }
+  if (broken) conn->MarkBroken();
+  return status;
+}
+
+StatusOr<PostgresRecordStore::PartitionLease> PostgresRecordStore::AcquireLease(
+    uint32_t partition, const std::string& owner, std::chrono::milliseconds ttl) {
+  if (partition > kMaxPartition) return InvalidArgumentError("partition out of range");
+  if (owner.empty()) return InvalidArgumentError("a lease owner needs a name");
+  if (ttl.count() < 0) return InvalidArgumentError("a lease needs a non-negative duration");
+  const auto part = static_cast<int32_t>(partition);
+  const auto ttl_ms = static_cast<int64_t>(ttl.count());
+  return RunWrite<PartitionLease>(
+      "acquiring a lease", [&](Connection& conn) -> StatusOr<PartitionLease> {
+        pqxx::work txn(conn.pq());
+        // A partition never leased gets a row that has already expired, at term 0.
+        txn.exec_params(
+            "INSERT INTO partition_leases (partition, owner, term, expires_at) "
+            "VALUES ($1, '', 0, '-infinity') ON CONFLICT (partition) DO NOTHING",
+            part);
+        pqxx::result row = txn.exec_params(
+            "SELECT owner, term, expires_at > clock_timestamp() FROM partition_leases "
+            "WHERE partition = $1 FOR UPDATE",
+            part);
+        if (row.size() != 1) return DataLossError("lease row missing after insert");
+        const std::string holder = row[0][0].c_str();
+        ASSIGN_OR_RETURN(int64_t term, ReadInt(row[0][1], 0, INT64_MAX, "lease term"));
+        const bool live = row[0][2].as<bool>();
+        if (live && holder != owner) {
+          return AbortedError("partition " + std::to_string(partition) + " is leased to " + holder +
+                              " at term " + std::to_string(term));
+        }
+        // Renewing a live lease of one's own keeps the term; anything else is a takeover.
+        const int64_t next = live ? term : term + 1;
+        txn.exec_params(
+            "UPDATE partition_leases SET owner = $2, term = $3, "
+            "expires_at = clock_timestamp() + $4 * interval '1 millisecond' WHERE partition = $1",
+            part, owner, next, ttl_ms);
+        txn.commit();
+        return PartitionLease{partition, owner, static_cast<uint64_t>(next), live};
+      });
+}
+
+Status PostgresRecordStore::RenewLease(const PartitionLease& lease, std::chrono::milliseconds ttl) {
+  if (lease.partition > kMaxPartition || lease.term > kMaxBigint) {
+    return InvalidArgumentError("lease out of range");
+  }
+  const auto part = static_cast<int32_t>(lease.partition);
+  return RunWrite<bool>("renewing a lease",
+                        [&](Connection& conn) -> StatusOr<bool> {
+                          pqxx::work txn(conn.pq());
+                          pqxx::result r = txn.exec_params(
+                              "UPDATE partition_leases SET expires_at = clock_timestamp() + $4 "
+                              "* interval '1 millisecond' "
+                              "WHERE partition = $1 AND owner = $2 AND term = $3",
+                              part, lease.owner, static_cast<int64_t>(lease.term),
+                              static_cast<int64_t>(ttl.count()));
+                          if (r.affected_rows() != 1) {
+                            return AbortedError("partition " + std::to_string(lease.partition) +
+                                                " is no longer leased to " + lease.owner +
+                                                " at term " + std::to_string(lease.term));
+                          }
+                          txn.commit();
+                          return true;
+                        })
+      .status();
+}
+
+Status PostgresRecordStore::ReleaseLease(const PartitionLease& lease) {
+  return RenewLease(lease, std::chrono::milliseconds(0));
+}
+
+StatusOr<std::vector<PostgresRecordStore::PartitionLease>> PostgresRecordStore::ReadLeases() {
+  using Result = std::vector<PartitionLease>;
+  return RunRead<Result>("reading leases", [&](Connection& conn) -> StatusOr<Result> {
+    pqxx::nontransaction txn(conn.pq());
+    pqxx::result rows = txn.exec(
+        "SELECT partition, owner, term, expires_at > clock_timestamp() FROM partition_leases "
+        "ORDER BY partition");
+    Result leases;
+    for (const pqxx::row& row : rows) {
+      ASSIGN_OR_RETURN(int64_t partition, ReadInt(row[0], 0, kMaxPartition, "lease partition"));
+      ASSIGN_OR_RETURN(int64_t term, ReadInt(row[2], 0, INT64_MAX, "lease term"));
+      leases.push_back(PartitionLease{static_cast<uint32_t>(partition), row[1].c_str(),
+                                      static_cast<uint64_t>(term), row[3].as<bool>()});
+    }
+    return leases;
+  });
 }
 
 }  // namespace pinvault::backup

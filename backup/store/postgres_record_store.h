@@ -40,9 +40,16 @@
 //   keyed by partition (vault/partition.h), so partitions commit independently. A store
 //   serves every partition; several nodes may each commit some of them to one database.
 //
-// Schema history (kLatestSchemaVersion = 2):
+// Leases (DESIGN.md section 8): one row per partition (owner, term, expiry in database time).
+// AcquireLease takes a partition whose lease expired (term + 1) or renews one's own live
+// lease (same term); a commit made under CommitBatch::fence first updates the lease row where
+// owner and term still match, so a node that lost the partition commits nothing (ABORTED);
+// clocks decide only when a lease may be taken, never whether a commit is safe.
+//
+// Schema history (kLatestSchemaVersion = 3):
 //   1: pinvault_schema, records, partition_heads
 //   2: tree_nodes (the persisted Merkle frontier, keyed by partition)
+//   3: partition_leases
 //
 // Errors: UNAVAILABLE when the server cannot be reached, refuses the login or the TLS mode,
 // is read-only, or the connection breaks; ABORTED when a compare-and-swap fails; DATA_LOSS
@@ -54,6 +61,7 @@
 #ifndef PINVAULT_BACKUP_STORE_POSTGRES_RECORD_STORE_H_
 #define PINVAULT_BACKUP_STORE_POSTGRES_RECORD_STORE_H_
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -69,7 +77,7 @@ namespace pinvault::backup {
 
 class PostgresRecordStore final : public vault::RecordStore {
  public:
-  static constexpr int kLatestSchemaVersion = 2;
+  static constexpr int kLatestSchemaVersion = 3;
   // kCommitAttempts: how often Commit runs a batch that hit a deadlock or serialization
   // failure before it answers UNAVAILABLE.
   static constexpr int kCommitAttempts = 3;
@@ -123,6 +131,28 @@ class PostgresRecordStore final : public vault::RecordStore {
   // it. Errors as ReadTree's.
   StatusOr<std::vector<uint32_t>> Partitions();
 
+  // PartitionLease is a partition's lease as a node holds it or the database shows it.
+  struct PartitionLease {
+    uint32_t partition = 0;
+    std::string owner;
+    uint64_t term = 0;
+    bool live = false;  // AcquireLease: it was already held by this owner (a renewal);
+                        // ReadLeases: it has not expired
+    vault::LeaseFence fence() const { return vault::LeaseFence{owner, term}; }
+  };
+
+  // AcquireLease gives `owner` the lease of `partition` for `ttl` (database time): a renewal
+  // at the same term if `owner` holds it live, else at term + 1 if it expired (or was never
+  // taken). ABORTED naming the holder if another owner holds it live.
+  StatusOr<PartitionLease> AcquireLease(uint32_t partition, const std::string& owner,
+                                        std::chrono::milliseconds ttl);
+  // RenewLease extends `lease` by `ttl`; ABORTED if it is no longer held at its term.
+  Status RenewLease(const PartitionLease& lease, std::chrono::milliseconds ttl);
+  // ReleaseLease lets the lease expire now (others may take it at once); ABORTED as RenewLease.
+  Status ReleaseLease(const PartitionLease& lease);
+  // ReadLeases lists every partition's lease row.
+  StatusOr<std::vector<PartitionLease>> ReadLeases();
+
   // ReadTree and Commit address partitions 0..2^31-1 (INVALID_ARGUMENT beyond).
   StatusOr<vault::TreeSnapshot> ReadTree(uint32_t partition) override;
   StatusOr<vault::BucketScan> ScanBucket(const vault::RecordId& lo, const vault::RecordId& hi,
@@ -151,6 +181,9 @@ class PostgresRecordStore final : public vault::RecordStore {
   // failed because a reused connection had gone stale is run once more on a new connection.
   template <typename T, typename Fn>
   StatusOr<T> RunRead(const char* what, Fn&& read);
+  // RunWrite runs `write` once on a pooled connection (no retry: a write may have landed).
+  template <typename T, typename Fn>
+  StatusOr<T> RunWrite(const char* what, Fn&& write);
 
   // CommitOnce runs one attempt of Commit; `retry` is set when the attempt failed with a
   // deadlock or serialization failure and nothing was applied.

@@ -458,6 +458,9 @@ StatusOr<std::optional<StoredRecord>> SqliteRecordStore::ReadRecord(const Record
 
 Status SqliteRecordStore::Commit(const CommitBatch& batch) {
   // Validate before touching the database.
+  if (batch.fence) {
+    return InvalidArgumentError("the SQLite store serves one node and has no leases to fence on");
+  }
   {
     std::set<RecordId> ids;
     for (const auto& put : batch.records) {

@@ -56,6 +56,7 @@ StatusOr<std::optional<StoredRecord>> MemoryRecordStore::ReadRecord(const Record
 }
 
 Status MemoryRecordStore::Commit(const CommitBatch& batch) {
+  if (batch.fence) return InvalidArgumentError("the memory store has no leases to fence on");
   std::unique_lock lock(mu_);
   if (paused_) {
     ++commits_waiting_;

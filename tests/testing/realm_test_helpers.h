@@ -5,7 +5,6 @@
 
 #include <gtest/gtest.h>
 
-#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -82,18 +81,27 @@ inline bool WaitFor(const std::function<bool()>& done) {
   return done();
 }
 
+// FireUntil fires `clock` by `interval` until `done()` holds: with several partitions each
+// committer has its own timer, and one firing returns once any of them waits again. false
+// after a minute without it (a hang, not a timing margin).
+inline bool FireUntil(FakeClock& clock, std::chrono::nanoseconds interval,
+                      const std::function<bool()>& done) {
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > give_up) return false;
+    if (!clock.Fire(interval, done)) return false;
+  }
+  return true;
+}
+
 // FireUntilReady lets `realm`'s re-check timers fire on `clock` (every `resync_interval`)
-// until the realm serves again: each partition's committer re-checks on its own timer, and a
-// firing returns once one of them waits again, so a few firings per partition are allowed
-// (a check already under way needs one more). false if it does not serve.
+// until the realm serves again. Each partition's committer re-checks on its own timer and a
+// firing returns once one of them waits again, while another may still be inside a slow
+// check (a token reconnecting), so it keeps firing until every partition serves; false after
+// a minute without that (a hang, not a timing margin).
 inline bool FireUntilReady(FakeClock& clock, const vault::Realm& realm,
                            std::chrono::nanoseconds resync_interval) {
-  const int firings = 3 * static_cast<int>(std::max<uint32_t>(1, realm.Stats().partitions));
-  for (int i = 0; i < firings; ++i) {
-    if (realm.Ready().ok()) return true;
-    if (!clock.Fire(resync_interval, [&] { return realm.Ready().ok(); })) return false;
-  }
-  return realm.Ready().ok();
+  return FireUntil(clock, resync_interval, [&] { return realm.Ready().ok(); });
 }
 
 }  // namespace pinvault::testing

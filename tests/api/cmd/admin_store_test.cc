@@ -30,6 +30,10 @@
 namespace pinvault::api {
 namespace {
 
+// The PostgreSQL schema version this build migrates to.
+constexpr int kPgVersion = backup::PostgresRecordStore::kLatestSchemaVersion;
+const std::string kPg = std::to_string(kPgVersion);
+
 using backup::PostgresRecordStore;
 using backup::SqliteRecordStore;
 using nlohmann::json;
@@ -130,28 +134,28 @@ TEST_F(AdminStorePostgresTest, MigrateFromEmptyPrintsBothVersionsAndAgainChanges
   ASSERT_EQ(first.exit_code, 0) << first.err;
   EXPECT_THAT(first.out, StartsWith("PostgreSQL "));
   EXPECT_THAT(first.out, HasSubstr("dbname=" + dbname_));
-  EXPECT_THAT(first.out, HasSubstr(": schema version 0 -> 2\n"));
+  EXPECT_THAT(first.out, HasSubstr(": schema version 0 -> " + kPg + "\n"));
   EXPECT_EQ(first.err, "");
   EXPECT_OK(PostgresRecordStore::Open(Options()));
 
   ProgramOutput again = Admin({"store", "migrate", "--postgres", uri_});
   ASSERT_EQ(again.exit_code, 0) << again.err;
-  EXPECT_THAT(again.out, HasSubstr(": schema version 2 -> 2\n"));
+  EXPECT_THAT(again.out, HasSubstr(": schema version " + kPg + " -> " + kPg + "\n"));
 
   ProgramOutput as_json = Admin({"store", "migrate", "--postgres", uri_, "--json"});
   ASSERT_EQ(as_json.exit_code, 0) << as_json.err;
   json j = json::parse(as_json.out);
   EXPECT_EQ(j["backend"], "postgres");
   EXPECT_THAT(j["store"].get<std::string>(), HasSubstr("dbname=" + dbname_));
-  EXPECT_EQ(j["schema_version_before"], 2);
-  EXPECT_EQ(j["schema_version_after"], 2);
+  EXPECT_EQ(j["schema_version_before"], kPgVersion);
+  EXPECT_EQ(j["schema_version_after"], kPgVersion);
 }
 
 TEST_F(AdminStorePostgresTest, StatusOfAnOlderSchemaSaysToMigrateAndChangesNothing) {
   // A database without the schema: version 0, and status creates nothing.
   ProgramOutput empty = Admin({"store", "status", "--postgres", uri_});
   ASSERT_EQ(empty.exit_code, 0) << empty.err;
-  EXPECT_THAT(empty.out, HasSubstr("schema version: 0 (this build: 2); run `pinvault-admin "
+  EXPECT_THAT(empty.out, HasSubstr("schema version: 0 (this build: " + kPg + "); run `pinvault-admin "
                                    "store migrate` before starting pinvaultd\n"));
   EXPECT_THAT(empty.out, Not(HasSubstr("partitions")));
   EXPECT_THAT(server_->Sql(dbname_, "SELECT to_regclass('pinvault_schema') IS NULL;"),
@@ -164,7 +168,7 @@ TEST_F(AdminStorePostgresTest, StatusOfAnOlderSchemaSaysToMigrateAndChangesNothi
   ASSERT_EQ(status.exit_code, 0) << status.err;
   json j = json::parse(status.out);
   EXPECT_EQ(j["schema_version"], 1);
-  EXPECT_EQ(j["latest_schema_version"], 2);
+  EXPECT_EQ(j["latest_schema_version"], kPgVersion);
   EXPECT_EQ(j["migration_needed"], true);
   EXPECT_TRUE(j["partitions"].is_null());
   EXPECT_THAT(server_->Sql(dbname_, "SELECT version FROM pinvault_schema;"),
@@ -172,7 +176,7 @@ TEST_F(AdminStorePostgresTest, StatusOfAnOlderSchemaSaysToMigrateAndChangesNothi
 
   ProgramOutput rest = Admin({"store", "migrate", "--postgres", uri_});
   ASSERT_EQ(rest.exit_code, 0) << rest.err;
-  EXPECT_THAT(rest.out, HasSubstr(": schema version 1 -> 2\n"));
+  EXPECT_THAT(rest.out, HasSubstr(": schema version 1 -> " + kPg + "\n"));
 }
 
 TEST_F(AdminStorePostgresTest, StatusListsEveryPartitionWithItsEpochAfterARealmRan) {
@@ -228,14 +232,14 @@ TEST(AdminStorePasswordTest, PasswordFileLogsInAndOthersCanReadItIsRefused) {
   ProgramOutput migrate = Admin({"store", "migrate", "--postgres", uri, "--password-file", pw});
   ASSERT_EQ(migrate.exit_code, 0) << migrate.err;
   EXPECT_THAT(migrate.out, HasSubstr("host=127.0.0.1"));
-  EXPECT_THAT(migrate.out, HasSubstr(": schema version 0 -> 2\n"));
+  EXPECT_THAT(migrate.out, HasSubstr(": schema version 0 -> " + kPg + "\n"));
   EXPECT_THAT(migrate.out, Not(HasSubstr(kPassword)));
 
   // Both from the environment.
   ProgramOutput status = Admin({"store", "status"},
                                {"PINVAULT_STORE_URI=" + uri, "PINVAULT_STORE_PASSWORD_FILE=" + pw});
   ASSERT_EQ(status.exit_code, 0) << status.err;
-  EXPECT_THAT(status.out, HasSubstr("schema version: 2 (this build: 2)\n"));
+  EXPECT_THAT(status.out, HasSubstr("schema version: " + kPg + " (this build: " + kPg + ")\n"));
   EXPECT_THAT(status.out, HasSubstr("partitions: 0\n"));
 
   // Without the password file the login fails: exit 1, one line naming the target.
@@ -288,7 +292,7 @@ TEST(AdminStoreCliTest, BadUsageExitsTwo) {
       {"store", "status", "--postgres", "dbname=x", "--data-dir", "/tmp"},
       {"store", "status", "--data-dir", "/tmp", "--password-file", "/tmp/pw"},
       {"store", "migrate", "--data-dir", "/tmp", "--to-version", "0"},
-      {"store", "migrate", "--postgres", "dbname=x", "--to-version", "3"},
+      {"store", "migrate", "--postgres", "dbname=x", "--to-version", "99"},
       {"store", "migrate", "--postgres", "dbname=x", "--to-version", "two"},
       {"store", "status", "--postgres", "dbname=x", "--to-version", "1"},
       {"store", "status", "--postgres", "dbname=x", "--bogus"},

@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "backup/store/postgres_record_store.h"
 #include "api/auth/tenant_keys.h"
 #include "api/client/jwt_mint.h"
 #include "api/codec/cbor_codec.h"
@@ -183,7 +184,7 @@ TEST_F(PinvaultdPostgresTest, RegistersAndRecoversOnAMigratedDatabaseAcrossARest
                                      {"PINVAULT_STORE_URI", "PINVAULT_STORE_PASSWORD_FILE"});
   ASSERT_EQ(status.exit_code, 0) << status.err;
   json j = json::parse(status.out);
-  EXPECT_EQ(j["schema_version"], 2);
+  EXPECT_EQ(j["schema_version"], backup::PostgresRecordStore::kLatestSchemaVersion);
   // A new realm's default partition count, each with a head row.
   EXPECT_EQ(j["partitions"].size(), vault::kDefaultPartitionCount);
   EXPECT_THAT(server->Sql(db, "SELECT count(*) FROM partition_heads;"),

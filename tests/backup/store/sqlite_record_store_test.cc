@@ -287,6 +287,16 @@ TEST(SqliteRecordStoreTest, MigratesOldSchemaKeepingData) {
   }
 }
 
+// One node, no leases: a fenced batch is a caller's mistake and changes nothing.
+TEST(SqliteRecordStoreTest, FencedBatchesAreRefused) {
+  ScopedTempDir dir;
+  ASSERT_OK_AND_ASSIGN(auto store, SqliteRecordStore::Open(dir.path()));
+  CommitBatch fenced = Batch(std::nullopt, 0);
+  fenced.fence = vault::LeaseFence{"node-a", 1};
+  EXPECT_THAT(store->Commit(fenced), StatusIs(StatusCode::kInvalidArgument));
+  EXPECT_FALSE(store->ReadTree(0)->head.has_value());
+}
+
 // Partitions keep their own heads and nodes; records are shared by id.
 TEST(SqliteRecordStoreTest, PartitionsHaveTheirOwnHeadsAndNodes) {
   ScopedTempDir dir;

@@ -94,6 +94,7 @@ using vault::RecordPut;
 using vault::StoredRecord;
 using vault::StoreHead;
 using vault::TreeNode;
+using vault::TreeSnapshot;
 
 // ---- PostgreSQL-specific behaviour ----
 
@@ -754,6 +755,81 @@ TEST_F(PostgresRecordStoreServerTest, StoreOpenedWhileTheServerIsDownIsUnavailab
   EXPECT_THAT(PostgresRecordStore::Open(options),
               StatusIs(StatusCode::kUnavailable, HasSubstr("cannot connect")));
   EXPECT_THAT(PostgresRecordStore::Migrate(options), StatusIs(StatusCode::kUnavailable));
+}
+
+// Leases: a partition never taken is taken at term 1; a live lease is refused to others and
+// renewed at the same term for its owner; once released (or expired) the next owner gets the
+// next term. Expiry is database time; releasing makes it happen now, so no test waits.
+TEST_F(PostgresRecordStoreTest, LeasesAreTakenAtTheNextTermOnlyOnceFree) {
+  ASSERT_OK_AND_ASSIGN(auto store, OpenMigrated());
+  const auto ttl = std::chrono::minutes(5);
+  ASSERT_OK_AND_ASSIGN(PostgresRecordStore::PartitionLease a, store->AcquireLease(2, "node-a", ttl));
+  EXPECT_EQ(a.term, 1u);
+  EXPECT_FALSE(a.live);
+  EXPECT_THAT(store->AcquireLease(2, "node-b", ttl),
+              StatusIs(StatusCode::kAborted, HasSubstr("leased to node-a at term 1")));
+  ASSERT_OK_AND_ASSIGN(PostgresRecordStore::PartitionLease again,
+                       store->AcquireLease(2, "node-a", ttl));
+  EXPECT_EQ(again.term, 1u);
+  EXPECT_TRUE(again.live);
+  EXPECT_OK(store->RenewLease(a, ttl));
+  ASSERT_OK(store->ReleaseLease(a));
+  ASSERT_OK_AND_ASSIGN(PostgresRecordStore::PartitionLease b, store->AcquireLease(2, "node-b", ttl));
+  EXPECT_EQ(b.term, 2u);
+  // The old owner can neither renew nor release what it lost.
+  EXPECT_THAT(store->RenewLease(a, ttl), StatusIs(StatusCode::kAborted));
+  EXPECT_THAT(store->ReleaseLease(a), StatusIs(StatusCode::kAborted));
+  // Another partition is independent.
+  ASSERT_OK_AND_ASSIGN(PostgresRecordStore::PartitionLease other,
+                       store->AcquireLease(3, "node-a", ttl));
+  EXPECT_EQ(other.term, 1u);
+  ASSERT_OK_AND_ASSIGN(std::vector<PostgresRecordStore::PartitionLease> leases, store->ReadLeases());
+  ASSERT_EQ(leases.size(), 2u);
+  EXPECT_EQ(leases[0].partition, 2u);
+  EXPECT_EQ(leases[0].owner, "node-b");
+  EXPECT_EQ(leases[0].term, 2u);
+  EXPECT_TRUE(leases[0].live);
+  EXPECT_EQ(leases[1].owner, "node-a");
+  EXPECT_THAT(store->AcquireLease(2, "", ttl), StatusIs(StatusCode::kInvalidArgument));
+}
+
+// The fence is checked inside the commit: a node whose lease was taken over commits nothing,
+// whatever its epoch; the new owner commits at its term.
+TEST_F(PostgresRecordStoreTest, AStaleLeaseHolderCommitsNothing) {
+  ASSERT_OK_AND_ASSIGN(auto store, OpenMigrated());
+  const auto ttl = std::chrono::minutes(5);
+  ASSERT_OK_AND_ASSIGN(PostgresRecordStore::PartitionLease a, store->AcquireLease(1, "node-a", ttl));
+  CommitBatch first = Batch(std::nullopt, 1, 1);
+  first.fence = a.fence();
+  first.records = {RecordPut{Row(IdWithPrefix(0x40, 1, 1), 1, 0xa1), 0}};
+  ASSERT_OK(store->Commit(first));
+
+  // node-a pauses; its lease is released (as if it expired) and node-b takes the partition.
+  ASSERT_OK(store->ReleaseLease(a));
+  ASSERT_OK_AND_ASSIGN(PostgresRecordStore::PartitionLease b, store->AcquireLease(1, "node-b", ttl));
+  ASSERT_EQ(b.term, 2u);
+
+  // node-a wakes with a batch built on the epoch it knew: refused, nothing applied.
+  CommitBatch stale = Batch(1, 2, 1);
+  stale.fence = a.fence();
+  stale.records = {RecordPut{Row(IdWithPrefix(0x40, 1, 1), 2, 0xa2), 1}};
+  stale.nodes = {TreeNode{9, 1, Fill(9)}};
+  EXPECT_THAT(store->Commit(stale),
+              StatusIs(StatusCode::kAborted, HasSubstr("no longer leased to node-a at term 1")));
+  EXPECT_THAT(store->ReadRecord(IdWithPrefix(0x40, 1, 1)),
+              IsOkAndHolds(std::optional(Row(IdWithPrefix(0x40, 1, 1), 1, 0xa1))));
+  ASSERT_OK_AND_ASSIGN(TreeSnapshot tree, store->ReadTree(1));
+  EXPECT_EQ(tree.head->epoch, 1u);
+  EXPECT_TRUE(tree.nodes.empty());
+
+  // The same batch under node-b's lease commits.
+  stale.fence = b.fence();
+  EXPECT_OK(store->Commit(stale));
+  // A fence naming a partition with no lease row at all is refused too.
+  CommitBatch unleased = Batch(std::nullopt, 1, 7);
+  unleased.fence = vault::LeaseFence{"node-a", 1};
+  EXPECT_THAT(store->Commit(unleased), StatusIs(StatusCode::kAborted));
+  EXPECT_FALSE(store->ReadTree(7)->head.has_value());
 }
 
 }  // namespace
