@@ -240,9 +240,10 @@ Status Realm::Resync() {
     }
     p->commit_cv.notify_one();
   }
-  for (auto& w : waits) {
-    Status s = w.get();
-    if (s.code() == StatusCode::kUnavailable && s.message() == "realm is shutting down") return s;
+  for (auto& w : waits) w.get().IgnoreError();  // the readiness is read below
+  for (auto& p : partitions_) {
+    std::lock_guard lock(p->commit_mu);
+    if (p->stopping) return UnavailableError("realm is shutting down");
   }
   return Ready();
 }

@@ -16,6 +16,8 @@
 
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/vault_test_client.h"
+#include "vault/merkle.h"
+#include "vault/partition.h"
 #include "vault/protocol/messages.h"
 #include "vault/realm.h"
 
@@ -47,6 +49,14 @@ inline StatusCode StatusCodeOf(const StatusOr<protocol::SecretsResponse>& result
 
 inline vault::RequestContext User(const std::string& user, const std::string& tenant = "acme") {
   return vault::RequestContext{tenant, user};
+}
+
+// RealmBucketOf names the Merkle bucket of record `id` across a realm of `partitions`
+// partitions whose trees have `bucket_bits`: its partition and its bucket in that
+// partition's tree, so two ids share a value exactly when they share a bucket.
+inline uint32_t RealmBucketOf(const vault::RecordId& id, uint32_t partitions, int bucket_bits) {
+  const vault::PartitionId partition{vault::PartitionOf(id, partitions), partitions};
+  return partition.index << bucket_bits | vault::MerkleTree(bucket_bits, partition).BucketOf(id);
 }
 
 // Register registers `pin` for `user` through `client` and expects Ok.

@@ -47,13 +47,8 @@ class RealmTamperTest : public ::testing::Test {
     return *id;
   }
 
-  // BucketOf names the Merkle bucket of `user` across the realm: its partition and its
-  // bucket in that partition's tree.
   uint32_t BucketOf(const RequestContext& user) {
-    const RecordId id = IdOf(user);
-    const uint32_t count = realm_->Stats().partitions;
-    const PartitionId partition{PartitionOf(id, count), count};
-    return partition.index << kBucketBits | MerkleTree(kBucketBits, partition).BucketOf(id);
+    return testing::RealmBucketOf(IdOf(user), realm_->Stats().partitions, kBucketBits);
   }
 
   // FindUser returns a user name whose record lands (or does not land) in `bucket`.
