@@ -125,13 +125,17 @@ Realm::Partition& Realm::PartitionFor(const RecordId& id) {
   return *partitions_[PartitionOf(id, options_.partitions)];
 }
 
-Status Realm::Ready() const {
+Status Realm::WorstStatus(uint32_t& serving) const {
   // A refusal (FAILED_PRECONDITION) outranks a retry; requests to the partitions that serve
   // are answered either way.
+  serving = 0;
   Status worst;
   for (const auto& p : partitions_) {
     Status s = ServingStatus(*p);
-    if (s.ok()) continue;
+    if (s.ok()) {
+      ++serving;
+      continue;
+    }
     if (partitions_.size() > 1) s = s.WithContext("partition " + ToString(p->id));
     if (worst.ok() || (s.code() == StatusCode::kFailedPrecondition &&
                        worst.code() != StatusCode::kFailedPrecondition)) {
@@ -139,6 +143,11 @@ Status Realm::Ready() const {
     }
   }
   return worst;
+}
+
+Status Realm::Ready() const {
+  uint32_t serving;
+  return WorstStatus(serving);
 }
 
 void Realm::NoteUnreachable(const Status& status) {
@@ -178,9 +187,8 @@ RealmStats Realm::Stats() const {
       stats.bucket_bits = static_cast<uint32_t>(p->tree->bucket_bits());
       stats.non_empty_buckets += p->tree->NonEmptyBuckets();
     }
-    lock.unlock();
-    if (ServingStatus(*p).ok()) ++stats.partitions_serving;
   }
+  WorstStatus(stats.partitions_serving).IgnoreError();
   stats.batches = batches_.load();
   stats.writes = writes_.load();
   stats.largest_batch = largest_batch_.load();
@@ -266,17 +274,10 @@ void Realm::Finish(Task& task, StatusOr<SecretsResponse> result, bool holds_reco
 
 void Realm::Process(Task task) {
   // A realm none of whose partitions serves answers at once, without an HSM call (with the
-  // status one of them gave: Ready() could already read OK again).
-  Status none_serving = UnavailableError("realm has no partitions");
-  for (const auto& p : partitions_) {
-    Status s = ServingStatus(*p);
-    if (s.ok()) {
-      none_serving = OkStatus();
-      break;
-    }
-    if (none_serving.code() != StatusCode::kFailedPrecondition) none_serving = s;
-  }
-  if (!none_serving.ok()) return Finish(task, none_serving);
+  // status read in the same pass: Ready() could already read OK again).
+  uint32_t serving;
+  Status worst = WorstStatus(serving);
+  if (serving == 0) return Finish(task, worst);
   if (task.request) {
     if (!NeedsRecord(*task.request)) {
       StatusOr<GuessStep> step = ApplyGuessRules(Record{}, *task.request);

@@ -284,6 +284,9 @@ class Realm final : public RealmService {
   Status RunStartupCheck(Partition& p);  // committer thread (or before it starts)
 
   static Status ServingStatus(const Partition& p);
+  // WorstStatus returns OK when every partition serves, else the worst partition's status
+  // (a refusal outranks a retry) naming it; `serving` counts the partitions that serve.
+  Status WorstStatus(uint32_t& serving) const;
   // NoteUnreachable takes every serving partition out of service after a request met an
   // UNAVAILABLE HSM or store (`status`; both are shared by all partitions), and has each
   // committer re-run its start-up check.
